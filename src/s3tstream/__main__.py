@@ -1,0 +1,3 @@
+from s3tstream.cli.app import main
+
+main()

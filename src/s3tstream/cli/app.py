@@ -1,0 +1,44 @@
+"""The Typer app. Commands live one concern per module and import AWS code lazily, so that
+`s3tstream --help` answers without importing boto3."""
+
+from __future__ import annotations
+
+import typer
+
+from s3tstream import __version__
+from s3tstream.cli import cmd_provision, cmd_sandbox, cmd_setup
+
+app = typer.Typer(
+    name="s3tstream",
+    help="DynamoDB changes as Apache Iceberg tables on Amazon S3 Tables: provision, run, query, tear down.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # never print locals (credentials) in a traceback
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"s3tstream {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Provision and run DynamoDB -> Kinesis -> Firehose -> S3 Tables from one config file."""
+
+
+app.command()(cmd_setup.init)
+app.command()(cmd_provision.plan)
+app.command()(cmd_provision.up)
+app.command()(cmd_provision.step)
+app.command()(cmd_provision.status)
+app.command()(cmd_provision.down)
+app.command()(cmd_setup.doctor)
+app.add_typer(cmd_sandbox.app, name="sandbox")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,89 @@
+"""What every command shares: the --config/--output options, error handling, opening a stack."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, TypeVar
+
+import typer
+
+from s3tstream.cli.output import Format, Output
+
+if TYPE_CHECKING:
+    from s3tstream.aws import Aws
+    from s3tstream.config import Config
+    from s3tstream.state import StateStore
+    from s3tstream.steps.base import Ctx
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="S3TSTREAM_CONFIG", help="Config file (default ./s3tstream.toml).", show_default=False),
+]
+OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="text, or json (one JSON document on stdout).")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn our errors into a message, a hint and an exit code (1 AWS/runtime, 2 usage, 130 Ctrl-C)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from s3tstream.errors import S3tError
+
+        out = Output(kwargs.get("output") or Format.text)
+        try:
+            return fn(*args, **kwargs)
+        except S3tError as e:
+            out.fail(e.code, e.message, e.hint, e.exit_code)
+        except KeyboardInterrupt:
+            out.fail("interrupted", "interrupted", "run the command again: it resumes where it stopped", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_config(path: Path | None) -> "Config":
+    from s3tstream import config
+
+    return config.load(path)
+
+
+@dataclass
+class Stack:
+    cfg: "Config"
+    aws: "Aws"
+    state: "StateStore"
+    out: Output
+
+    def ctx(self, prefix: str = "", **options: Any) -> "Ctx":
+        from s3tstream.steps.base import Ctx
+
+        return Ctx(self.cfg, self.aws, self.state, self.out.progress(prefix), options)
+
+    def close(self) -> None:
+        self.state.unlock()
+
+
+def open_stack(path: Path | None, out: Output, command: str, *, lock: bool = True, identity: bool = True) -> Stack:
+    """Config -> state (locked) -> credentials; every check before any mutating call."""
+    cfg = load_config(path)
+    from s3tstream.aws import Aws
+    from s3tstream.state import StateStore
+
+    state = StateStore(cfg.state_path, cfg.stack.name, cfg.stack.region)
+    if lock:
+        state.lock(command)
+    try:
+        aws = Aws(cfg)
+        if identity:
+            ident = aws.identity()
+            state.check_account(ident.account)
+            if lock:
+                state.set_account(ident.account)
+    except BaseException:
+        state.unlock()
+        raise
+    return Stack(cfg, aws, state, out)

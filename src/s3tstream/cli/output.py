@@ -1,0 +1,90 @@
+"""Rendering: data to stdout, progress and warnings to stderr, one JSON document with --output json.
+
+Imports only rich and the standard library, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from enum import Enum
+from typing import Any, Callable, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    csv = "csv"
+
+
+class Output:
+    def __init__(self, fmt: Format = Format.text, quiet: bool = False) -> None:
+        self.fmt = fmt
+        self.quiet = quiet
+        self.out = Console(soft_wrap=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False)
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[str, float]] = {}
+
+    @property
+    def is_json(self) -> bool:
+        return self.fmt == Format.json
+
+    # -- progress (stderr) --------------------------------------------------
+    def progress(self, prefix: str = "") -> Callable[[str], None]:
+        """A progress callback: prints a line when the status changes, or every 15 s while waiting."""
+
+        def report(msg: str) -> None:
+            if self.quiet:
+                return
+            # "what: STATUS (12s)" -> dedupe on "what: STATUS"
+            stem = msg.rsplit(" (", 1)[0] if msg.endswith("s)") else msg
+            key = prefix
+            with self._lock:
+                last = self._last.get(key)
+                now = time.monotonic()
+                if last and last[0] == stem and now - last[1] < 15:
+                    return
+                self._last[key] = (stem, now)
+                tag = f"[dim]{prefix}[/dim] " if prefix else ""
+                self.err.print(f"{tag}{msg}", markup=True, highlight=False)
+
+        return report
+
+    def info(self, msg: str) -> None:
+        if not self.quiet:
+            self.err.print(msg)
+
+    def warn(self, msg: str) -> None:
+        self.err.print(f"[yellow]warning:[/yellow] {msg}")
+
+    # -- results (stdout) -----------------------------------------------------
+    def json(self, doc: Any) -> None:
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+
+    def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+        t = Table(title=title, show_lines=False, title_justify="left")
+        for c in columns:
+            t.add_column(c)
+        for r in rows:
+            t.add_row(*["" if v is None else str(v) for v in r])
+        self.out.print(t)
+
+    def line(self, msg: str = "") -> None:
+        self.out.print(msg)
+
+    # -- errors -------------------------------------------------------------
+    def fail(self, code: str, message: str, hint: str = "", exit_code: int = 1) -> NoReturn:
+        if self.is_json:
+            self.json({"error": {"code": code, "message": message, "hint": hint}})
+        else:
+            self.err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False)
+            if hint:
+                self.err.print(f"[dim]hint:[/dim] {hint}", markup=True, highlight=False)
+        raise SystemExit(exit_code)

@@ -1,0 +1,535 @@
+"""The one config model (s3tstream.toml + S3TSTREAM_* overrides).
+
+Every name and ARN the stack uses is derived here, once, and validated here against the
+AWS naming rules (aws-notes), so a bad name fails before any AWS call.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from s3tstream.errors import ConfigError
+
+DEFAULT_CONFIG = "s3tstream.toml"
+ENV_CONFIG = "S3TSTREAM_CONFIG"
+ENV_PREFIX = "S3TSTREAM_"
+
+# Regions without the Firehose Iceberg destination or S3 Tables (aws-notes: China, GovCloud,
+# Taipei, Malaysia, New Zealand, Mexico (Central)).
+UNSUPPORTED_REGIONS = {
+    "cn-north-1": "China (Beijing)",
+    "cn-northwest-1": "China (Ningxia)",
+    "us-gov-west-1": "AWS GovCloud (US-West)",
+    "us-gov-east-1": "AWS GovCloud (US-East)",
+    "ap-east-2": "Asia Pacific (Taipei)",
+    "ap-southeast-5": "Asia Pacific (Malaysia)",
+    "ap-southeast-6": "Asia Pacific (New Zealand)",
+    "mx-central-1": "Mexico (Central)",
+}
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+
+
+# ---------------------------------------------------------------- naming rules (aws-notes)
+def _rule(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def check_stack_name(v: str) -> str:
+    # Short and plain so that every derived name fits every service's rules.
+    _rule(
+        bool(re.fullmatch(r"[a-z][a-z0-9-]{0,28}[a-z0-9]|[a-z]", v)),
+        "1-30 characters of a-z, 0-9 and '-', starting with a letter and ending with a letter or digit",
+    )
+    _rule("--" not in v, "must not contain '--'")
+    _rule(not v.startswith(("aws", "xn--", "sthree-")), "must not start with 'aws', 'xn--' or 'sthree-'")
+    return v
+
+
+def check_dynamodb_table(v: str) -> str:
+    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_.-]{3,255}", v)), "3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'")
+    return v
+
+
+def check_attribute_name(v: str) -> str:
+    _rule(0 < len(v.encode()) <= 255, "1-255 bytes")
+    return v
+
+
+def check_kinesis_stream(v: str) -> str:
+    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_.-]{1,128}", v)), "1-128 characters of a-z, A-Z, 0-9, '_', '-', '.'")
+    return v
+
+
+def check_table_bucket(v: str) -> str:
+    _rule(3 <= len(v) <= 63, "3-63 characters")
+    _rule(bool(re.fullmatch(r"[a-z0-9-]+", v)), "only a-z, 0-9 and '-'")
+    _rule(v[0].isalnum() and v[-1].isalnum(), "must start and end with a letter or digit")
+    for p in ("xn--", "sthree-", "amzn-s3-demo-", "aws"):
+        _rule(not v.startswith(p), f"must not start with the reserved prefix '{p}'")
+    for s in ("-s3alias", "--ol-s3", "--x-s3", "--table-s3"):
+        _rule(not v.endswith(s), f"must not end with the reserved suffix '{s}'")
+    return v
+
+
+def check_s3tables_name(v: str, what: str = "name") -> str:
+    _rule(1 <= len(v) <= 255, "1-255 characters")
+    _rule(bool(re.fullmatch(r"[a-z0-9_]+", v)), "only lowercase a-z, 0-9 and '_'")
+    _rule(v[0].isalnum() and v[-1].isalnum(), "must start and end with a letter or digit")
+    if what == "namespace":
+        _rule(not v.startswith("aws"), "a namespace must not start with 'aws'")
+    return v
+
+
+def check_column_name(v: str) -> str:
+    # Athena and Glue reject tables with uppercase column names (aws-notes).
+    _rule(bool(re.fullmatch(r"[a-z_][a-z0-9_]{0,254}", v)), "lowercase a-z, 0-9 and '_', not starting with a digit, at most 255")
+    return v
+
+
+def check_firehose_name(v: str) -> str:
+    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_.-]{1,64}", v)), "1-64 characters of a-z, A-Z, 0-9, '_', '-', '.'")
+    return v
+
+
+def check_lambda_name(v: str) -> str:
+    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", v)), "1-64 characters of a-z, A-Z, 0-9, '_', '-'")
+    return v
+
+
+def check_s3_bucket(v: str) -> str:
+    _rule(3 <= len(v) <= 63, "3-63 characters")
+    _rule(bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", v)), "a-z, 0-9, '.', '-', starting and ending with a letter or digit")
+    _rule(".." not in v and not re.fullmatch(r"\d+\.\d+\.\d+\.\d+", v), "no '..' and not an IP address")
+    return v
+
+
+# ---------------------------------------------------------------- sections
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StackConfig(_Section):
+    name: str
+    region: str = "us-east-1"
+    profile: str | None = None
+    endpoint_url: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 8
+    poll_interval: Annotated[float, Field(gt=0, le=60)] = 5.0
+    wait_timeout: Annotated[float, Field(gt=0, le=7200)] = 900.0
+
+    _name = field_validator("name")(classmethod(lambda cls, v: check_stack_name(v)))
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        _rule(bool(REGION_RE.match(v)), "not an AWS Region code (like us-east-1)")
+        if v in UNSUPPORTED_REGIONS:
+            raise ValueError(
+                f"{UNSUPPORTED_REGIONS[v]} has no Firehose Iceberg destination or S3 Tables; pick another Region"
+            )
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        _rule(bool(re.match(r"^https?://[^/\s]+/?$", v)), "must look like http://127.0.0.1:4566")
+        return v.rstrip("/")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            _rule(1 <= len(k) <= 128 and len(val) <= 256, f"tag {k!r}: keys 1-128, values up to 256 characters")
+            _rule(not k.lower().startswith("aws:"), f"tag {k!r}: the 'aws:' prefix is reserved")
+            _rule(not k.startswith("s3tstream:"), f"tag {k!r}: the 's3tstream:' prefix is the tool's own")
+        _rule(len(v) <= 40, "at most 40 tags (the tool adds its own)")
+        return v
+
+
+class KeyAttribute(_Section):
+    name: str
+    type: Literal["S", "N", "B"] = "S"
+
+    _n = field_validator("name")(classmethod(lambda cls, v: check_attribute_name(v)))
+
+
+class SourceConfig(_Section):
+    table: str | None = None
+    partition_key: KeyAttribute = KeyAttribute(name="pk")
+    sort_key: KeyAttribute | None = None
+    billing: Literal["PAY_PER_REQUEST", "PROVISIONED"] = "PAY_PER_REQUEST"
+    read_capacity: Annotated[int, Field(ge=1)] | None = None
+    write_capacity: Annotated[int, Field(ge=1)] | None = None
+    point_in_time_recovery: bool = False
+    # An existing table with this name is adopted (never deleted) when its keys match.
+    adopt_existing: bool = True
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_dynamodb_table(v)
+
+    @model_validator(mode="after")
+    def _capacity(self) -> "SourceConfig":
+        provisioned = self.billing == "PROVISIONED"
+        if provisioned and (self.read_capacity is None or self.write_capacity is None):
+            raise ValueError("billing = PROVISIONED needs read_capacity and write_capacity")
+        if not provisioned and (self.read_capacity or self.write_capacity):
+            raise ValueError("read_capacity/write_capacity only apply with billing = PROVISIONED")
+        if self.sort_key and self.sort_key.name == self.partition_key.name:
+            raise ValueError("sort_key.name must differ from partition_key.name")
+        return self
+
+
+class StreamConfig(_Section):
+    name: str | None = None
+    mode: Literal["ON_DEMAND", "PROVISIONED"] = "ON_DEMAND"
+    shards: Annotated[int, Field(ge=1, le=500)] | None = None
+    retention_hours: Annotated[int, Field(ge=24, le=8760)] = 24
+    encryption: bool = True
+    timestamp_precision: Literal["MICROSECOND", "MILLISECOND"] = "MICROSECOND"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_kinesis_stream(v)
+
+    @model_validator(mode="after")
+    def _shards(self) -> "StreamConfig":
+        if self.mode == "PROVISIONED" and self.shards is None:
+            raise ValueError("mode = PROVISIONED needs shards")
+        if self.mode == "ON_DEMAND" and self.shards is not None:
+            raise ValueError("shards only applies with mode = PROVISIONED")
+        return self
+
+
+class Column(_Section):
+    name: str
+    type: str
+    required: bool = False
+    # DynamoDB attribute the column reads from (default: the column name).
+    source: str | None = None
+
+    _n = field_validator("name")(classmethod(lambda cls, v: check_column_name(v)))
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        from s3tstream.transform.types import parse_type
+
+        return str(parse_type(v))
+
+    @property
+    def attribute(self) -> str:
+        return self.source or self.name
+
+
+class Maintenance(_Section):
+    compaction: bool = True
+    target_file_size_mb: Annotated[int, Field(ge=64, le=512)] = 512
+    snapshot_management: bool = True
+    min_snapshots_to_keep: Annotated[int, Field(ge=1)] = 1
+    max_snapshot_age_hours: Annotated[int, Field(ge=1)] = 120
+    unreferenced_file_removal: bool = True
+    unreferenced_days: Annotated[int, Field(ge=1)] = 3
+    noncurrent_days: Annotated[int, Field(ge=1)] = 10
+
+
+class TableConfig(_Section):
+    bucket: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    mode: Literal["upsert", "changelog"] = "upsert"
+    columns: list[Column] = Field(default_factory=list)
+    extra_column: str | None = None
+    ttl_deletes: Literal["delete", "keep"] = "delete"
+    kms_key_arn: str | None = None
+    # Iceberg partition fields like "day(created_at)", "bucket(16, pk)", "region".
+    partition: list[str] = Field(default_factory=list)
+    properties: dict[str, str] = Field(default_factory=dict)
+    maintenance: Maintenance = Maintenance()
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_table_bucket(v)
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_s3tables_name(v, "namespace")
+
+    @field_validator("name")
+    @classmethod
+    def _tname(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_s3tables_name(v)
+
+    @field_validator("extra_column")
+    @classmethod
+    def _extra(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_column_name(v)
+
+    @field_validator("kms_key_arn")
+    @classmethod
+    def _kms(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        _rule(bool(re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+", v)), "must be a KMS key ARN")
+        return v
+
+    @model_validator(mode="after")
+    def _columns(self) -> "TableConfig":
+        seen: set[str] = set()
+        for c in self.columns:
+            if c.name in seen:
+                raise ValueError(f"columns: {c.name!r} appears twice")
+            seen.add(c.name)
+        if self.extra_column and self.extra_column in seen:
+            raise ValueError(f"extra_column {self.extra_column!r} is also a declared column")
+        if self.mode == "changelog":
+            clash = seen & {"_op", "_event_time", "_event_id"}
+            if clash:
+                raise ValueError(f"columns {sorted(clash)} are reserved in changelog mode")
+        return self
+
+
+class FirehoseConfig(_Section):
+    name: str | None = None
+    # Latency first: Firehose flushes on whichever hint is hit first (aws-notes).
+    buffer_interval_seconds: Annotated[int, Field(ge=0, le=900)] = 15
+    buffer_size_mb: Annotated[int, Field(ge=1, le=128)] = 1
+    retry_seconds: Annotated[int, Field(ge=0, le=7200)] = 300
+    error_bucket: str | None = None
+    error_prefix: str = "errors/"
+    error_expiry_days: Annotated[int, Field(ge=1)] = 30
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653] = 14
+    lambda_name: str | None = None
+    lambda_runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.13"
+    lambda_architecture: Literal["arm64", "x86_64"] = "arm64"
+    lambda_memory_mb: Annotated[int, Field(ge=128, le=10240)] = 256
+    lambda_timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 60
+    lambda_reserved_concurrency: Annotated[int, Field(ge=0)] | None = None
+    processor_buffer_mb: Annotated[float, Field(ge=0.2, le=3)] = 1.0
+    processor_interval_seconds: Annotated[int, Field(ge=0, le=900)] = 15
+    processor_retries: Annotated[int, Field(ge=0, le=300)] = 3
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_firehose_name(v)
+
+    @field_validator("lambda_name")
+    @classmethod
+    def _lname(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_lambda_name(v)
+
+    @field_validator("error_bucket")
+    @classmethod
+    def _eb(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_s3_bucket(v)
+
+    @field_validator("error_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        _rule(bool(v) and not v.startswith("/") and len(v) <= 1024, "a non-empty S3 key prefix not starting with '/'")
+        return v
+
+
+class LakeFormationConfig(_Section):
+    # Create the account's S3 Tables analytics integration when it is missing.
+    integrate: bool = False
+    # Add the caller to the Lake Formation administrators (keeping the others).
+    make_caller_admin: bool = False
+    # IAM principals that get SELECT + DESCRIBE on the table.
+    readers: list[str] = Field(default_factory=list)
+
+    @field_validator("readers")
+    @classmethod
+    def _readers(cls, v: list[str]) -> list[str]:
+        for r in v:
+            _rule(bool(re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", r)), f"{r!r} is not an IAM role or user ARN")
+        return v
+
+
+class AthenaConfig(_Section):
+    engine: Literal["athena", "local"] = "athena"
+    workgroup: str = "primary"
+    # s3://bucket/prefix/ for results; empty: a results bucket owned by the stack.
+    output_location: str | None = None
+
+    @field_validator("output_location")
+    @classmethod
+    def _out(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        _rule(v.startswith("s3://") and len(v) > 5, "must be an s3:// URI")
+        return v if v.endswith("/") else v + "/"
+
+
+class Config(_Section):
+    stack: StackConfig
+    source: SourceConfig = SourceConfig()
+    stream: StreamConfig = StreamConfig()
+    table: TableConfig = TableConfig()
+    firehose: FirehoseConfig = FirehoseConfig()
+    lakeformation: LakeFormationConfig = LakeFormationConfig()
+    athena: AthenaConfig = AthenaConfig()
+
+    # Where the config was read from; the state directory sits beside it.
+    path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Config":
+        keys = self.key_columns()
+        by_name = {c.name: c for c in self.table.columns}
+        for attr, col_name in keys:
+            col = by_name.get(col_name)
+            if col is not None:
+                want = {"S": "string", "N": ("long", "int", "decimal"), "B": "binary"}[attr.type]
+                if not (col.type == want or (isinstance(want, tuple) and col.type.startswith(want))):
+                    raise ValueError(
+                        f"table.columns: key column {col_name!r} has type {col.type} but the DynamoDB key "
+                        f"{attr.name!r} is {attr.type}"
+                    )
+                if not col.required:
+                    raise ValueError(f"table.columns: key column {col_name!r} must be required = true")
+        return self
+
+    # ------------------------------------------------------------ derived names
+    @property
+    def names(self) -> "Names":
+        return Names(self)
+
+    def key_columns(self) -> list[tuple[KeyAttribute, str]]:
+        """(DynamoDB key attribute, lake column name) pairs, partition key first."""
+        attrs = [self.source.partition_key] + ([self.source.sort_key] if self.source.sort_key else [])
+        out = []
+        for a in attrs:
+            col = next((c.name for c in self.table.columns if c.attribute == a.name), None)
+            out.append((a, col or a.name.lower()))
+        return out
+
+    @property
+    def state_dir(self) -> Path:
+        base = self.path.parent if self.path else Path.cwd()
+        return base / ".s3tstream"
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir / f"{self.stack.name}.json"
+
+
+class Names:
+    """Every resource name of the stack, derived from stack.name unless set in the config."""
+
+    def __init__(self, cfg: Config) -> None:
+        s = cfg.stack.name
+        self.stack = s
+        self.source_table = cfg.source.table or s
+        self.stream = cfg.stream.name or f"{s}-changes"
+        self.table_bucket = cfg.table.bucket or f"{s}-lake"
+        self.namespace = cfg.table.namespace or s.replace("-", "_")
+        self.table = cfg.table.name or re.sub(r"[^a-z0-9_]", "_", self.source_table.lower()).strip("_") or "items"
+        self.firehose = cfg.firehose.name or f"{s}-to-lake"
+        self.transform_function = cfg.firehose.lambda_name or f"{s}-transform"
+        self.firehose_role = f"s3tstream-{s}-firehose"
+        self.transform_role = f"s3tstream-{s}-transform"
+        self.firehose_log_group = f"/aws/kinesisfirehose/{self.firehose}"
+        self.firehose_log_stream = "IcebergDelivery"
+        self.transform_log_group = f"/aws/lambda/{self.transform_function}"
+        self._error_bucket = cfg.firehose.error_bucket
+        self._region = cfg.stack.region
+
+    def error_bucket(self, account: str) -> str:
+        # S3 bucket names are global: the account and Region make the default unique.
+        return self._error_bucket or f"{self.stack}-err-{account}-{self._region}"
+
+    def results_bucket(self, account: str) -> str:
+        return f"{self.stack}-ath-{account}-{self._region}"
+
+    def stack_tag(self) -> dict[str, str]:
+        return {"s3tstream:stack": self.stack}
+
+
+# ---------------------------------------------------------------- loading
+def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any, str]]:
+    out = []
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        path = [p.lower() for p in var[len(ENV_PREFIX):].split("__")]
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]  # numbers, booleans, arrays, inline tables
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.append((path, value, var))
+    return sorted(out)
+
+
+def _loc(loc: tuple) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1] = f"{parts[-1]}[{p}]" if parts else f"[{p}]"
+        elif not str(p).startswith(("function-", "constrained-")) and p not in ("list", "dict"):
+            parts.append(str(p))
+    return ".".join(parts)
+
+
+def build(data: dict, source: str = "", path: Path | None = None) -> Config:
+    """Validate a config dict, turning pydantic's errors into one ConfigError naming each key."""
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = _loc(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            problems.append((key, msg))
+        raise ConfigError(problems, source) from None
+    cfg.path = path
+    return cfg
+
+
+def resolve_path(path: str | Path | None) -> Path:
+    return Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+
+
+def load(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read the config file, apply S3TSTREAM_<SECTION>__<KEY> overrides, validate."""
+    environ = dict(os.environ if environ is None else environ)
+    p = resolve_path(path)
+    if not p.is_file():
+        raise ConfigError(
+            [("", f"no config file at {p}")],
+            hint="run `s3tstream init` to write a starter config, or pass --config PATH",
+        )
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([("", f"not valid TOML: {e}")], str(p)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([("", f"cannot read: {e}")], str(p)) from None
+    for keys, value, var in _env_overrides(environ):
+        node = data
+        for k in keys[:-1]:
+            nxt = node.setdefault(k, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError([(".".join(keys), f"{var} overrides a key that is not a table")], str(p))
+            node = nxt
+        node[keys[-1]] = value
+    return build(data, str(p), p.resolve())

@@ -1,0 +1,207 @@
+"""The stack's state file: .s3tstream/<stack>.json beside the config.
+
+One versioned document listing every resource the stack created or adopted. Written
+atomically (temp file, fsync, os.replace) the moment anything changes, with intent recorded
+before a create, so a run killed at any point leaves a file the next run can converge from.
+An exclusive lock (flock on a sidecar file) makes a second concurrent run fail at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from s3tstream.errors import LockedError, StateError
+
+STATE_VERSION = 1
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Resource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step: str
+    kind: str
+    name: str
+    id: str | None = None  # ARN or service id once known
+    ownership: Literal["owned", "adopted"] = "owned"
+    # creating: intent recorded, create under way or interrupted; present: exists.
+    status: Literal["creating", "present", "deleting"] = "creating"
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    created_at: str = Field(default_factory=now)
+    updated_at: str = Field(default_factory=now)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.name)
+
+
+class StateDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = STATE_VERSION
+    stack: str
+    account: str | None = None
+    region: str
+    created_at: str = Field(default_factory=now)
+    updated_at: str = Field(default_factory=now)
+    resources: list[Resource] = Field(default_factory=list)
+
+
+class StateStore:
+    """Load, lock, mutate and atomically save one stack's state document (thread-safe)."""
+
+    def __init__(self, path: Path, stack: str, region: str) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self._mutex = threading.RLock()
+        self._lock_fd: int | None = None
+        self.doc = self._read(stack, region)
+
+    # ------------------------------------------------------------ reading
+    def _read(self, stack: str, region: str) -> StateDoc:
+        if not self.path.exists():
+            return StateDoc(stack=stack, region=region)
+        hint = f"move {self.path} aside if it is not this stack's state; nothing was changed"
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise StateError(f"state file {self.path} is corrupt: {e}", hint) from None
+        if not isinstance(raw, dict):
+            raise StateError(f"state file {self.path} is corrupt: not a JSON object", hint)
+        version = raw.get("version")
+        if not isinstance(version, int) or version > STATE_VERSION or version < 1:
+            raise StateError(
+                f"state file {self.path} has version {version!r}; this s3tstream reads version {STATE_VERSION}",
+                "upgrade s3tstream to the version that wrote it; nothing was changed",
+            )
+        try:
+            doc = StateDoc.model_validate(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise StateError(f"state file {self.path} is corrupt: {where}: {first['msg']}", hint) from None
+        if doc.stack != stack:
+            raise StateError(f"state file {self.path} belongs to stack {doc.stack!r}, not {stack!r}", hint)
+        if doc.region != region:
+            raise StateError(
+                f"state file {self.path} records Region {doc.region}, but the config says {region}",
+                "set stack.region back, or use another stack name for the other Region; nothing was changed",
+            )
+        return doc
+
+    def check_account(self, account: str) -> None:
+        """Refuse a state recorded under another account; record the account on first use."""
+        with self._mutex:
+            if self.doc.account and self.doc.account != account:
+                raise StateError(
+                    f"state file {self.path} records account {self.doc.account}, but the credentials are for {account}",
+                    "switch to the profile of that account; nothing was changed",
+                )
+
+    # ------------------------------------------------------------ locking
+    def lock(self, command: str = "") -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except (OSError, ValueError):
+                holder = {}
+            os.close(fd)
+            who = ", ".join(f"{k} {v}" for k, v in holder.items()) or "another process"
+            raise LockedError(
+                f"stack {self.doc.stack!r} is in use by {who}",
+                "wait for that run to finish; a lock held by a dead process is released automatically",
+            ) from None
+        os.ftruncate(fd, 0)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command or " ".join(sys.argv[:3]), "since": now()}
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "StateStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()
+
+    # ------------------------------------------------------------ writing
+    def save(self) -> None:
+        with self._mutex:
+            self.doc.updated_at = now()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            data = self.doc.model_dump_json(indent=2).encode()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            dfd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)  # make the rename itself durable
+            finally:
+                os.close(dfd)
+
+    def set_account(self, account: str) -> None:
+        with self._mutex:
+            if self.doc.account != account:
+                self.doc.account = account
+                self.save()
+
+    def get(self, kind: str, name: str) -> Resource | None:
+        with self._mutex:
+            return next((r for r in self.doc.resources if r.key == (kind, name)), None)
+
+    def by_step(self, step: str) -> list[Resource]:
+        with self._mutex:
+            return [r for r in self.doc.resources if r.step == step]
+
+    def record(self, step: str, kind: str, name: str, **fields: Any) -> Resource:
+        """Insert or update a resource record and save at once."""
+        with self._mutex:
+            r = self.get(kind, name)
+            if r is None:
+                r = Resource(step=step, kind=kind, name=name)
+                self.doc.resources.append(r)
+            for k, v in fields.items():
+                if k == "outputs":
+                    r.outputs = {**r.outputs, **v}
+                else:
+                    setattr(r, k, v)
+            r.updated_at = now()
+            self.save()
+            return r
+
+    def drop(self, kind: str, name: str) -> None:
+        with self._mutex:
+            before = len(self.doc.resources)
+            self.doc.resources = [r for r in self.doc.resources if r.key != (kind, name)]
+            if len(self.doc.resources) != before:
+                self.save()
+
+    def is_empty(self) -> bool:
+        return not self.doc.resources

@@ -1,0 +1,1 @@
+"""Provisioning steps: one module per named step."""
