@@ -46,7 +46,8 @@ def _report(out: Output, stack, result, title: str) -> None:  # type: ignore[no-
         if error:
             raise SystemExit(error.exit_code)
         return
-    _render_changes(out, title, result.changes)
+    if result.changes:
+        _render_changes(out, title, result.changes)
     for name in result.skipped:
         out.warn(f"step {name} skipped: a step it needs failed")
     if error:

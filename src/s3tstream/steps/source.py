@@ -26,7 +26,7 @@ def live_keys(table: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def fmt_keys(keys: list[tuple[str, str, str]]) -> str:
-    return ", ".join(f"{a} {t} ({k})" for a, k, t in keys)
+    return ", ".join(f"{a} {k} ({t})" for a, k, t in keys)
 
 
 class SourceTable(ResourceSpec):

@@ -1,0 +1,238 @@
+"""The real CLI against the sandbox: create-source and create-stream, idempotency, resume,
+adoption, down, and the command surface (exit codes, JSON, help)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from botocore.exceptions import ClientError
+
+from s3tstream.steps.catalog import BY_NAME
+
+SOURCE_STEPS = ["create-source", "create-stream"]
+
+
+def run_steps(stack, names=SOURCE_STEPS):
+    for n in names:
+        stack.cli("step", n)
+
+
+def live(stack):
+    ddb, kin = stack.client("dynamodb"), stack.client("kinesis")
+    tables = [t for t in ddb.list_tables()["TableNames"] if t.startswith(stack.name)]
+    streams = [s for s in kin.list_streams()["StreamNames"] if s.startswith(stack.name)]
+    return tables, streams
+
+
+def test_steps_create_table_stream_and_destination(stack):
+    run_steps(stack)
+    ddb, kin = stack.client("dynamodb"), stack.client("kinesis")
+    t = ddb.describe_table(TableName=stack.name)["Table"]
+    assert t["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert t["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    tags = ddb.list_tags_of_resource(ResourceArn=t["TableArn"])["Tags"]
+    assert {"Key": "s3tstream:stack", "Value": stack.name} in tags
+    s = kin.describe_stream_summary(StreamName=f"{stack.name}-changes")["StreamDescriptionSummary"]
+    assert s["StreamModeDetails"]["StreamMode"] == "ON_DEMAND"
+    assert s["EncryptionType"] == "KMS" and s["KeyId"] == "alias/aws/kinesis"
+    d = ddb.describe_kinesis_streaming_destination(TableName=stack.name)["KinesisDataStreamDestinations"]
+    assert [(x["StreamArn"], x["DestinationStatus"], x["ApproximateCreationDateTimePrecision"]) for x in d] == [
+        (s["StreamARN"], "ACTIVE", "MICROSECOND")]
+    st = stack.state()
+    assert [(r["kind"], r["status"], r["ownership"]) for r in st["resources"]] == [
+        ("dynamodb-table", "present", "owned"),
+        ("kinesis-stream", "present", "owned"),
+        ("kinesis-streaming-destination", "present", "owned"),
+    ]
+    assert st["account"] == "123456789012"
+
+
+def test_second_run_makes_no_mutating_call_then_down_removes_everything(stack, calls):
+    run_steps(stack)
+    calls.clear()
+    run_steps(stack)
+    assert calls.mutating() == [], calls.mutating()
+    plan = stack.json("plan")
+    assert {c["action"] for c in plan["changes"]} == {"none"}
+    assert calls.mutating() == []
+    out = stack.json("down", "--yes")
+    assert [d["kind"] for d in out["deleted"]] == ["kinesis-streaming-destination", "kinesis-stream", "dynamodb-table"]
+    assert live(stack) == ([], [])
+    assert stack.state()["resources"] == []
+    again = stack.json("down", "--yes")
+    assert again == {"stack": stack.name, "deleted": [], "kept": []}
+
+
+def test_run_failing_right_after_table_creation_converges(stack, sandbox):
+    from s3tstream.sandbox.client import inject_fault
+
+    stack.write(extra='[stream]\nretention_hours = 48\n')
+    stack.cli("step", "create-source")
+    # create-stream fails at its first mutating call: the table exists, the stream does not
+    inject_fault(sandbox.endpoint_url, "kinesis", "CreateStream", "InternalFailure", "injected", status=500, count=10)
+    r = stack.cli("step", "create-stream", ok=False)
+    assert r.exit_code == 1 and "InternalFailure" in r.output
+    rec = {x["kind"]: x["status"] for x in stack.state()["resources"]}
+    assert rec == {"dynamodb-table": "present", "kinesis-stream": "creating"}
+    from s3tstream.sandbox.client import clear_faults
+
+    clear_faults(sandbox.endpoint_url)
+    stack.cli("step", "create-stream")
+    rec = {x["kind"]: x["status"] for x in stack.state()["resources"]}
+    assert rec == {"dynamodb-table": "present", "kinesis-stream": "present", "kinesis-streaming-destination": "present"}
+    s = stack.client("kinesis").describe_stream_summary(StreamName=f"{stack.name}-changes")["StreamDescriptionSummary"]
+    assert s["RetentionPeriodHours"] == 48
+
+
+def test_adopted_table_survives_down(stack):
+    ddb = stack.client("dynamodb")
+    ddb.create_table(
+        TableName=stack.name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.put_item(TableName=stack.name, Item={"pk": {"S": "keep-me"}})
+    run_steps(stack)
+    assert stack.state()["resources"][0]["ownership"] == "adopted"
+    stack.cli("down", "--yes")
+    assert ddb.get_item(TableName=stack.name, Key={"pk": {"S": "keep-me"}})["Item"]
+    assert ddb.describe_kinesis_streaming_destination(TableName=stack.name)["KinesisDataStreamDestinations"][0][
+        "DestinationStatus"] == "DISABLED"
+    ddb.delete_table(TableName=stack.name)
+
+
+def test_key_schema_mismatch_is_exit_2_showing_both(stack, calls):
+    ddb = stack.client("dynamodb")
+    ddb.create_table(
+        TableName=stack.name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}], BillingMode="PAY_PER_REQUEST",
+    )
+    calls.clear()
+    r = stack.cli("step", "create-source", ok=False)
+    assert r.exit_code == 2
+    assert "config: pk HASH (S)" in r.output and "table:  id HASH (N)" in r.output
+    assert calls.mutating() == []
+    ddb.delete_table(TableName=stack.name)
+
+
+def test_step_needing_an_earlier_step_exits_2(stack, calls):
+    r = stack.cli("step", "create-stream", ok=False)
+    assert r.exit_code == 2 and "needs create-source" in r.output
+    assert calls.mutating() == []
+
+
+def test_unknown_and_unbuilt_steps(stack):
+    r = stack.cli("step", "nope", ok=False)
+    assert r.exit_code == 2 and "unknown step" in r.output
+    unbuilt = [s.name for s in BY_NAME.values() if s.module is None]
+    for name in unbuilt:
+        r = stack.cli("step", name, ok=False)
+        assert r.exit_code == 2 and "not built yet" in r.output
+
+
+def test_bad_config_is_exit_2_with_json_error_and_no_calls(stack, calls):
+    stack.write(extra='[stream]\nmode = "PROVISIONED"\n')
+    r = stack.cli("up", "--output", "json", ok=False)
+    assert r.exit_code == 2
+    doc = json.loads(r.stdout)
+    assert doc["error"]["code"] == "config" and "needs shards" in doc["error"]["message"]
+    assert r.stderr == ""
+    assert calls.calls == []
+
+
+def test_corrupt_state_is_exit_2_and_no_calls(stack, calls):
+    stack.state_path.parent.mkdir(parents=True, exist_ok=True)
+    stack.state_path.write_text("{oops")
+    r = stack.cli("up", ok=False)
+    assert r.exit_code == 2 and "corrupt" in r.output
+    assert calls.calls == []
+    assert stack.state_path.read_text() == "{oops"
+
+
+def test_state_of_another_account_is_exit_2_without_mutation(stack, calls):
+    stack.state_path.parent.mkdir(parents=True, exist_ok=True)
+    stack.state_path.write_text(json.dumps({"version": 1, "stack": stack.name, "region": "us-east-1", "account": "999999999999"}))
+    r = stack.cli("up", ok=False)
+    assert r.exit_code == 2 and "account 999999999999" in r.output
+    assert calls.mutating() == []
+
+
+def test_status_shows_live_state_and_drift(stack):
+    run_steps(stack)
+    kin = stack.client("kinesis")
+    kin.increase_stream_retention_period(StreamName=f"{stack.name}-changes", RetentionPeriodHours=72)
+    doc = stack.json("status")
+    by_kind = {r["kind"]: r for r in doc["resources"]}
+    assert by_kind["dynamodb-table"]["live"] == "present"
+    assert by_kind["kinesis-stream"]["live"] == "drifted" and "retention 72h -> 24h" in by_kind["kinesis-stream"]["detail"]
+    stack.cli("step", "create-stream")  # brings it back in line
+    assert kin.describe_stream_summary(StreamName=f"{stack.name}-changes")["StreamDescriptionSummary"]["RetentionPeriodHours"] == 24
+    stack.client("kinesis").delete_stream(StreamName=f"{stack.name}-changes", EnforceConsumerDeletion=True)
+    doc = stack.json("status")
+    assert {r["kind"]: r["live"] for r in doc["resources"]}["kinesis-stream"] == "missing"
+
+
+def test_down_step_removes_dependents_first(stack):
+    run_steps(stack)
+    out = stack.json("down", "--yes", "--step", "create-stream")
+    assert [d["kind"] for d in out["deleted"]] == ["kinesis-streaming-destination", "kinesis-stream"]
+    assert [r["kind"] for r in stack.state()["resources"]] == ["dynamodb-table"]
+    stack.cli("step", "create-stream")
+    stack.cli("down", "--yes")
+
+
+def test_down_keep_data_keeps_the_table(stack):
+    run_steps(stack)
+    out = stack.json("down", "--yes", "--keep-data")
+    assert [k["kind"] for k in out["kept"]] == ["dynamodb-table"]
+    assert live(stack) == ([stack.name], [])
+    stack.cli("down", "--yes")
+    assert live(stack) == ([], [])
+
+
+def test_down_without_yes_and_no_tty_refuses(stack):
+    run_steps(stack, ["create-source"])
+    r = stack.cli("down", ok=False)
+    assert r.exit_code == 2 and "--yes" in r.output
+    assert live(stack)[0] == [stack.name]
+    stack.cli("down", "--yes")
+
+
+def test_init_never_overwrites(tmp_path):
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+
+    p = tmp_path / "new.toml"
+    r = CliRunner().invoke(app, ["init", "--config", str(p), "--stack", "shop"])
+    assert r.exit_code == 0, r.output
+    assert 'name = "shop"' in p.read_text()
+    before = p.read_text()
+    r = CliRunner().invoke(app, ["init", "--config", str(p), "--stack", "other"])
+    assert r.exit_code == 2 and "never overwrites" in r.output
+    assert p.read_text() == before
+    r = CliRunner().invoke(app, ["init", "--config", str(tmp_path / "x.toml"), "--stack", "Bad"])
+    assert r.exit_code == 2 and "--stack" in r.output
+
+
+def test_doctor_reports_every_check(stack):
+    doc = stack.json("doctor")
+    names = [c["check"] for c in doc["checks"]]
+    assert names[:4] == ["credentials", "region", "table bucket quota", "on-demand stream quota"]
+    assert doc["checks"][0]["ok"] and "123456789012" in doc["checks"][0]["detail"]
+
+
+def test_help_does_not_import_boto3():
+    code = ("import sys; sys.argv=['s3tstream','--help']\n"
+            "try:\n from s3tstream.cli.app import main; main()\nexcept SystemExit as e: assert e.code in (0, None)\n"
+            "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported by --help'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "provision" in r.stdout
+
+
+def test_python_dash_m_works():
+    r = subprocess.run([sys.executable, "-m", "s3tstream", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("s3tstream ")

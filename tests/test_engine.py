@@ -1,0 +1,212 @@
+"""Engine: dependency order, concurrency, intent before create, resume, adopt/claim/conflict,
+and destroy in reverse order, with fake steps and a fake world (no AWS)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+from typing import Any
+
+import pytest
+
+from s3tstream import config as cfgmod
+from s3tstream import engine
+from s3tstream.errors import PlanError
+from s3tstream.state import StateStore
+from s3tstream.steps.base import Ctx, Observed, ResourceSpec
+from s3tstream.steps.catalog import StepInfo, closure, dependents
+
+WORLD: dict[str, dict[str, Any]] = {}
+LOG: list[tuple[str, str, float]] = []
+HOOKS: dict[str, Any] = {}
+
+
+class Fake(ResourceSpec):
+    kind = "fake"
+
+    def __init__(self, ctx: Ctx, name: str, **kw: Any) -> None:
+        super().__init__(ctx)
+        self._name = name
+        self.kw = kw
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def adoptable(self) -> bool:  # type: ignore[override]
+        return self.kw.get("adoptable", False)
+
+    def observe(self) -> Observed:
+        w = WORLD.get(self.name)
+        if w is None:
+            return Observed(False)
+        return Observed(True, id=f"id-{self.name}", owned=w.get("owned"), drift=list(w.get("drift", [])))
+
+    def create(self) -> dict[str, Any]:
+        LOG.append(("start", self.name, time.monotonic()))
+        rec = self.ctx.state.get(self.kind, self.name)
+        assert rec is not None and rec.status == "creating", "intent must be recorded before create"
+        if self.name in HOOKS:
+            HOOKS[self.name]()
+        WORLD[self.name] = {"owned": True}
+        LOG.append(("end", self.name, time.monotonic()))
+        return {"id": f"id-{self.name}"}
+
+    def update(self, observed: Observed) -> dict[str, Any]:
+        WORLD[self.name]["drift"] = []
+        LOG.append(("update", self.name, time.monotonic()))
+        return {}
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        LOG.append(("delete", record.name, time.monotonic()))
+        WORLD.pop(record.name, None)
+
+
+class FakeData(Fake):
+    kind = "fake-data"
+    data = True
+
+    def observe(self) -> Observed:
+        return super().observe()
+
+
+def _module(name: str, specs: list[tuple[type, str, dict]]) -> str:
+    mod = types.ModuleType(name)
+    mod.resources = lambda ctx: [cls(ctx, n, **kw) for cls, n, kw in specs]  # type: ignore[attr-defined]
+    sys.modules[name] = mod
+    return name
+
+
+def steps(layout: dict[str, tuple[tuple[str, ...], list[tuple[type, str, dict]]]]) -> list[StepInfo]:
+    return [StepInfo(n, n, req, _module(f"fake_steps.{n}", specs)) for n, (req, specs) in layout.items()]
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    WORLD.clear()
+    LOG.clear()
+    HOOKS.clear()
+    cfg = cfgmod.build({"stack": {"name": "orders"}})
+    state = StateStore(tmp_path / "s.json", "orders", "us-east-1")
+    return Ctx(cfg, aws=None, state=state)  # type: ignore[arg-type]
+
+
+def test_dependency_order_and_independent_chains_run_together(ctx):
+    barrier = threading.Barrier(2, timeout=5)
+    HOOKS["a"] = barrier.wait  # a and c must be in create() at the same time
+    HOOKS["c"] = barrier.wait
+    plan = steps({
+        "A": ((), [(Fake, "a", {})]),
+        "B": (("A",), [(Fake, "b", {})]),
+        "C": ((), [(Fake, "c", {})]),
+        "D": (("C",), [(Fake, "d", {})]),
+        "E": (("B", "D"), [(Fake, "e", {})]),
+    })
+    res = engine.apply(ctx, plan)
+    assert not res.errors
+    t = {(ev, n): ts for ev, n, ts in LOG}
+    for before, after in [("a", "b"), ("c", "d"), ("b", "e"), ("d", "e")]:
+        assert t[("end", before)] <= t[("start", after)], f"{after} started before {before} ended"
+    assert {c.name for c in res.changes if c.action == "create"} == set("abcde")
+
+
+def test_failed_step_skips_dependents_but_not_independent_steps(ctx):
+    def fail() -> None:
+        raise PlanError("b broke", "fix b")
+
+    HOOKS["b"] = fail
+    plan = steps({
+        "A": ((), [(Fake, "a", {})]),
+        "B": (("A",), [(Fake, "b", {})]),
+        "C": ((), [(Fake, "c", {})]),
+        "E": (("B", "C"), [(Fake, "e", {})]),
+    })
+    res = engine.apply(ctx, plan)
+    assert list(res.errors) == ["B"] and res.errors["B"].message == "b broke"
+    assert res.skipped == ["E"]
+    assert "e" not in WORLD and "c" in WORLD
+    # b's intent is on record, so a rerun knows about it
+    assert ctx.state.get("fake", "b").status == "creating"
+
+
+def test_killed_during_create_then_rerun_converges_without_recreating(ctx):
+    def die_after_creating() -> None:
+        WORLD["a"] = {"owned": True}
+        raise KeyboardInterrupt  # like a kill between the AWS call and the state write
+
+    HOOKS["a"] = die_after_creating
+    plan = steps({"A": ((), [(Fake, "a", {}), (Fake, "a2", {})])})
+    with pytest.raises(KeyboardInterrupt):
+        engine.apply_step(ctx, plan[0])
+    HOOKS.clear()
+    LOG.clear()
+    res = engine.apply(ctx, plan)
+    assert not res.errors
+    assert ("start", "a", ) not in [(e, n) for e, n, _ in LOG], "a was created again"
+    assert ctx.state.get("fake", "a").status == "present"
+    assert ctx.state.get("fake", "a2").status == "present"
+
+
+def test_second_apply_changes_nothing(ctx):
+    plan = steps({"A": ((), [(Fake, "a", {})])})
+    engine.apply(ctx, plan)
+    LOG.clear()
+    res = engine.apply(ctx, plan)
+    assert [c.action for c in res.changes] == ["none"] and LOG == []
+
+
+def test_drift_is_updated_in_place(ctx):
+    plan = steps({"A": ((), [(Fake, "a", {})])})
+    engine.apply(ctx, plan)
+    WORLD["a"]["drift"] = ["retention 24h -> 48h"]
+    res = engine.apply(ctx, plan)
+    assert [(c.action, c.detail) for c in res.changes] == [("update", "retention 24h -> 48h")]
+    assert [e for e, *_ in LOG if e == "update"] == ["update"]
+
+
+def test_existing_untagged_resource_is_a_conflict_unless_adoptable(ctx):
+    WORLD["a"] = {"owned": False}
+    WORLD["t"] = {"owned": False}
+    WORLD["mine"] = {"owned": True}
+    plan = steps({"A": ((), [(Fake, "t", {"adoptable": True}), (Fake, "mine", {}), (Fake, "a", {})])})
+    res = engine.apply(ctx, plan)
+    assert "A" in res.errors and "exists but was not created by this stack" in res.errors["A"].message
+    assert ctx.state.get("fake", "t").ownership == "adopted"
+    assert ctx.state.get("fake", "mine").ownership == "owned"
+    assert ctx.state.get("fake", "a") is None
+
+
+def test_destroy_reverse_order_keeps_adopted_and_data(ctx):
+    WORLD["src"] = {"owned": False}
+    plan = steps({
+        "A": ((), [(Fake, "src", {"adoptable": True}), (FakeData, "lake", {})]),
+        "B": (("A",), [(Fake, "b1", {}), (Fake, "b2", {})]),
+    })
+    assert not engine.apply(ctx, plan).errors
+    WORLD.pop("b1")  # already gone: still fine
+    LOG.clear()
+    done = engine.destroy(ctx, keep_data=True)
+    assert [(c.name, c.action) for c in done] == [("b2", "delete"), ("b1", "delete"), ("lake", "keep"), ("src", "forget")]
+    assert [n for e, n, _ in LOG if e == "delete"] == ["b2", "b1"]
+    assert "src" in WORLD and "lake" in WORLD
+    assert [r.name for r in ctx.state.doc.resources] == ["lake"]
+    engine.destroy(ctx)
+    assert "lake" not in WORLD and ctx.state.is_empty()
+
+
+def test_catalog_dependents_and_closure():
+    assert dependents("create-stream") == ["create-stream", "create-firehose"]
+    assert dependents("create-table-bucket") == ["create-table-bucket", "set-metadata", "grant-lf", "create-firehose"]
+    assert closure("create-firehose") == [
+        "create-source", "create-stream", "create-table-bucket", "set-metadata", "grant-lf", "create-firehose"]
+
+
+def test_check_requirements_names_the_missing_step(ctx):
+    info = StepInfo("B", "B", ("A",), None)
+    with pytest.raises(PlanError) as ei:
+        engine.check_requirements(ctx, info)
+    assert "needs A" in ei.value.message and "s3tstream step A" in ei.value.hint
