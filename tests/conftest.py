@@ -41,7 +41,7 @@ def boto_client(endpoint_url: str, service: str, region: str = "us-east-1") -> A
 
     return boto3.client(
         service, region_name=region, endpoint_url=endpoint_url,
-        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+        config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}),
     )
 
 

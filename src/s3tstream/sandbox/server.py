@@ -1,0 +1,343 @@
+"""The sandbox endpoint: moto's WSGI app behind a middleware of ours, served in a thread.
+
+One endpoint URL serves every service (moto picks the backend from the SigV4 credential scope).
+The middleware, in order: answers ``/_sandbox/...`` control routes; fails the call if a fault
+was injected for its (service, operation); routes it to an extension handler if one is
+registered; otherwise passes it to moto unchanged.
+"""
+
+from __future__ import annotations
+
+import http
+import io
+import json
+import logging
+import os
+import threading
+from typing import Any
+from urllib.parse import parse_qs
+
+from s3tstream.sandbox import latency as latency_mod
+from s3tstream.sandbox import protocols, registry
+from s3tstream.sandbox._pin import check_moto_version
+from s3tstream.sandbox.faults import Fault, FaultRegistry
+
+log = logging.getLogger("s3tstream.sandbox")
+
+DEFAULT_ACCOUNT_ID = "123456789012"
+
+
+def _account_id(environ: dict[str, Any]) -> str:
+    """Account the request acts in, the way moto decides it (env, header, access key)."""
+    if os.environ.get("MOTO_ACCOUNT_ID"):
+        return os.environ["MOTO_ACCOUNT_ID"]
+    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+        return environ["HTTP_X_MOTO_ACCOUNT_ID"]
+    key = protocols.access_key(environ)
+    if key:
+        from moto.iam.models import get_account_id_from
+
+        return get_account_id_from(key)
+    return DEFAULT_ACCOUNT_ID
+
+
+def _respond(start_response: Any, status: int, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    headers = [h for h in headers if h[0].lower() != "content-length"]
+    headers.append(("Content-Length", str(len(body))))
+    start_response(f"{status} {reason}", headers)
+    return [body]
+
+
+class SandboxApp:
+    """WSGI middleware in front of moto's DomainDispatcherApplication."""
+
+    def __init__(self, moto_app: Any, server: SandboxServer | None = None) -> None:
+        self.moto_app = moto_app
+        self.server = server
+        self.faults = server.faults if server is not None else FaultRegistry()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "") or "/"
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if path == "/_sandbox" or path.startswith("/_sandbox/"):
+            return self._control(environ, start_response, path[len("/_sandbox") :], method)
+        if path.rstrip("/") == "/moto-api/reset" and method == "POST":
+            registry.run_reset_hooks()
+            self.faults.clear()
+            return self.moto_app(environ, start_response)
+
+        body_holder: list[bytes] = []
+
+        def read_body() -> bytes:
+            if not body_holder:
+                stream = environ.get("wsgi.input")
+                length = environ.get("CONTENT_LENGTH")
+                if stream is None:
+                    data = b""
+                elif length:
+                    data = stream.read(int(length))
+                elif environ.get("wsgi.input_terminated"):
+                    data = stream.read()
+                else:
+                    data = b""
+                environ["wsgi.input"] = io.BytesIO(data)
+                if length:
+                    environ["CONTENT_LENGTH"] = str(len(data))
+                body_holder.append(data)
+            return body_holder[0]
+
+        if self.faults.pending() or self._may_handle(environ):
+            ident = protocols.identify(environ, read_body)
+            if ident is not None:
+                fault = self.faults.take(ident.service, ident.operation)
+                if fault is not None:
+                    log.info("sandbox: injected %s for %s:%s", fault.code, ident.service, ident.operation)
+                    return _respond(
+                        start_response,
+                        *protocols.error_response(
+                            ident.protocol, fault.code, fault.message, fault.status, ident.json_version
+                        ),
+                    )
+                handler = registry.handler_for(ident.service, ident.operation)
+                if handler is not None:
+                    return _respond(start_response, *self._call(handler, ident, environ, read_body()))
+        return self.moto_app(environ, start_response)
+
+    @staticmethod
+    def _may_handle(environ: dict[str, Any]) -> bool:
+        scope = protocols.signing_scope(environ)
+        if scope is None:
+            return False
+        handled = registry.handled_services()
+        return any(name in handled for name in protocols.candidates(scope[0]))
+
+    def _call(
+        self, handler: registry.Handler, ident: protocols.Identified, environ: dict[str, Any], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        try:
+            params: dict[str, Any] = {}
+            if body and ident.protocol in ("json", "rest-json"):
+                parsed = json.loads(body)
+                if not isinstance(parsed, dict):
+                    raise registry.AwsError(
+                        "SerializationException", "Start of structure or map found where not expected."
+                    )
+                params.update(parsed)
+            headers = {
+                k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")
+            }
+            if environ.get("CONTENT_TYPE"):
+                headers["content-type"] = environ["CONTENT_TYPE"]
+            if ident.protocol in ("rest-json", "rest-xml"):
+                params.update(protocols.rest_params(ident, query, headers))
+            request = registry.SandboxRequest(
+                service=ident.service,
+                operation=ident.operation,
+                protocol=ident.protocol,
+                region=ident.region,
+                account_id=_account_id(environ),
+                params=params,
+                headers=headers,
+                body=body,
+                method=environ.get("REQUEST_METHOD", "GET").upper(),
+                path=environ.get("PATH_INFO", "/"),
+                path_params=dict(ident.path_params),
+                query=query,
+                server=self.server,
+            )
+            result = handler(request)
+        except registry.AwsError as err:
+            return protocols.error_response(ident.protocol, err.code, err.message, err.status, ident.json_version)
+        except json.JSONDecodeError:
+            return protocols.error_response(
+                ident.protocol, "SerializationException", "Request body is not valid JSON", 400, ident.json_version
+            )
+        except Exception as exc:  # noqa: BLE001 - answer like AWS would, keep the server up
+            log.exception("sandbox handler %s:%s failed", ident.service, ident.operation)
+            code = "InternalServerError" if ident.service == "dynamodb" else "InternalFailure"
+            return protocols.error_response(ident.protocol, code, f"sandbox handler failed: {exc}", 500, ident.json_version)
+        if isinstance(result, registry.Reply):
+            return protocols.success_response(ident.protocol, result.body, result.status, result.headers, ident.json_version)
+        return protocols.success_response(ident.protocol, result, json_version=ident.json_version)
+
+    # --- /_sandbox control routes ----------------------------------------------------------
+
+    def _control(self, environ: dict[str, Any], start_response: Any, sub: str, method: str) -> Any:
+        sub = sub.strip("/")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length) if length else b""
+            payload = json.loads(raw) if raw.strip() else {}
+            if not isinstance(payload, dict):
+                raise registry.AwsError("BadRequest", "body must be a JSON object")
+            result = self._control_dispatch(sub, method, payload)
+            status = 200
+        except registry.AwsError as err:
+            result, status = {"error": err.code, "message": err.message}, err.status
+        except (ValueError, KeyError, TypeError) as err:
+            result, status = {"error": "BadRequest", "message": str(err)}, 400
+        except Exception as err:  # noqa: BLE001
+            log.exception("sandbox control route %s %s failed", method, sub)
+            result, status = {"error": "InternalError", "message": str(err)}, 500
+        return _respond(start_response, status, [("Content-Type", "application/json")], registry.json_bytes(result))
+
+    def _control_dispatch(self, sub: str, method: str, payload: dict[str, Any]) -> Any:
+        from s3tstream.sandbox._pin import MOTO_VERSION
+
+        if sub == "health" and method == "GET":
+            return {
+                "status": "ok",
+                "pid": os.getpid(),
+                "latency": self.server.latency if self.server else "instant",
+                "moto": MOTO_VERSION,
+            }
+        if sub == "reset" and method == "POST":
+            if self.server is not None:
+                self.server.reset()
+            else:  # pragma: no cover
+                reset_all()
+                self.faults.clear()
+            return {"status": "ok"}
+        if sub == "faults":
+            if method == "GET":
+                return {"faults": self.faults.list()}
+            if method == "DELETE":
+                return {"cleared": self.faults.clear()}
+            if method == "POST":
+                fault = self.faults.add(
+                    Fault(
+                        service=str(payload["service"]),
+                        operation=str(payload["operation"]),
+                        code=str(payload["code"]),
+                        message=str(payload.get("message", "")),
+                        status=int(payload.get("status", 400)),
+                        remaining=int(payload.get("count", 1)),
+                    )
+                )
+                return fault.to_json()
+        if sub == "workers/run" and method == "POST":
+            ran = []
+            for w in registry.workers():
+                w.fn(self.server)  # type: ignore[arg-type]
+                ran.append(w.name)
+            return {"ran": ran}
+        fn = registry.control_for(method, sub)
+        if fn is None:
+            raise registry.AwsError("NotFound", f"no sandbox control route {method} /_sandbox/{sub}", 404)
+        return fn(self.server, payload)
+
+
+def reset_all() -> None:
+    """Reset every moto backend (process-wide) and every extension's state."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
+    registry.run_reset_hooks()
+
+
+class SandboxServer:
+    """In-process, threaded sandbox endpoint.
+
+    >>> with SandboxServer() as sb:          # port 0 picks a free port
+    ...     boto3.client("dynamodb", endpoint_url=sb.endpoint_url, region_name="us-east-1")
+
+    moto's backends are process-wide: two servers in one process share all AWS state (and the
+    extensions' state); faults are per server.
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, latency: str = "instant", verbose: bool = False
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.latency = latency_mod.validate(latency)
+        self.verbose = verbose
+        self.faults = FaultRegistry()
+        self._httpd: Any = None
+        self._thread: threading.Thread | None = None
+        self._worker_loops: list[registry.WorkerLoop] = []
+
+    # -- lifecycle --
+    def start(self) -> SandboxServer:
+        if self._httpd is not None:
+            return self
+        check_moto_version()
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        from s3tstream.sandbox import ext
+
+        ext.load_all()
+        verbose = self.verbose
+
+        class _Handler(MotoRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                if verbose:
+                    super().log_request(*args, **kwargs)
+
+        app = SandboxApp(DomainDispatcherApplication(create_backend_app), self)
+        self._httpd = make_server(
+            self.host, self._requested_port, app, threaded=True, request_handler=_Handler
+        )
+        httpd = self._httpd
+        self._thread = threading.Thread(
+            target=lambda: httpd.serve_forever(poll_interval=0.05), name=f"sandbox-http-{self.port}", daemon=True
+        )
+        self._thread.start()
+        self._worker_loops = [registry.WorkerLoop(w, self) for w in registry.workers()]
+        for loop in self._worker_loops:
+            loop.start()
+        log.info("sandbox listening on %s (latency %s)", self.endpoint_url, self.latency)
+        return self
+
+    def stop(self) -> None:
+        for loop in self._worker_loops:
+            loop.stop()
+        self._worker_loops = []
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def reset(self) -> None:
+        """Clear every moto backend, every extension's state and this server's faults."""
+        reset_all()
+        self.faults.clear()
+
+    def run_workers_once(self) -> None:
+        for w in registry.workers():
+            w.fn(self)
+
+    # -- addresses --
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("sandbox server is not started")
+        return int(self._httpd.server_port)
+
+    @property
+    def endpoint_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
