@@ -109,7 +109,57 @@ class StackEnv:
 def stack(tmp_path: Path, sandbox) -> StackEnv:
     env = StackEnv(dir=tmp_path, endpoint_url=sandbox.endpoint_url, name="t" + uuid.uuid4().hex[:8])
     env.write()
-    return env
+    yield env
+    teardown(env)
+
+
+def _delete_table_bucket(s3t: Any, arn: str) -> None:
+    for ns in s3t.list_namespaces(tableBucketARN=arn).get("namespaces", []):
+        for t in s3t.list_tables(tableBucketARN=arn, namespace=ns["namespace"][0]).get("tables", []):
+            s3t.delete_table(tableBucketARN=arn, namespace=ns["namespace"][0], name=t["name"])
+        s3t.delete_namespace(tableBucketARN=arn, namespace=ns["namespace"][0])
+    s3t.delete_table_bucket(tableBucketARN=arn)
+
+
+@pytest.fixture(autouse=True)
+def _sweep_table_buckets(request):
+    """Any test that used the sandbox leaves no table bucket behind, whoever made it: the
+    sandbox enforces AWS's quota of 10 table buckets a Region, per process."""
+    if "sandbox" not in request.fixturenames:
+        yield
+        return
+    srv = request.getfixturevalue("sandbox")
+    s3t = boto_client(srv.endpoint_url, "s3tables")
+    before = {b["arn"] for b in s3t.list_table_buckets().get("tableBuckets", [])}
+    yield
+    for b in s3t.list_table_buckets().get("tableBuckets", []):
+        if b["arn"] not in before:
+            try:
+                _delete_table_bucket(s3t, b["arn"])
+            except Exception as e:  # never hide the test's own result
+                print(f"sweep of {b['name']}: {e}")
+
+
+def teardown(env: StackEnv) -> None:
+    """Leave nothing behind: the sandbox is shared by every test of this process, and its
+    quotas (10 table buckets a Region) are checked like AWS's."""
+    from s3tstream.aws import CALLS
+
+    before = list(CALLS.calls)
+    try:
+        if env.state_path.exists():
+            from typer.testing import CliRunner
+
+            from s3tstream.cli.app import app
+
+            CliRunner().invoke(app, ["down", "--yes", "--purge-errors"], env={"S3TSTREAM_CONFIG": str(env.config_path)})
+        s3t = env.client("s3tables")
+        for b in s3t.list_table_buckets(prefix=env.name).get("tableBuckets", []):
+            _delete_table_bucket(s3t, b["arn"])
+    except Exception as e:  # a failed sweep must not hide the test's own result
+        print(f"teardown of {env.name}: {e}")
+    finally:
+        CALLS.calls[:] = before
 
 
 @pytest.fixture

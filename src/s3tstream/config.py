@@ -350,6 +350,9 @@ class LakeFormationConfig(_Section):
     integrate: bool = False
     # Add the caller to the Lake Formation administrators (keeping the others).
     make_caller_admin: bool = False
+    # Lake Formation permissions of the Firehose role on the table: "least" (SELECT, INSERT,
+    # DELETE, ALTER, DESCRIBE) or "all" (ALL, as AWS's tutorials grant).
+    firehose_table_permissions: Literal["least", "all"] = "least"
     # IAM principals that get SELECT + DESCRIBE on the table.
     readers: list[str] = Field(default_factory=list)
 

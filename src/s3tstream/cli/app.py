@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from s3tstream import __version__
-from s3tstream.cli import cmd_provision, cmd_sandbox, cmd_setup
+from s3tstream.cli import cmd_provision, cmd_sandbox, cmd_schema, cmd_setup, cmd_use
 
 app = typer.Typer(
     name="s3tstream",
@@ -38,6 +38,12 @@ app.command()(cmd_provision.status)
 app.command()(cmd_provision.down)
 app.command()(cmd_setup.doctor)
 app.add_typer(cmd_sandbox.app, name="sandbox")
+app.command("put-item")(cmd_use.put_item)
+app.command("test-insert")(cmd_use.test_insert)
+app.command()(cmd_use.query)
+app.command()(cmd_use.verify)
+app.add_typer(cmd_use.errors_app, name="errors")
+app.add_typer(cmd_schema.app, name="schema")
 
 
 def main() -> None:

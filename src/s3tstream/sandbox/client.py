@@ -85,3 +85,51 @@ def ttl_delete(
 def run_workers(endpoint_url: str) -> list[str]:
     """Run every data-plane worker once, now (instead of waiting for its interval)."""
     return _call(endpoint_url, "POST", "workers/run", {})["ran"]
+
+
+# --- Firehose data plane and Athena (s3tstream.sandbox.dataplane, ext/athena.py) -------------
+
+
+def _scope(name: str | None, region: str | None, account_id: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if name:
+        body["name"] = name
+    if region:
+        body["region"] = region
+    if account_id:
+        body["account"] = account_id
+    return body
+
+
+def firehose_flush(
+    endpoint_url: str, name: str | None = None, region: str | None = None, account_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Read every new source record and flush now, ignoring the buffering hints (one stream,
+    or every ACTIVE Kinesis-sourced Iceberg stream). Returns each stream's status."""
+    return _call(endpoint_url, "POST", "firehose/flush", _scope(name, region, account_id), timeout=120)["streams"]
+
+
+def firehose_wait_drained(
+    endpoint_url: str,
+    name: str | None = None,
+    timeout: float = 30.0,
+    region: str | None = None,
+    account_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Flush until every record on the source stream is resolved (in the table, dropped or in the
+    error bucket). Raises SandboxControlError (DrainTimeout) when that takes over ``timeout``."""
+    body = {**_scope(name, region, account_id), "timeout": timeout}
+    return _call(endpoint_url, "POST", "firehose/drain", body, timeout=timeout + 60)["streams"]
+
+
+def firehose_status(
+    endpoint_url: str, name: str | None = None, region: str | None = None, account_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Checkpoints, buffered and pending records, totals and the last error of each stream."""
+    return _call(endpoint_url, "POST", "firehose/status", _scope(name, region, account_id))["streams"]
+
+
+def athena_hold(endpoint_url: str, hold: bool = True) -> dict[str, Any]:
+    """Keep newly started Athena queries QUEUED (hold=True) until released (hold=False): lets a
+    test stop a query before it runs. Releasing runs the held queries."""
+    return _call(endpoint_url, "POST", "athena/hold", {"hold": hold})

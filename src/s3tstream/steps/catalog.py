@@ -17,12 +17,12 @@ class StepInfo:
 STEPS: tuple[StepInfo, ...] = (
     StepInfo("create-source", "the DynamoDB source table (or adopt an existing one)", (), "source"),
     StepInfo("create-stream", "the Kinesis stream and the table's Kinesis streaming destination", ("create-source",), "stream"),
-    StepInfo("create-table-bucket", "the S3 table bucket, namespace and Iceberg table with its schema", ()),
-    StepInfo("set-metadata", "bring the table's Iceberg metadata in line with the config", ("create-table-bucket",)),
-    StepInfo("grant-lf", "the Firehose role and its Lake Formation grants", ("set-metadata",)),
-    StepInfo("create-firehose", "the transform Lambda, error bucket, logs and the Firehose stream", ("create-stream", "grant-lf")),
-    StepInfo("put-item", "write one sample item built from the schema", ("create-source",), provisioning=False),
-    StepInfo("query", "run the default query over the lake table", ("create-table-bucket",), provisioning=False),
+    StepInfo("create-table-bucket", "the S3 table bucket, namespace and Iceberg table with its schema", (), "lakehouse"),
+    StepInfo("set-metadata", "bring the table's Iceberg metadata in line with the config", ("create-table-bucket",), "metadata"),
+    StepInfo("grant-lf", "the Firehose role and its Lake Formation grants", ("set-metadata",), "grants"),
+    StepInfo("create-firehose", "the transform Lambda, error bucket, logs and the Firehose stream", ("create-stream", "grant-lf"), "delivery"),
+    StepInfo("put-item", "write one sample item built from the schema", ("create-source",), "s3tstream.cli.cmd_use", provisioning=False),
+    StepInfo("query", "run the default query over the lake table", ("create-table-bucket",), "s3tstream.cli.cmd_use", provisioning=False),
 )
 
 BY_NAME = {s.name: s for s in STEPS}

@@ -1,0 +1,255 @@
+"""The Firehose transform: DynamoDB change records (from Kinesis) -> Iceberg row operations.
+
+Input and output follow the Firehose Lambda contract (see /work/shared/docs/aws-notes.md):
+every input ``recordId`` comes back exactly once, in input order, with ``result``
+``Ok``, ``Dropped`` or ``ProcessingFailed``.  A record that cannot be decoded or
+mapped is ``ProcessingFailed`` (its original data echoed so it lands in the error
+bucket) and one JSON log line with its recordId and reason is printed; the handler
+never raises for a bad record, only for a bad event envelope.
+
+Operations (``metadata.otfMetadata.operation``):
+
+* upsert mode - INSERT and MODIFY -> ``update``; REMOVE -> ``delete`` (key columns
+  from ``dynamodb.Keys``, falling back to ``OldImage``; the rest of the row is the
+  old image when it maps, else None).  TTL deletes (userIdentity Service /
+  dynamodb.amazonaws.com) follow settings.ttl_deletes: "delete" (default) or
+  "keep", which returns the record as ``Dropped`` so the lake keeps the row.
+
+  Why ``update`` for INSERT too: the Firehose guide's note on operations says that
+  without an operation (insert) "multiple identical records create duplicate rows"
+  and that ``update`` "uses the primary key to locate and change existing rows"
+  (https://docs.aws.amazon.com/firehose/latest/dev/apache-iceberg-stream.html, read
+  as https://docs.amazonaws.cn/firehose/latest/dev/apache-iceberg-stream.html);
+  UniqueKeys are "used for running Create, Update, or Delete operations" (API
+  DestinationTableConfiguration).  Firehose writes merge-on-read: an update is an
+  equality delete on the unique keys plus the new row, so updating a key that is
+  not in the table adds it, and a redelivered INSERT or MODIFY leaves one row.
+  UNCONFIRMED: no AWS page says outright that ``update`` inserts an absent key;
+  this follows from the equality-delete design.  Were it false, INSERT would have
+  to be sent as ``insert`` (and a redelivered INSERT would duplicate the row).
+  Equality deletes apply within a partition, so deletes carry the whole old row
+  (its partition values) and tables should be partitioned by key columns only.
+
+* changelog mode - every change is an ``insert`` with three extra columns:
+  ``_op`` ("insert" | "modify" | "remove" | "ttl_remove" | "backfill"),
+  ``_event_time`` (microseconds, from dynamodb.ApproximateCreationDateTime: ms, or
+  µs when ApproximateCreationDateTimePrecision is "MICROSECOND"; None if absent)
+  and ``_event_id`` (eventID).  REMOVE rows carry the old image (keys only when
+  the stream has no old image).  TTL deletes are recorded as "ttl_remove" whatever
+  ttl_deletes says (a changelog records every change; "keep" only affects upsert).
+
+Backfill and repair records (eventSource "s3tstream:backfill" / "s3tstream:repair",
+same format) are handled like DynamoDB's INSERT/MODIFY/REMOVE; in changelog mode a
+backfill INSERT/MODIFY row has ``_op`` "backfill" (a backfill REMOVE stays "remove").
+
+Standard library only; configured only by environment variables (settings.py).
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import os
+import sys
+from typing import Any
+
+from .mapping import RecordError, dumps_exact, keys_row, map_item, plan_for
+from .settings import Settings, load_settings
+
+__all__ = ["handler", "transform_records"]
+
+_SOURCES = {"aws:dynamodb": None, "s3tstream:backfill": "backfill", "s3tstream:repair": "repair"}
+_REASON_MAX = 500
+
+_a2b = binascii.a2b_base64
+_b2a = binascii.b2a_base64
+_scan = json.JSONDecoder().scan_once  # the C scanner, without json.loads' wrappers
+
+
+def _loads(raw: bytes) -> Any:
+    """json.loads for UTF-8 bytes; the fast path is the C scanner on the whole text."""
+    try:
+        text = raw.decode("utf-8")
+        obj, end = _scan(text, 0)
+        if end == len(text):
+            return obj
+    except (StopIteration, ValueError):
+        pass
+    return json.loads(raw)  # leading/trailing whitespace, other encodings, or the error
+
+
+def _encode(row: dict) -> str:
+    return _b2a(dumps_exact(row).encode("utf-8"), newline=False).decode("ascii")
+
+
+def _is_ttl(change: dict) -> bool:
+    ui = change.get("userIdentity")
+    return (
+        ui.__class__ is dict
+        and ui.get("type") == "Service"
+        and ui.get("principalId") == "dynamodb.amazonaws.com"
+    )
+
+
+def _event_time(ddb: dict) -> int | None:
+    t = ddb.get("ApproximateCreationDateTime")
+    if t is None:
+        return None
+    if t.__class__ is not int and t.__class__ is not float:
+        raise RecordError(f"ApproximateCreationDateTime must be a number, got {t!r:.60}")
+    precision = ddb.get("ApproximateCreationDateTimePrecision")
+    if precision == "MICROSECOND":
+        return int(t)
+    if precision is None or precision == "MILLISECOND":
+        return int(t) * 1000 if t.__class__ is int else round(t * 1000)
+    raise RecordError(f"unknown ApproximateCreationDateTimePrecision {precision!r:.40}")
+
+
+def _removed_row(ddb: dict, settings: Settings, strict_old: bool) -> dict:
+    """Row for a REMOVE: the old image when there is one, else only the keys.
+
+    strict_old: a present old image that does not map is an error (changelog);
+    otherwise the keys alone are used (upsert delete needs only the keys).
+    """
+    old = ddb.get("OldImage")
+    keys = ddb.get("Keys")
+    if old.__class__ is dict:
+        merged = {**old, **keys} if keys.__class__ is dict else old
+        try:
+            return map_item(merged, settings)
+        except RecordError:
+            if strict_old:
+                raise
+    if keys.__class__ is dict:
+        if old.__class__ is dict:
+            keys = {**old, **keys}
+        return keys_row(keys, settings)
+    if old.__class__ is dict:
+        return keys_row(old, settings)
+    raise RecordError("REMOVE record has neither dynamodb.Keys nor dynamodb.OldImage")
+
+
+class _Out:
+    """Prebuilt per-settings output pieces."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.changelog = settings.mode == "changelog"
+        self.keep_ttl = settings.ttl_deletes == "keep"
+
+        def meta(op: str) -> dict:
+            return {
+                "otfMetadata": {
+                    "destinationDatabaseName": settings.database,
+                    "destinationTableName": settings.table,
+                    "operation": op,
+                }
+            }
+
+        self.meta = {op: meta(op) for op in ("insert", "update", "delete")}
+        self.fast = plan_for(settings).fast
+
+
+def _out_for(settings: Settings) -> _Out:
+    plan = plan_for(settings)
+    out = getattr(plan, "out", None)
+    if out is None:
+        out = plan.out = _Out(settings)
+    return out
+
+
+def _transform(data: Any, o: _Out) -> tuple[str, str | None]:
+    """One record -> (operation or "Dropped", base64 row).  Raises for a bad record."""
+    try:
+        raw = _a2b(data, strict_mode=True)
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise RecordError(f"data is not valid base64 ({exc})") from None
+    try:
+        change = _loads(raw)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise RecordError(f"data is not valid JSON ({exc})") from None
+    if change.__class__ is not dict:
+        raise RecordError(f"change record is a JSON {type(change).__name__}, not an object")
+    ddb = change.get("dynamodb")
+    if ddb.__class__ is not dict:
+        raise RecordError("change record has no dynamodb object")
+    name = change.get("eventName")
+    source = change.get("eventSource")
+    if source not in _SOURCES:
+        raise RecordError(f"unexpected eventSource {source!r:.60}")
+    kind = _SOURCES[source]
+    settings = o.settings
+
+    if name == "INSERT" or name == "MODIFY":
+        image = ddb.get("NewImage")
+        if image.__class__ is not dict:
+            raise RecordError(f"{name} record has no dynamodb.NewImage (stream must include new images)")
+        try:
+            row = o.fast(image)  # map_item's fast path; on any trouble map_item explains
+        except Exception:  # noqa: BLE001
+            row = map_item(image, settings)
+        if not o.changelog:
+            return "update", _encode(row)
+        op_name = "backfill" if kind == "backfill" else ("insert" if name == "INSERT" else "modify")
+    elif name == "REMOVE":
+        ttl = _is_ttl(change)
+        if not o.changelog:
+            if ttl and o.keep_ttl:
+                return "Dropped", None
+            return "delete", _encode(_removed_row(ddb, settings, strict_old=False))
+        row = _removed_row(ddb, settings, strict_old=True)
+        op_name = "ttl_remove" if ttl else "remove"
+    else:
+        raise RecordError(f"unexpected eventName {name!r:.60}")
+
+    event_id = change.get("eventID")
+    if event_id is not None and event_id.__class__ is not str:
+        raise RecordError("eventID must be a string")
+    row["_op"] = op_name
+    row["_event_time"] = _event_time(ddb)
+    row["_event_id"] = event_id
+    return "insert", _encode(row)
+
+
+def _log(entry: dict) -> None:
+    sys.stdout.write(json.dumps(entry, default=str) + "\n")
+
+
+def transform_records(records: list, settings: Settings) -> list[dict]:
+    """Transform Firehose input records (dicts with recordId and data) -> output records."""
+    o = _out_for(settings)
+    meta = o.meta
+    out: list[dict] = []
+    append = out.append
+    dropped = failed = 0
+    for rec in records:
+        rid = rec["recordId"]  # a record without an id breaks the envelope: raise
+        data = rec.get("data")
+        try:
+            op, payload = _transform(data, o)
+        except Exception as exc:  # noqa: BLE001 - a bad record must never fail the batch
+            reason = exc.reason if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
+            if len(reason) > _REASON_MAX:
+                reason = reason[:_REASON_MAX] + "..."
+            _log({"level": "ERROR", "msg": "record failed", "recordId": rid, "reason": reason})
+            failed += 1
+            append({"recordId": rid, "result": "ProcessingFailed",
+                    "data": data if isinstance(data, str) else ""})
+            continue
+        if payload is None:
+            dropped += 1
+            append({"recordId": rid, "result": "Dropped", "data": data})
+        else:
+            append({"recordId": rid, "result": "Ok", "data": payload, "metadata": meta[op]})
+    _log({"level": "INFO", "msg": "batch", "records": len(out),
+          "ok": len(out) - dropped - failed, "dropped": dropped, "failed": failed})
+    return out
+
+
+def handler(event: dict, context: Any = None) -> dict:
+    """AWS Lambda entry point (``s3tstream.transform.handler``) for the Firehose transform."""
+    settings = load_settings(os.environ)
+    records = event["records"]
+    if not isinstance(records, list):
+        raise ValueError("event.records must be a list")
+    return {"records": transform_records(records, settings)}

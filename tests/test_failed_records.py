@@ -1,0 +1,202 @@
+"""failed_records.py: Firehose error documents, grouping, and replay (delete only after Kinesis took all)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from s3tstream import config as c
+from s3tstream import failed_records as F
+from s3tstream.errors import AwsError
+from s3tstream.items import to_boto
+
+
+def cfg_for(mode="upsert"):
+    return c.build({"stack": {"name": "shop"},
+                    "table": {"mode": mode, "columns": [{"name": "pk", "type": "string", "required": True},
+                                                        {"name": "qty", "type": "long"}]}})
+
+
+def change(event, pk, qty=None, source="aws:dynamodb"):
+    ddb = {"ApproximateCreationDateTime": 1714564800000, "Keys": {"pk": {"S": pk}}}
+    if event != "REMOVE":
+        ddb["NewImage"] = {"pk": {"S": pk}, **({"qty": {"N": str(qty)}} if qty is not None else {})}
+    return {"eventName": event, "eventSource": source, "eventID": "e-" + pk, "dynamodb": ddb, "awsRegion": "us-east-1"}
+
+
+def doc(raw, code="Lambda.ProcessingFailedStatus", ts=1714564800000, **kw):
+    data = raw if isinstance(raw, bytes) else json.dumps(raw).encode()
+    return {"attemptsMade": 4, "arrivalTimestamp": ts - 1000, "errorCode": code, "errorMessage": "failed",
+            "attemptEndingTimestamp": ts, "rawData": base64.b64encode(data).decode(), "lambdaArn": "arn:x", **kw}
+
+
+def lines(*docs):
+    return "\n".join(json.dumps(d) for d in docs) + "\n"
+
+
+# ------------------------------------------------------------------ parsing and grouping
+def test_parse_documents_of_every_shape():
+    delivery = {"attemptsMade": 1, "arrivalTimestamp": 5, "ErrorCode": "Iceberg.MissingColumnWithinRecord",
+                "ErrorMessage": "missing qty", "rawData": base64.b64encode(b'{"pk": "a"}').decode(),
+                "dataCatalogTable": {"tableName": "shop"}}
+    last = {"lastErrorCode": "S3.AccessDenied", "lastErrorMessage": "denied", "rawData": "!!notbase64"}
+    text = json.dumps(doc(change("INSERT", "a", 1))) + json.dumps(delivery) + "\n\n" + json.dumps(last)
+    recs = F.parse_documents(text, "k")
+    assert [r.error_code for r in recs] == ["Lambda.ProcessingFailedStatus", "Iceberg.MissingColumnWithinRecord", "S3.AccessDenied"]
+    assert recs[0].change()["eventName"] == "INSERT" and recs[0].when_ms == 1714564800000 and recs[0].attempts == 4
+    assert recs[1].change() is None and recs[1].decoded() == {"pk": "a"} and recs[1].when_ms == 5
+    assert recs[2].raw == b"!!notbase64" and recs[2].error_message == "denied"
+    with pytest.raises(ValueError, match="not a Firehose error document"):
+        F.parse_documents('{"a": 1} {oops', "k")
+
+
+def test_gzip_bodies_are_read():
+    body = gzip.compress(lines(doc(change("INSERT", "a", 1))).encode())
+    assert F.parse_documents(F.decode_body(body), "k")[0].change()["dynamodb"]["Keys"] == {"pk": {"S": "a"}}
+
+
+def test_summarize_groups_by_code_with_counts_times_and_an_example():
+    recs = F.parse_documents(lines(
+        doc(change("INSERT", "a", 1), ts=2000), doc(change("MODIFY", "b", 2), ts=1000),
+        doc(b"not json at all", code="Lambda.InvokeAccessDenied", ts=1500)), "o1")
+    recs += F.parse_documents(lines(doc(change("INSERT", "c", 3), ts=3000)), "o2")
+    groups = F.summarize(recs)
+    assert [(g["error_code"], g["count"], g["objects"]) for g in groups] == [
+        ("Lambda.ProcessingFailedStatus", 3, 2), ("Lambda.InvokeAccessDenied", 1, 1)]
+    g = groups[0]
+    assert g["first"] == "1970-01-01T00:00:01.000+00:00" and g["last"] == "1970-01-01T00:00:03.000+00:00"
+    assert g["example"] == {"eventName": "INSERT", "eventSource": "aws:dynamodb", "keys": {"pk": "a"},
+                            "newImage": {"pk": "a", "qty": 1}}
+    assert groups[1]["example"] == "not json at all"
+
+
+# ------------------------------------------------------------------ what replay sends
+class FakeDdb:
+    def __init__(self, items):
+        self.items = {i["pk"]["S"]: to_boto(i) for i in items}
+        self.gets = 0
+
+    def batch_get_item(self, RequestItems):
+        self.gets += 1
+        [(table, req)] = RequestItems.items()
+        assert req["ConsistentRead"] is True
+        found = [self.items[k["pk"]["S"]] for k in req["Keys"] if k["pk"]["S"] in self.items]
+        return {"Responses": {table: found}, "UnprocessedKeys": {}}
+
+
+def sent(entries):
+    return [json.loads(d) for d, _ in entries]
+
+
+def test_upsert_replays_the_raw_record_while_it_is_still_current():
+    ddb = FakeDdb([{"pk": {"S": "a"}, "qty": {"N": "1"}}])
+    recs = F.parse_documents(lines(doc(change("INSERT", "a", 1)), doc(change("REMOVE", "gone"))), "k")
+    entries, raw, cur, why = F.plan_object(cfg_for(), ddb, recs)
+    assert why is None and (raw, cur) == (2, 0)
+    assert [e[0] for e in entries] == [r.raw for r in recs]  # byte for byte the original data
+
+
+def test_upsert_sends_the_current_state_instead_of_a_stale_record():
+    ddb = FakeDdb([{"pk": {"S": "a"}, "qty": {"N": "5"}}])
+    recs = F.parse_documents(lines(doc(change("INSERT", "a", 1)), doc(change("MODIFY", "b", 2)),
+                                   doc({"pk": "a", "qty": 9}, code="Iceberg.SomethingFailed")), "k")
+    entries, raw, cur, why = F.plan_object(cfg_for(), ddb, recs)
+    assert why is None and (raw, cur) == (0, 3) and ddb.gets == 1
+    a, b, row = sent(entries)
+    assert a["eventSource"] == "s3tstream:repair" and a["eventName"] == "INSERT"
+    assert a["dynamodb"]["NewImage"] == {"pk": {"S": "a"}, "qty": {"N": "5"}}
+    assert b["eventName"] == "REMOVE" and b["dynamodb"]["Keys"] == {"pk": {"S": "b"}}
+    assert row["dynamodb"]["NewImage"]["qty"] == {"N": "5"}  # a transformed row: the key's current state
+
+
+def test_changelog_replays_raw_history_and_keeps_what_it_cannot_rebuild():
+    ddb = FakeDdb([])
+    recs = F.parse_documents(lines(doc(change("INSERT", "a", 1)), doc(change("MODIFY", "a", 2))), "k")
+    entries, raw, cur, why = F.plan_object(cfg_for("changelog"), ddb, recs)
+    assert (raw, cur, why) == (2, 0, None) and ddb.gets == 0
+    rows = F.parse_documents(lines(doc({"pk": "a", "qty": 1})), "k")
+    assert "changelog" in F.plan_object(cfg_for("changelog"), ddb, rows)[3]
+    junk = F.parse_documents(lines(doc(b"\x00\x01")), "k")
+    assert "not a DynamoDB change record" in F.plan_object(cfg_for(), ddb, junk)[3]
+
+
+# ------------------------------------------------------------------ replay end to end with fakes
+class FakeS3:
+    def __init__(self, objects):
+        self.objects = dict(objects)
+        self.deleted = []
+
+    def get_paginator(self, op):
+        s3 = self
+
+        class P:
+            def paginate(self, Bucket, Prefix):
+                yield {"Contents": [{"Key": k} for k in sorted(s3.objects) if k.startswith(Prefix)]}
+
+        return P()
+
+    def get_object(self, Bucket, Key):
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+    def delete_object(self, Bucket, Key):
+        self.deleted.append(Key)
+        del self.objects[Key]
+
+
+class FakeKinesis:
+    def __init__(self, fail_first=0, always_fail=False):
+        self.fail_first = fail_first
+        self.always_fail = always_fail
+        self.accepted = []
+
+    def put_records(self, StreamName, Records):
+        out = []
+        for r in Records:
+            if self.always_fail or self.fail_first > 0:
+                self.fail_first -= 1
+                out.append({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "x"})
+            else:
+                self.accepted.append(r["Data"])
+                out.append({"SequenceNumber": "1", "ShardId": "s"})
+        return {"FailedRecordCount": sum(1 for o in out if "ErrorCode" in o), "Records": out}
+
+
+def fake_aws(s3, kinesis, ddb):
+    clients = {"s3": s3, "kinesis": kinesis, "dynamodb": ddb}
+    return SimpleNamespace(client=clients.__getitem__, identity=lambda: SimpleNamespace(account="123456789012"))
+
+
+def test_replay_deletes_each_object_only_after_kinesis_took_all_its_records():
+    objs = {"errors/processing-failed/1": lines(doc(change("INSERT", "a", 1)), doc(change("INSERT", "b", 2))).encode(),
+            "errors/processing-failed/2": gzip.compress(lines(doc(change("INSERT", "c", 3))).encode()),
+            "other/x": b"not ours"}
+    ddb = FakeDdb([{"pk": {"S": k}, "qty": {"N": str(n)}} for k, n in (("a", 1), ("b", 2), ("c", 3))])
+    s3, kin = FakeS3(objs), FakeKinesis(fail_first=1)
+    res = F.replay(cfg_for(), fake_aws(s3, kin, ddb), sleep=lambda s: None)
+    assert res.to_json() == {"objects": 2, "deleted_objects": 2, "records_sent": 3, "sent_as_recorded": 3,
+                             "sent_as_current_state": 0, "kept": []}
+    assert len(kin.accepted) == 3 and s3.deleted == ["errors/processing-failed/1", "errors/processing-failed/2"]
+    assert list(s3.objects) == ["other/x"]
+
+
+def test_replay_keeps_the_object_when_kinesis_keeps_refusing():
+    objs = {"errors/a": lines(doc(change("INSERT", "a", 1))).encode()}
+    s3 = FakeS3(objs)
+    ddb = FakeDdb([{"pk": {"S": "a"}, "qty": {"N": "1"}}])
+    with pytest.raises(AwsError, match="refused"):
+        F.replay(cfg_for(), fake_aws(s3, FakeKinesis(always_fail=True), ddb), sleep=lambda s: None)
+    assert s3.deleted == [] and "errors/a" in s3.objects
+
+
+def test_dry_run_sends_and_deletes_nothing_and_unreplayable_objects_are_kept():
+    objs = {"errors/a": lines(doc(change("INSERT", "a", 1))).encode(), "errors/b": lines(doc(b"junk")).encode()}
+    s3, kin = FakeS3(objs), FakeKinesis()
+    ddb = FakeDdb([{"pk": {"S": "a"}, "qty": {"N": "1"}}])
+    res = F.replay(cfg_for(), fake_aws(s3, kin, ddb), dry_run=True)
+    assert res.records == 1 and res.deleted == 0 and kin.accepted == [] and s3.deleted == []
+    assert res.kept == [{"object": "errors/b", "reason": "record 0: record data is not a DynamoDB change record or a row"}]

@@ -1,0 +1,281 @@
+"""verify.py: canonical values across engines, the comparison, repair records and PutRecords retries."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from s3tstream import config as c
+from s3tstream import verify as V
+from s3tstream.errors import AwsError
+from s3tstream.items import ItemSchema, from_boto, item_from_plain, to_boto
+from s3tstream.query import QueryResult
+from s3tstream.transform import map_item
+from s3tstream.transform import types as T
+
+COLUMNS = [
+    {"name": "id", "type": "long", "required": True, "source": "Id"},
+    {"name": "price", "type": "decimal(10,2)"},
+    {"name": "at", "type": "timestamptz"},
+    {"name": "day", "type": "date"},
+    {"name": "f", "type": "float"},
+    {"name": "blob", "type": "binary"},
+    {"name": "tags", "type": "list<string>"},
+    {"name": "addr", "type": "struct<city:string,zip:int>"},
+    {"name": "m", "type": "map<string,long>"},
+]
+
+
+def make_cfg(mode="upsert", **extra):
+    return c.build({
+        "stack": {"name": "shop", "region": "eu-west-1"},
+        "source": {"partition_key": {"name": "Id", "type": "N"}},
+        "stream": {"timestamp_precision": "MILLISECOND"},
+        "table": {"columns": COLUMNS, "mode": mode, "extra_column": "extra", **extra},
+    })
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return make_cfg()
+
+
+@pytest.fixture(scope="module")
+def schema(cfg):
+    return ItemSchema.from_config(cfg)
+
+
+# ------------------------------------------------------------------ canonical values
+P = T.parse_type
+
+
+@pytest.mark.parametrize("typ,a,b", [
+    ("timestamptz", 1714564800123456, "2024-05-01 12:00:00.123456 UTC"),
+    ("timestamptz", 1714564800123456, "2024-05-01T12:00:00.123456+00:00"),
+    ("timestamptz", 1714564800000000, datetime(2024, 5, 1, 12, tzinfo=timezone.utc)),
+    ("timestamp", 1714564800000000, "2024-05-01 12:00:00.000"),
+    ("date", 19844, "2024-05-01"),
+    ("date", 19844, date(2024, 5, 1)),
+    ("decimal(10,2)", Decimal("1.5"), "1.50"),
+    ("float", 1.1, "1.1"),
+    ("double", 1e10, "1.0E10"),
+    ("binary", "aGk=", b"hi"),
+    ("binary", "aGk=", "aGk="),
+    ("boolean", True, "true"),
+    ("long", 3, "3"),
+    ("list<string>", ["a", "b"], '["a","b"]'),
+    ("map<string,long>", {"b": 2, "a": 1}, '{"a":1,"b":2}'),
+    ("map<string,long>", {"a": 1}, [("a", 1)]),
+    ("struct<city:string,zip:int>", {"city": "Oslo", "zip": 150}, '{"city":"Oslo","zip":150}'),
+    ("struct<city:string,zip:int>", {"city": "Oslo", "zip": 150}, '["Oslo",150]'),  # ROW cast to JSON as an array
+    ("struct<city:string,zip:int>", {"city": "Oslo", "zip": None}, {"city": "Oslo"}),
+    ("list<timestamp>", [0], '["1970-01-01 00:00:00.000000"]'),
+])
+def test_canon_agrees_across_representations(typ, a, b):
+    t = P(typ)
+    assert V.canon(t, a) == V.canon(t, b)
+
+
+def test_canon_tells_differences_apart():
+    assert V.canon(P("decimal(10,2)"), "1.51") != V.canon(P("decimal(10,2)"), Decimal("1.5"))
+    assert V.canon(P("timestamp"), 1) != V.canon(P("timestamp"), 0)
+    assert V.canon(P("string"), None) is None
+
+
+# ------------------------------------------------------------------ the comparison with fakes
+class FakeDdb:
+    """DynamoDB stand-in: items in boto3 form, Scan pages (with segments), DescribeTable."""
+
+    def __init__(self, items):
+        self.items = [to_boto(i) for i in items]
+        self.scans = []
+
+    def describe_table(self, TableName):
+        return {"Table": {"ItemCount": len(self.items)}}
+
+    def get_paginator(self, op):
+        assert op == "scan"
+        fake = self
+
+        class P:
+            def paginate(self, **kw):
+                fake.scans.append(kw)
+                seg, total = kw.get("Segment", 0), kw.get("TotalSegments", 1)
+                mine = fake.items[seg::total]
+                for i in range(0, len(mine), 2):
+                    yield {"Items": mine[i:i + 2]}
+
+        return P()
+
+
+class FakeEngine:
+    """Lake rows as an engine returns them; records the SQL."""
+
+    name = "fake"
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.sql = []
+
+    @staticmethod
+    def select_expr(col, typ):
+        return f'"{col}"'
+
+    def run(self, sql):
+        self.sql.append(sql)
+        cols = list(self.rows[0]) if self.rows else []
+        return QueryResult(cols, [], [[r.get(k) for k in cols] for r in self.rows], 42, "q", "fake")
+
+
+def plain_items(schema, n):
+    return [item_from_plain({"Id": i, "price": Decimal(f"{i}.25"), "at": "2024-05-01T12:00:00Z", "day": "2024-05-01",
+                             "f": Decimal("1.1"), "blob": "aGk=", "tags": ["x"], "addr": {"city": "Oslo", "zip": i},
+                             "m": {"k": i}, "other": "o"}, schema) for i in range(n)]
+
+
+def athena_row(row):
+    """A mapped row the way Athena returns it (after query.py's typing)."""
+    ts = datetime.fromtimestamp(row["at"] / 1e6, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") + " UTC"
+    return {**row, "at": ts, "day": "2024-05-01", "price": Decimal(row["price"]), "f": float(str(row["f"])),
+            "tags": json.dumps(row["tags"]), "addr": json.dumps(row["addr"]), "m": json.dumps(row["m"])}
+
+
+def test_matching_tables_are_ok_across_segments(cfg, schema):
+    items = plain_items(schema, 7)
+    rows = [athena_row(map_item(i, schema.settings)) for i in items]
+    ddb, eng = FakeDdb(items), FakeEngine(rows)
+    rep, layout = V.compare(cfg, schema.settings, eng, ddb, segments=3)
+    assert rep.ok and rep.matching == 7 and rep.source_items == 7 and rep.lake_rows == 7
+    assert [s["Segment"] for s in ddb.scans] == [0, 1, 2]
+    assert layout.names[0] == "id" and "extra" in layout.names
+    assert eng.sql[0].startswith('SELECT "id", "price"') and eng.sql[0].endswith('FROM "shop"')
+
+
+def test_missing_extra_differing_duplicate_and_unmappable(cfg, schema):
+    items = plain_items(schema, 6)
+    rows = [athena_row(map_item(i, schema.settings)) for i in items]
+    del rows[1]  # missing: 1
+    rows[1] = {**rows[1], "price": Decimal("9.99")}  # differing: 2 (price)
+    rows.append({**rows[2], "tags": '["y"]'})  # duplicate: 3 (a second row for the key)
+    rows.append({**rows[0], "id": 100})  # extra: 100
+    bad = {**items[4], "Id": {"N": "4"}, "f": {"S": "not a number"}}  # unmappable, its lake row is not "extra"
+    items[4] = bad
+    rep, layout = V.compare(cfg, schema.settings, FakeEngine(rows), FakeDdb(items), segments=1)
+    assert not rep.ok
+    assert rep.missing == [(1,)] and rep.extra == [(100,)] and rep.duplicates == [(3,)]
+    assert rep.differing == [((2,), ["price"])]
+    assert [k for k, _ in rep.unmappable] == [(4,)] and "column 'f'" in rep.unmappable[0][1]
+    doc = rep.to_json(layout)
+    assert doc["counts"] == {"source_items": 6, "lake_rows": 7, "matching": 3, "missing": 1, "extra": 1,
+                             "differing": 1, "duplicates": 1, "unmappable": 1}
+    assert doc["examples"]["differing"] == [{"key": {"id": 2}, "columns": ["price"]}]
+
+    recs = V.repair_records(cfg, rep, layout)
+    assert [(r["eventName"], r["dynamodb"]["Keys"]) for r in recs] == [
+        ("INSERT", {"Id": {"N": "1"}}), ("INSERT", {"Id": {"N": "2"}}), ("INSERT", {"Id": {"N": "3"}}),
+        ("REMOVE", {"Id": {"N": "100"}})]
+    assert recs[0]["dynamodb"]["NewImage"] == items[1]
+    assert "NewImage" not in recs[3]["dynamodb"]
+    assert len(V.repair_records(cfg, rep, layout, removes=False)) == 3
+
+
+def test_change_record_format(cfg, schema):
+    item = plain_items(schema, 1)[0]
+    r = V.change_record(cfg, "INSERT", {"Id": item["Id"]}, item)
+    assert r["eventSource"] == "s3tstream:repair" and r["eventName"] == "INSERT"
+    assert r["awsRegion"] == "eu-west-1" and r["tableName"] == "shop" and r["recordFormat"] == "application/json"
+    assert r["userIdentity"] is None and len(r["eventID"]) == 36
+    d = r["dynamodb"]
+    assert d["ApproximateCreationDateTimePrecision"] == "MILLISECOND"
+    assert abs(d["ApproximateCreationDateTime"] / 1000 - datetime.now().timestamp()) < 60
+    assert d["SizeBytes"] > 0 and d["NewImage"]["blob"] == {"B": "aGk="}
+    us = c.build({"stack": {"name": "shop"}})  # MICROSECOND by default
+    assert V.change_record(us, "REMOVE", {"pk": {"S": "a"}})["dynamodb"]["ApproximateCreationDateTime"] > 10**15
+
+    # the transform takes the repair record like DynamoDB's own
+    from s3tstream.transform import transform_records
+
+    data = base64.b64encode(json.dumps(r).encode()).decode()
+    [out] = transform_records([{"recordId": "1", "data": data}], schema.settings)
+    assert out["result"] == "Ok" and out["metadata"]["otfMetadata"]["operation"] == "update"
+
+
+def test_changelog_mode_reads_the_latest_change_per_key():
+    cfg = make_cfg("changelog")
+    settings = ItemSchema.from_config(cfg).settings
+    layout = V.Layout.from_config(cfg, settings)
+    sql = V.current_rows_sql(layout, ['"id"'], "\"id\" > 1")
+    assert "PARTITION BY \"id\" ORDER BY \"_event_time\" DESC" in sql and "\"_op\" NOT IN ('remove', 'ttl_remove')" in sql
+    assert "WHERE \"id\" > 1" in sql and "_op" not in layout.names
+
+
+def test_typed_key_values():
+    assert V.typed_key_value("N", 12) == {"N": "12"}
+    assert V.typed_key_value("N", "12.50") == {"N": "12.5"}
+    assert V.typed_key_value("N", "1" * 38) == {"N": "1" * 38}  # never rounded
+    assert V.typed_key_value("B", "aGk=") == {"B": "aGk="}
+    assert V.typed_key_value("S", "x") == {"S": "x"}
+
+
+# ------------------------------------------------------------------ PutRecords
+def kinesis():
+    return boto3.client("kinesis", region_name="us-east-1")
+
+
+def test_put_records_retries_only_failed_entries():
+    k = kinesis()
+    entries = [(f"r{i}".encode(), f"pk{i}") for i in range(3)]
+    sleeps = []
+    with Stubber(k) as stub:
+        stub.add_response("put_records", {"FailedRecordCount": 1, "Records": [
+            {"SequenceNumber": "1", "ShardId": "s"},
+            {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"},
+            {"SequenceNumber": "2", "ShardId": "s"}]},
+            {"StreamName": "st", "Records": [{"Data": d, "PartitionKey": p} for d, p in entries]})
+        stub.add_response("put_records", {"Records": [{"SequenceNumber": "3", "ShardId": "s"}]},
+                          {"StreamName": "st", "Records": [{"Data": b"r1", "PartitionKey": "pk1"}]})
+        assert V.put_records(k, "st", entries, sleep=sleeps.append) == 3
+        stub.assert_no_pending_responses()
+    assert len(sleeps) == 1
+
+
+def test_put_records_gives_up_after_bounded_attempts():
+    k = kinesis()
+    failed = {"FailedRecordCount": 1, "Records": [{"ErrorCode": "InternalFailure", "ErrorMessage": "x"}]}
+    with Stubber(k) as stub:
+        for _ in range(3):
+            stub.add_response("put_records", failed)
+        with pytest.raises(AwsError, match="refused 1 record.*after 3 attempts.*InternalFailure"):
+            V.put_records(k, "st", [(b"x", "p")], sleep=lambda s: None, max_attempts=3)
+
+
+def test_put_records_batches_by_count_and_size():
+    calls = []
+
+    class K:
+        def put_records(self, StreamName, Records):
+            calls.append(len(Records))
+            return {"FailedRecordCount": 0, "Records": [{} for _ in Records]}
+
+    assert V.put_records(K(), "st", [(b"x", "p")] * 1001) == 1001
+    assert calls == [500, 500, 1]
+    calls.clear()
+    big = b"x" * (900 * 1024)
+    assert V.put_records(K(), "st", [(big, "p")] * 7) == 7
+    assert calls == [5, 2]  # 5 MiB per request
+    with pytest.raises(Exception, match="1 MiB"):
+        V.put_records(K(), "st", [(b"x" * (1024 * 1024 + 1), "p")])
+
+
+def test_scan_source_reads_every_segment_in_wire_json(schema):
+    items = plain_items(schema, 5)
+    got = []
+    n = V.scan_source(FakeDdb(items), "shop", 2, got.append)
+    assert n == 5 and sorted(got, key=lambda i: int(i["Id"]["N"])) == items
+    assert from_boto(to_boto(items[0])) == items[0]
