@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 
 from s3tstream import lambda_zip
-from s3tstream import policies_delivery as pol
+from s3tstream import policies as pol
 from s3tstream.aws import Identity
 from s3tstream.config import build
 from s3tstream.steps import delivery as d
@@ -533,6 +533,10 @@ def test_down_keeps_a_non_empty_error_bucket_and_purge_errors_removes_it(stack: 
     assert recorded(stack) == {("error-bucket", bucket)}
     with pytest.raises(ClientError):
         describe(stack)
+    again = stack.json("down", "--yes")
+    assert again["deleted"] == []
+    assert [(k["kind"], k["action"]) for k in again["kept"]] == [("error-bucket", "keep")]
+    assert "--purge-errors" in again["kept"][0]["detail"]
 
     down(stack, "--purge-errors")
     with pytest.raises(ClientError) as e:

@@ -223,11 +223,18 @@ def destroy(ctx: Ctx, *, step: str | None = None, keep_data: bool = False, dry_r
                 raise PlanError(f"no handler for recorded kind {rec.kind!r}", "the state file was written by a newer s3tstream")
             ctx.progress(f"deleting {rec.kind} {rec.name}")
             ctx.state.record(rec.step, rec.kind, rec.name, status="deleting")
+            kept: str | None = None
             try:
-                cls.delete(ctx, rec)
+                kept = cls.delete(ctx, rec)
             except ClientError as e:
                 if not is_not_found(e):
                     raise translate(e, f"deleting {rec.kind} {rec.name}") from None
+            if kept:
+                # delete() declined (a non-empty error bucket holds the only copy of failed
+                # rows): keep the record so a later `down` can finish the job.
+                ch.action, ch.detail = "keep", kept
+                ctx.state.record(rec.step, rec.kind, rec.name, status="present")
+                continue
             ctx.progress(f"deleted {rec.kind} {rec.name}")
             ctx.state.drop(rec.kind, rec.name)
         elif ch.action == "forget":

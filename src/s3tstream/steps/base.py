@@ -87,6 +87,8 @@ class ResourceSpec:
         return {}
 
     @classmethod
-    def delete(cls, ctx: Ctx, record: "Record") -> None:
-        """Delete by record and wait until gone; "already gone" is success."""
+    def delete(cls, ctx: Ctx, record: "Record") -> str | None:
+        """Delete by record and wait until gone; "already gone" is success.
+
+        Return a reason instead to keep the resource (and its record) on purpose."""
         raise NotImplementedError

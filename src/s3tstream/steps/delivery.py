@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from botocore.exceptions import ClientError
 
 from s3tstream import lambda_zip, policies
-from s3tstream import policies_delivery as pol
+
 from s3tstream.aws import error_code, error_message, is_not_found, wait_until
 from s3tstream.errors import AwsError, PlanError
 from s3tstream.steps.base import Ctx, Observed, ResourceSpec
@@ -229,7 +229,7 @@ class ErrorBucket(ResourceSpec):
             if error_code(e) != "NoSuchBucketPolicy":
                 raise
             have = None
-        if have is None or pol.normalize(have) != pol.normalize(pol.error_bucket_policy(_ident(self.ctx), self.name)):
+        if have is None or policies.normalize(have) != policies.normalize(policies.error_bucket_policy(_ident(self.ctx), self.name)):
             drift.append("bucket policy (TLS only)")
         try:
             rules = s3.get_bucket_lifecycle_configuration(Bucket=self.name).get("Rules", [])
@@ -291,7 +291,7 @@ class ErrorBucket(ResourceSpec):
                 },
             )
         if wants("bucket policy"):
-            s3.put_bucket_policy(Bucket=self.name, Policy=json.dumps(pol.error_bucket_policy(_ident(self.ctx), self.name)))
+            s3.put_bucket_policy(Bucket=self.name, Policy=json.dumps(policies.error_bucket_policy(_ident(self.ctx), self.name)))
         if wants("lifecycle"):
             s3.put_bucket_lifecycle_configuration(
                 Bucket=self.name, LifecycleConfiguration={"Rules": [self._lifecycle_rule()]}
@@ -343,7 +343,6 @@ class ErrorBucket(ResourceSpec):
                     "read them, then run `s3tstream down --purge-errors` to delete it"
                 )
                 ctx.progress(f"warning: {reason}")
-                _keep_record(ctx, record)
                 return reason
             n = cls._purge(s3, bucket)
             ctx.progress(f"emptied error bucket {bucket} ({n} object version(s)) as --purge-errors asked")
@@ -354,27 +353,6 @@ class ErrorBucket(ResourceSpec):
                 return None
             raise
         return None
-
-
-def _keep_record(ctx: Ctx, record: Any) -> None:
-    """Keep a resource's record although engine.destroy drops it after delete() returns.
-
-    TODO(engine): engine.destroy has no "kept" outcome yet; it drops the record after
-    delete() returns. Until it has one (e.g. delete() returning a reason -> action "keep"),
-    skip that one drop for this record. Remove this once the engine supports it.
-    """
-    state = ctx.state
-    key = (record.kind, record.name)
-    state.record(record.step, record.kind, record.name, status="present")
-    original = state.drop
-
-    def drop_once(kind: str, name: str) -> None:
-        state.drop = original  # type: ignore[method-assign]
-        if (kind, name) == key:
-            return
-        original(kind, name)
-
-    state.drop = drop_once  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------ logs
@@ -510,7 +488,7 @@ class Role(ResourceSpec):
         have = r.get("AssumeRolePolicyDocument")
         if isinstance(have, str):
             have = json.loads(have)
-        if pol.normalize(have) != pol.normalize(self.trust()):
+        if policies.normalize(have) != policies.normalize(self.trust()):
             obs.drift.append("trust policy")
         return obs
 
@@ -580,7 +558,7 @@ class RolePolicy(ResourceSpec):
         have = r["PolicyDocument"]
         if isinstance(have, str):
             have = json.loads(have)
-        if pol.normalize(have) != pol.normalize(self.document()):
+        if policies.normalize(have) != policies.normalize(self.document()):
             obs.drift.append("policy document")
         return obs
 
