@@ -303,3 +303,10 @@ def test_timestamp_keys_compare_across_json_and_scans() -> None:
     dt = datetime.datetime(2024, 1, 1, 0, 0, 0, 1)
     assert iceberg_writer.norm_key(dt) == iceberg_writer.norm_key(dt.replace(tzinfo=None))
     assert iceberg_writer.norm_key(bytearray(b"x")) == b"x"
+
+
+def test_records_put_back_keep_their_order() -> None:
+    buf = Buffer(Clock())
+    buf.add([rec(3)])
+    buf.put_back([rec(1), rec(2)])
+    assert [r.sequence_number for r in buf.take()] == ["1", "2", "3"]

@@ -101,6 +101,14 @@ class Buffer:
         assert self.first_at is not None
         return self.clock() - self.first_at >= wait
 
+    def put_back(self, records: list[SourceRecord]) -> None:
+        """Return taken records to the front (a flush that could not start keeps them)."""
+        if records:
+            self.records[:0] = records
+            self.bytes += sum(r.size for r in records)
+            if self.first_at is None:
+                self.first_at = self.clock()
+
     def take(self) -> list[SourceRecord]:
         out, self.records, self.bytes, self.first_at = self.records, [], 0, None
         return out

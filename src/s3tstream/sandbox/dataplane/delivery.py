@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -433,8 +432,13 @@ def _start_flush(cfg: StreamConfig, st: StreamState) -> None:
     records = st.buffer.take()
     if not records:
         return
+    try:
+        outcomes, lambda_arn = _transform(cfg, records)
+    except Exception as exc:  # the sandbox failed (not the function): keep the records, retry later
+        st.buffer.put_back(records)
+        st.last_error = f"{type(exc).__name__}: {exc}"
+        raise
     st.flushes += 1
-    outcomes, lambda_arn = _transform(cfg, records)
     errors: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
     by_table: dict[tuple[str, str], list[iceberg_writer.Op]] = defaultdict(list)
     for o in outcomes:
@@ -701,8 +705,3 @@ def _status(server: Any, body: dict[str, Any]) -> dict[str, Any]:
 
 control_route("GET", "firehose/status")(_status)
 control_route("POST", "firehose/status")(_status)
-
-
-def states_json() -> list[dict[str, Any]]:  # pragma: no cover - debugging aid
-    with _states_lock:
-        return [json.loads(json.dumps({"key": list(k), "totals": dict(s.totals)})) for k, s in _states.items()]

@@ -30,7 +30,6 @@ import threading
 from typing import Any
 
 from s3tstream.sandbox._pin import check_moto_version
-from s3tstream.sandbox.dataplane import delivery as _delivery  # noqa: F401 - registers the Firehose data plane
 from s3tstream.sandbox.dataplane import lambda_runner
 from s3tstream.sandbox.registry import AwsError, Reply, SandboxRequest, handles
 
