@@ -130,6 +130,32 @@ def test_query_failure_is_exit_1_with_athenas_reason(typed):
 
 
 @pytest.mark.sandbox
+def test_ctrl_c_stops_a_running_athena_query(typed):
+    from s3tstream import config
+    from s3tstream.aws import Aws
+    from s3tstream.errors import Interrupted
+    from s3tstream.query import open_engine
+
+    cfg = config.load(typed.config_path)
+    eng = open_engine(cfg, Aws(cfg))
+
+    def ctrl_c(_):
+        raise KeyboardInterrupt
+
+    eng.sleep = ctrl_c
+    sandbox_client.athena_hold(typed.endpoint_url, True)  # the query stays QUEUED until stopped
+    try:
+        with pytest.raises(Interrupted) as e:
+            eng.run(f"SELECT * FROM {typed.name}")
+    finally:
+        sandbox_client.athena_hold(typed.endpoint_url, False)
+    assert e.value.exit_code == 130
+    qid = e.value.message.rsplit(" ", 1)[-1]
+    state = typed.client("athena").get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]["State"]
+    assert state == "CANCELLED"
+
+
+@pytest.mark.sandbox
 def test_results_bucket_is_created_and_tagged(typed):
     typed.cli("query", f"SELECT count(*) AS n FROM {typed.name}")
     s3 = typed.client("s3")
@@ -139,6 +165,16 @@ def test_results_bucket_is_created_and_tagged(typed):
     assert s3.list_objects_v2(Bucket=bucket, Prefix="results/")["KeyCount"] >= 1
     rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert rules[0]["Expiration"]["Days"] == 7
+
+    # what `down` should call: only this stack's (tagged) bucket is removed, objects first
+    from s3tstream import config
+    from s3tstream.aws import Aws
+    from s3tstream.query import remove_results_bucket
+
+    cfg = config.load(typed.config_path)
+    assert remove_results_bucket(cfg, Aws(cfg)) is True
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert remove_results_bucket(cfg, Aws(cfg)) is False
 
 
 # ------------------------------------------------------------------ test-insert

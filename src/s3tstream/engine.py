@@ -245,10 +245,10 @@ def destroy(ctx: Ctx, *, step: str | None = None, keep_data: bool = False, dry_r
 def _import_kind(step_name: str) -> None:
     info = BY_NAME.get(step_name)
     if info and info.module:
-        importlib.import_module(f"s3tstream.steps.{info.module}")
+        step_module(info)
 
 
 def load_all_kinds() -> None:
     for info in PROVISIONING:
         if info.module:
-            importlib.import_module(f"s3tstream.steps.{info.module}")
+            step_module(info)

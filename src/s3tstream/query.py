@@ -597,3 +597,32 @@ def open_engine(cfg: "Config", aws: "Aws", engine: str | None = None, *, progres
         workgroup=cfg.athena.workgroup, output_location=out, poll=poll, max_poll=max(poll, min(5.0, cfg.stack.poll_interval * 4)),
         timeout=timeout, progress=progress,
     )
+
+
+def remove_results_bucket(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None) -> bool:
+    """For `down`: empty and delete the stack's Athena results bucket when it carries this stack's tag.
+
+    Returns True when a bucket was deleted; a missing bucket or one without the stack tag is left.
+    """
+    s3 = aws.client("s3")
+    bucket = cfg.names.results_bucket(aws.identity().account)
+    try:
+        tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])}
+    except ClientError as e:
+        if error_code(e) in ("NoSuchBucket", "404", "NoSuchTagSet"):
+            return False
+        raise translate(e, f"reading the tags of the Athena results bucket {bucket}") from None
+    if tags.get("s3tstream:stack") != cfg.names.stack:
+        return False
+    try:
+        n = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                n += len(keys)
+        s3.delete_bucket(Bucket=bucket)
+    except ClientError as e:
+        raise translate(e, f"deleting the Athena results bucket {bucket}") from None
+    progress(f"deleted the Athena results bucket {bucket} ({n} result object(s))")
+    return True

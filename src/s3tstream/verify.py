@@ -323,7 +323,6 @@ def compare(
     segments: int = 0,
     progress: Progress = lambda m: None,
 ) -> tuple[Report, Layout]:
-    from s3tstream.items import from_boto  # noqa: F401  (wire JSON from the scan)
     from s3tstream.transform import RecordError, keys_row, map_item
 
     layout = Layout.from_config(cfg, settings)

@@ -197,6 +197,15 @@ def down(
             if not typer.confirm("Delete the resources marked delete?", default=False, err=True):
                 raise UsageError("cancelled; nothing was deleted")
         done = engine.destroy(ctx, step=step_name, keep_data=keep_data)
+        if step_name is None:
+            # Athena results land in a bucket `query` creates on first use (unrecorded); it
+            # carries the stack tag, and only a bucket with that tag is removed.
+            from s3tstream.query import remove_results_bucket
+
+            if remove_results_bucket(stack.cfg, stack.aws, ctx.progress):
+                from s3tstream.engine import Change
+
+                done.append(Change("query", "s3-results-bucket", stack.cfg.names.results_bucket(stack.aws.identity().account), "delete"))
         if out.is_json:
             out.json({"stack": stack.cfg.stack.name,
                       "deleted": [c.to_dict() for c in done if c.action == "delete"],

@@ -107,7 +107,7 @@ def _write_items(stack: "Stack", typed: list[dict[str, Any]], schema: Any, out: 
 
         for i in typed:
             out.line(exact_json(item_to_plain(i), indent=None))
-    out.info(f"wrote {n} item(s) to {schema.table}")
+    out.line(f"wrote {n} item(s) to {schema.table}")
 
 
 @handle_errors
@@ -120,8 +120,7 @@ def put_item(
 ) -> None:
     """Write items to the source table (plain JSON typed by the table's columns).
 
-    Numbers stay exact (decimals are never floats). Every item is checked first (keys, DynamoDB
-    limits, the pipeline's mapping); nothing is written if any item is bad."""
+    Numbers stay exact (decimals are never floats). Every item is checked first (keys, DynamoDB limits, the pipeline's mapping); nothing is written if any item is bad."""
     from s3tstream.items import ItemSchema, parse_items
 
     out = Output(output)
@@ -209,7 +208,8 @@ def test_insert(
     stack = open_stack(config, out, "test-insert", lock=False)
     cfg = stack.cfg
     with _spinner(out, "test-insert") as progress:
-        eng = open_engine(cfg, stack.aws, engine, progress=lambda m: None)
+        # the engine's per-query states would drown the follow loop's own progress
+        eng = open_engine(cfg, stack.aws, engine, progress=lambda m: progress(m) if m.startswith("creating") else None)
         ti = TestInsert(cfg, stack.aws.client("dynamodb"), eng, count=count, updates=updates, deletes=deletes,
                         timeout=timeout, interval=cfg.stack.poll_interval if interval is None else interval,
                         progress=progress)
@@ -273,7 +273,7 @@ def verify(
     cfg = stack.cfg
     settings = transform_settings(cfg)
     with _spinner(out, "verify") as progress:
-        eng = open_engine(cfg, stack.aws, engine, progress=lambda m: None)
+        eng = open_engine(cfg, stack.aws, engine, progress=progress)
         rep, layout = compare(cfg, settings, eng, stack.aws.client("dynamodb"), segments=segments, progress=progress)
     doc = rep.to_json(layout)
     notes = []

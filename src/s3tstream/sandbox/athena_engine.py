@@ -387,7 +387,10 @@ def run(sql: str, catalog: str | None, database: str | None, load: Loader) -> Re
                 raise QueryError("NOT_SUPPORTED", "line 1:1: the statement returns no rows")
             names = list(rel.columns)
             types = [str(t) for t in rel.types]
-            data = rel.fetchall()
+            # Arrow, not fetchall(): fetchall() needs pytz for TIMESTAMP WITH TIME ZONE values
+            tbl = rel.to_arrow_table()
+            cols = [[_maps_as_dicts(v, c.type) for v in c.to_pylist()] for c in tbl.columns]
+            data = list(zip(*cols)) if tbl.num_rows else []
         except QueryError:
             raise
         except duckdb.Error as exc:
@@ -422,3 +425,18 @@ def csv_text(columns: list[Column], rows: list[list[str | None]]) -> str:
     lines = [",".join(q(c.name) for c in columns)]
     lines += [",".join(q(v) for v in row) for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def _maps_as_dicts(v: Any, t: Any) -> Any:
+    """Arrow gives MAP values as lists of (key, value) pairs; fetchall() gave dicts."""
+    import pyarrow as pa
+
+    if v is None:
+        return None
+    if pa.types.is_map(t):
+        return {k: _maps_as_dicts(x, t.item_type) for k, x in v}
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return [_maps_as_dicts(x, t.value_type) for x in v]
+    if pa.types.is_struct(t):
+        return {f.name: _maps_as_dicts(v.get(f.name), f.type) for f in t}
+    return v

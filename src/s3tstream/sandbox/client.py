@@ -60,11 +60,43 @@ def inject_fault(
     )
 
 
+def inject_random_faults(
+    endpoint_url: str,
+    rate: float,
+    seed: int = 0,
+    errors: list[dict[str, Any]] | None = None,
+    user_agent: str | None = "s3tstream/",
+    services: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> dict[str, Any]:
+    """Fail a seeded fraction ``rate`` of the calls (until cleared) with one of ``errors``
+    (each ``{"code", "status", "message", "services"?}``; default: throttling and 5xx errors as
+    each service answers them, see sandbox.faults.DEFAULT_RANDOM_ERRORS). Only requests whose
+    User-Agent contains ``user_agent`` (default: the product's clients); ``services`` limits it
+    to those botocore service names; ``exclude`` lists "service:Operation" never failed."""
+    body: dict[str, Any] = {"rate": rate, "seed": seed, "user_agent": user_agent, "services": services,
+                            "exclude": exclude or []}
+    if errors:
+        body["errors"] = errors
+    return _call(endpoint_url, "POST", "faults/random", body)["random"]
+
+
+def random_faults_status(endpoint_url: str) -> dict[str, Any] | None:
+    """Counts of random mode so far (seen, injected, by_code, by_operation), or None when off."""
+    return _call(endpoint_url, "GET", "faults/random")["random"]
+
+
+def stop_random_faults(endpoint_url: str) -> dict[str, Any] | None:
+    """Stop random mode; returns its final counts."""
+    return _call(endpoint_url, "DELETE", "faults/random")["random"]
+
+
 def list_faults(endpoint_url: str) -> list[dict[str, Any]]:
     return _call(endpoint_url, "GET", "faults")["faults"]
 
 
 def clear_faults(endpoint_url: str) -> int:
+    """Remove every queued fault and stop random mode; returns how many queued faults there were."""
     return int(_call(endpoint_url, "DELETE", "faults")["cleared"])
 
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from s3tstream.sandbox import latency as latency_mod
 from s3tstream.sandbox import protocols, registry
 from s3tstream.sandbox._pin import check_moto_version
-from s3tstream.sandbox.faults import Fault, FaultRegistry
+from s3tstream.sandbox.faults import Fault, FaultRegistry, RandomFaults
 
 log = logging.getLogger("s3tstream.sandbox")
 
@@ -93,7 +93,7 @@ class SandboxApp:
         if self.faults.pending() or self._may_handle(environ):
             ident = protocols.identify(environ, read_body)
             if ident is not None:
-                fault = self.faults.take(ident.service, ident.operation)
+                fault = self.faults.take(ident.service, ident.operation, environ.get("HTTP_USER_AGENT", ""))
                 if fault is not None:
                     log.info("sandbox: injected %s for %s:%s", fault.code, ident.service, ident.operation)
                     return _respond(
@@ -220,6 +220,22 @@ class SandboxApp:
                     )
                 )
                 return fault.to_json()
+        if sub == "faults/random":
+            if method == "GET":
+                return {"random": self.faults.random_status()}
+            if method == "DELETE":
+                return {"random": self.faults.set_random(None)}
+            if method == "POST":
+                rnd = RandomFaults(
+                    rate=float(payload["rate"]),
+                    seed=int(payload.get("seed", 0)),
+                    user_agent=payload.get("user_agent", "s3tstream/"),
+                    services=payload.get("services"),
+                    exclude=list(payload.get("exclude") or []),
+                    **({"errors": list(payload["errors"])} if payload.get("errors") else {}),
+                )
+                self.faults.set_random(rnd)
+                return {"random": rnd.to_json()}
         if sub == "workers/run" and method == "POST":
             ran = []
             for w in registry.workers():
