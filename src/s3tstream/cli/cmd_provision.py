@@ -16,7 +16,7 @@ ACTION_STYLE = {"create": "green", "update": "yellow", "adopt": "cyan", "claim":
 
 
 def _render_changes(out: Output, title: str, changes: list) -> None:
-    rows = [[c.step, c.kind, c.name, f"[{ACTION_STYLE.get(c.action, '')}]{c.action}[/]", c.detail] for c in changes]
+    rows = [[c.step, c.kind, c.name, out.styled(c.action, ACTION_STYLE.get(c.action, "")), c.detail] for c in changes]
     out.table(title, ["step", "kind", "name", "action", "detail"], rows)
 
 

@@ -62,7 +62,8 @@ def doctor(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
     if out.is_json:
         out.json({"ok": all(c.ok for c in checks), "checks": [c.to_dict() for c in checks]})
     else:
-        rows = [["[green]ok[/]" if c.ok and not c.skipped else ("[dim]skip[/]" if c.skipped else "[red]FAIL[/]"),
+        rows = [[out.styled("ok", "green") if c.ok and not c.skipped
+                 else (out.styled("skip", "dim") if c.skipped else out.styled("FAIL", "red")),
                  c.name, c.detail, c.fix] for c in checks]
         out.table("doctor", ["", "check", "detail", "fix"], rows)
     if not all(c.ok for c in checks):

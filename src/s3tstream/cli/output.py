@@ -14,6 +14,7 @@ from typing import Any, Callable, NoReturn
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 class Format(str, Enum):
@@ -69,12 +70,17 @@ class Output:
         sys.stdout.flush()
 
     def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+        """Cells are plain text (data like "[a, b]" is not markup); pass a rich Text to style one."""
         t = Table(title=title, show_lines=False, title_justify="left")
         for c in columns:
             t.add_column(c)
         for r in rows:
-            t.add_row(*["" if v is None else str(v) for v in r])
+            t.add_row(*[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in r])
         self.out.print(t)
+
+    @staticmethod
+    def styled(text: str, style: str) -> Text:
+        return Text(text, style=style)
 
     def line(self, msg: str = "") -> None:
         self.out.print(msg)

@@ -1,0 +1,158 @@
+"""`s3tstream demo`: the whole pipeline on a local sandbox, driven through the real CLI.
+
+Starts a sandbox in the background, writes a demo config, then runs the same commands a
+user would type (`up`, `put-item`, `test-insert`, `query`, `verify`, `down`), echoing each
+one, so the demo doubles as a tour. Nothing here talks to AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from s3tstream.errors import S3tError
+
+DEMO_STACK = "demo"
+
+CONFIG = """\
+# Written by `s3tstream demo`: a stack on the local sandbox.
+[stack]
+name = "{stack}"
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+poll_interval = 0.2
+wait_timeout = 120
+
+[source]
+table = "demo-orders"
+partition_key = {{ name = "order_id", type = "S" }}
+
+[table]
+namespace = "shop"
+name = "orders"
+mode = "upsert"
+extra_column = "extra"
+columns = [
+  {{ name = "order_id", type = "string", required = true }},
+  {{ name = "customer", type = "string" }},
+  {{ name = "amount", type = "decimal(12,2)" }},
+  {{ name = "quantity", type = "long" }},
+  {{ name = "created_at", type = "timestamptz", source = "createdAt" }},
+  {{ name = "shipped", type = "boolean" }},
+  {{ name = "tags", type = "list<string>" }},
+  {{ name = "address", type = "struct<city:string,zip:string>" }},
+  {{ name = "marker", type = "string" }},
+]
+
+[firehose]
+# the sandbox runs Firehose's buffers 15x faster (S3TSTREAM_SANDBOX_TIME_SCALE)
+buffer_interval_seconds = 15
+
+[lakeformation]
+integrate = true
+make_caller_admin = true
+"""
+
+CUSTOMERS = ["ada", "grace", "linus", "barbara", "ken", "margaret", "dennis", "frances"]
+CITIES = [("Lisbon", "1100"), ("Oslo", "0150"), ("Kyoto", "600-8001"), ("Quito", "170150")]
+
+
+def demo_items(n: int) -> list[dict]:
+    """Deterministic plain-JSON items that exercise every column type."""
+    out = []
+    for i in range(n):
+        city, zip_ = CITIES[i % len(CITIES)]
+        out.append({
+            "order_id": f"order-{i:04d}",
+            "customer": CUSTOMERS[i % len(CUSTOMERS)],
+            "amount": f"{(i * 7919) % 100000 / 100:.2f}",
+            "quantity": 1 + i % 9,
+            "createdAt": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
+            "shipped": i % 3 == 0,
+            "tags": sorted({"demo", ["red", "green", "blue"][i % 3]}),
+            "address": {"city": city, "zip": zip_},
+        })
+        if i % 10 == 0:
+            out[-1]["coupon"] = f"C{i}"  # no column for it: kept in the catch-all `extra`
+    return out
+
+
+@dataclass
+class Demo:
+    dir: Path
+    keep: bool = False
+    items: int = 100
+    say: Callable[[str], None] = print
+    run_cli: Callable[[list[str]], int] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "s3tstream.toml"
+
+    @property
+    def home(self) -> Path:
+        return self.dir / ".s3tstream"
+
+    def step(self, title: str, args: list[str], *, allow_fail: bool = False) -> int:
+        self.say(f"\n[bold]== {title}[/bold]\n[dim]$ s3tstream {' '.join(args)}[/dim]")
+        t = time.monotonic()
+        assert self.run_cli is not None
+        code = self.run_cli([*args, "--config", str(self.config_path)])
+        self.timings[title] = time.monotonic() - t
+        if code != 0 and not allow_fail:
+            raise S3tError(
+                f"demo step failed: s3tstream {' '.join(args)} exited {code}",
+                f"the sandbox log is {self.home / 'sandbox.log'}; `s3tstream demo --keep` leaves everything to inspect",
+            )
+        return code
+
+    def run(self) -> None:
+        from s3tstream.sandbox import control
+
+        start = time.monotonic()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.say("[bold]== starting the sandbox[/bold] (a local AWS endpoint: moto plus what moto lacks)")
+        info = control.start(self.home, port=0)
+        self.say(f"sandbox at {info['endpoint_url']} (pid {info['pid']})")
+        try:
+            self.config_path.write_text(CONFIG.format(stack=DEMO_STACK, endpoint=info["endpoint_url"]), encoding="utf-8")
+            items = self.dir / "items.jsonl"
+            items.write_text("".join(json.dumps(i) + "\n" for i in demo_items(self.items)), encoding="utf-8")
+            self.say(f"wrote {self.config_path} and {items} ({self.items} items)")
+            self.step("provision the pipeline", ["up"])
+            self.step(f"put {self.items} items into DynamoDB", ["put-item", "--file", str(items)])
+            self.step("insert, update and delete more items, and follow them into the lake",
+                      ["test-insert", "--count", "20", "--updates", "5", "--deletes", "5"])
+            self.step("query the Iceberg table with Athena",
+                      ["query", "SELECT order_id, customer, amount, quantity, created_at, tags, address.city AS city, extra "
+                                "FROM orders WHERE order_id LIKE 'order-%' ORDER BY order_id LIMIT 8"])
+            self.step("compare the source table with the lake", ["verify"])
+        finally:
+            if self.keep:
+                self.say(self.explore_hint(info["endpoint_url"]))
+            else:
+                try:
+                    self.step("tear everything down", ["down", "--yes"], allow_fail=True)
+                finally:
+                    control.stop(self.home)
+                    self.say("sandbox stopped")
+        self.timings["total"] = time.monotonic() - start
+        self.say(f"\n[bold green]demo done[/bold green] in {self.timings['total']:.1f}s")
+
+    def explore_hint(self, endpoint: str) -> str:
+        c = f"--config {self.config_path}"
+        return (
+            "\n[bold]Everything is still running.[/bold] Explore it:\n"
+            f"  s3tstream status {c}\n"
+            f"  s3tstream query {c} \"SELECT count(*) FROM orders\"\n"
+            f"  s3tstream put-item {c} --item '{{\"order_id\": \"mine\", \"amount\": \"1.23\"}}'\n"
+            f"  s3tstream verify {c}\n"
+            f"  aws --endpoint-url {endpoint} dynamodb scan --table-name demo-orders --max-items 3\n"
+            f"  aws --endpoint-url {endpoint} firehose describe-delivery-stream --delivery-stream-name demo-to-lake\n"
+            "  (any AWS credentials work, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1)\n"
+            f"When done: s3tstream down --yes {c} && s3tstream sandbox stop --home {self.home}"
+        )
