@@ -5,6 +5,7 @@ Imports only rich and the standard library, so `--help` stays fast.
 
 from __future__ import annotations
 
+import atexit
 import json
 import sys
 import threading
@@ -13,6 +14,7 @@ from enum import Enum
 from typing import Any, Callable, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -31,6 +33,7 @@ class Output:
         self.err = Console(stderr=True, highlight=False)
         self._lock = threading.Lock()
         self._last: dict[str, tuple[str, float]] = {}
+        self._status: Any = None  # a live spinner while something is being waited for (TTY only)
 
     @property
     def is_json(self) -> bool:
@@ -38,24 +41,42 @@ class Output:
 
     # -- progress (stderr) --------------------------------------------------
     def progress(self, prefix: str = "") -> Callable[[str], None]:
-        """A progress callback: prints a line when the status changes, or every 15 s while waiting."""
+        """A progress callback for stderr. Waits ("what: STATUS (12s)") show as a spinner with the
+        elapsed time on a terminal; elsewhere, and for events, a line when the status changes
+        (and every 15 s while it does not)."""
 
         def report(msg: str) -> None:
             if self.quiet:
                 return
-            # "what: STATUS (12s)" -> dedupe on "what: STATUS"
-            stem = msg.rsplit(" (", 1)[0] if msg.endswith("s)") else msg
-            key = prefix
+            waiting = msg.endswith("s)") and " (" in msg
+            stem = msg.rsplit(" (", 1)[0] if waiting else msg
+            tag = f"[dim]{escape(prefix)}[/dim] " if prefix else ""
             with self._lock:
-                last = self._last.get(key)
+                if waiting and self.err.is_terminal:
+                    self._spin(f"{tag}{escape(msg)}")
+                    return
+                self._stop_spinner()
+                last = self._last.get(prefix)
                 now = time.monotonic()
                 if last and last[0] == stem and now - last[1] < 15:
                     return
-                self._last[key] = (stem, now)
-                tag = f"[dim]{prefix}[/dim] " if prefix else ""
-                self.err.print(f"{tag}{msg}", markup=True, highlight=False)
+                self._last[prefix] = (stem, now)
+                self.err.print(f"{tag}{escape(msg)}", markup=True, highlight=False)
 
         return report
+
+    def _spin(self, text: str) -> None:
+        if self._status is None:
+            self._status = self.err.status(text, spinner="dots")
+            self._status.start()
+            atexit.register(self._stop_spinner)
+        else:
+            self._status.update(text)
+
+    def _stop_spinner(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def info(self, msg: str) -> None:
         if not self.quiet:
