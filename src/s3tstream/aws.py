@@ -179,11 +179,13 @@ def wait_until(
 ) -> str:
     """Poll check() -> (done, status) until done; backoff from interval up to max_interval.
 
-    check() raises to fail fast on a final bad state.
+    max_interval defaults to 2x interval (at most 30 s): it bounds how late a resource that
+    became ready is noticed, which adds up along `up`'s critical path
+    (benchmarks/up_critical_path.py). check() raises to fail fast on a final bad state.
     """
     start = time.monotonic()
     delay = interval
-    cap = max_interval if max_interval is not None else max(interval, min(30.0, interval * 4))
+    cap = max_interval if max_interval is not None else max(interval, min(30.0, interval * 2))
     while True:
         done, status = check()
         elapsed = time.monotonic() - start

@@ -122,7 +122,8 @@ class StackConfig(_Section):
     endpoint_url: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 8
-    poll_interval: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # Short: lateness in noticing readiness adds up along up's critical path (benchmarks/up_critical_path.py).
+    poll_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
     wait_timeout: Annotated[float, Field(gt=0, le=7200)] = 900.0
 
     _name = field_validator("name")(classmethod(lambda cls, v: check_stack_name(v)))
@@ -379,6 +380,37 @@ class AthenaConfig(_Section):
         return v if v.endswith("/") else v + "/"
 
 
+class BackfillConfig(_Section):
+    """`s3tstream backfill`: bring the items that existed before the stream into the lake."""
+
+    # Parallel scan segments (0: by table size, 1-64).
+    segments: Annotated[int, Field(ge=0, le=64)] = 0
+    # Provisioned tables: the share of the table's read capacity the scan may use (0-1].
+    max_read_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    # On-demand tables: items read (and sent to the stream) a second; 0: no limit.
+    items_per_second: Annotated[int, Field(ge=0)] = 1000
+    # --strategy auto: scan below this many items (DescribeTable ItemCount), export above.
+    scan_threshold_items: Annotated[int, Field(ge=0)] = 5_000_000
+    # Where DynamoDB exports go: a key prefix in the stack's Athena results bucket, or
+    # s3://bucket/prefix/ (a bucket you own in the stack's Region).
+    export_prefix: str = "backfill/"
+    # Upsert mode: after sending, re-read the keys that changed while the backfill ran and send
+    # them again, so a snapshot record never lands after a newer change.
+    catch_up: bool = True
+
+    @field_validator("export_prefix")
+    @classmethod
+    def _export_prefix(cls, v: str) -> str:
+        if v.startswith("s3://"):
+            bucket, _, key = v[5:].partition("/")
+            check_s3_bucket(bucket)
+            _rule(len(key) <= 512, "the key prefix is at most 512 characters")
+            return f"s3://{bucket}/{key}" if not key or key.endswith("/") else f"s3://{bucket}/{key}/"
+        _rule(bool(v) and not v.startswith("/") and len(v) <= 512 and "//" not in v,
+              "a key prefix (not starting with '/', at most 512 characters) or s3://bucket/prefix/")
+        return v if v.endswith("/") else v + "/"
+
+
 class Config(_Section):
     stack: StackConfig
     source: SourceConfig = SourceConfig()
@@ -387,6 +419,7 @@ class Config(_Section):
     firehose: FirehoseConfig = FirehoseConfig()
     lakeformation: LakeFormationConfig = LakeFormationConfig()
     athena: AthenaConfig = AthenaConfig()
+    backfill: BackfillConfig = BackfillConfig()
 
     # Where the config was read from; the state directory sits beside it.
     path: Path | None = Field(default=None, exclude=True)

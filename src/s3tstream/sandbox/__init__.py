@@ -17,7 +17,10 @@ Using it
   ``POST /_sandbox/workers/run`` (run every data-plane worker once now),
   ``POST /_sandbox/dynamodb/ttl-delete`` (``ttl_delete(url, table, key)``).
 - Latency: ``instant`` completes an asynchronous transition at the next describe (pollers run,
-  never wait); ``realistic`` takes the delays in ``latency.py`` (the one place to tune them).
+  never wait); ``realistic`` takes the delays in ``latency.py`` (the one place to tune them),
+  multiplied by ``SandboxServer(latency_scale=...)`` or ``$S3TSTREAM_SANDBOX_LATENCY_SCALE``
+  (tests and benchmarks/up_critical_path.py run it at a fraction of its speed);
+  ``ext/readiness.py`` says which resources wait and what AWS refuses meanwhile.
 
 Extending it (``s3tstream/sandbox/ext/<service>.py``; every module there is imported when a
 server starts)

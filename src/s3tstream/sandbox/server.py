@@ -105,7 +105,8 @@ class SandboxApp:
                 handler = registry.handler_for(ident.service, ident.operation)
                 if handler is not None:
                     return _respond(start_response, *self._call(handler, ident, environ, read_body()))
-        return self.moto_app(environ, start_response)
+        with latency_mod.serving(self.server):  # moto patches read this server's latency profile
+            return self.moto_app(environ, start_response)
 
     @staticmethod
     def _may_handle(environ: dict[str, Any]) -> bool:
@@ -267,11 +268,14 @@ class SandboxServer:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, latency: str = "instant", verbose: bool = False
+        self, host: str = "127.0.0.1", port: int = 0, latency: str = "instant", verbose: bool = False,
+        latency_scale: float | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self.latency = latency_mod.validate(latency)
+        # multiplies every realistic delay (None: $S3TSTREAM_SANDBOX_LATENCY_SCALE or 1; latency.py)
+        self.latency_scale = None if latency_scale is None else latency_mod.validate_scale(latency_scale)
         self.verbose = verbose
         self.faults = FaultRegistry()
         self._httpd: Any = None

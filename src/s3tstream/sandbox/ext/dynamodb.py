@@ -39,6 +39,7 @@ from typing import Any
 
 from s3tstream.sandbox import latency
 from s3tstream.sandbox._pin import check_moto_version
+from s3tstream.sandbox.ext import readiness
 from s3tstream.sandbox.registry import (
     AwsError,
     SandboxRequest,
@@ -262,7 +263,7 @@ def _get_table(req: SandboxRequest, name_or_arn: str) -> Table:
 
 
 def _ready_at(req: SandboxRequest, kind: str) -> float | None:
-    seconds = latency.delay(req.latency, f"dynamodb.kinesis_destination.{kind}")
+    seconds = latency.for_request(req, f"dynamodb.kinesis_destination.{kind}")
     return None if seconds is None else _clock() + seconds
 
 
@@ -275,6 +276,11 @@ def enable_kinesis_streaming_destination(req: SandboxRequest) -> dict[str, Any]:
     arn = _required_str(req.params, "StreamArn", min_len=37)
     cfg, precision = _precision(req.params, "EnableKinesisStreamingConfiguration")
     table = _get_table(req, table_name)
+    if readiness.table_status(table) == "CREATING":  # realistic latency only (ext/readiness.py)
+        raise AwsError(
+            "ResourceInUseException",
+            f"Attempt to change a resource which is still in use: Table is being created: {table.name}",
+        )
     with _lock:
         state = _state(table, create=True)
         assert state is not None

@@ -16,7 +16,11 @@ Iceberg destination. Here, on top of moto's own backend:
   A table without Iceberg metadata (moto's create_table without metadata) has no columns to
   check: only its existence is checked.
 - A new stream is CREATING at the first DescribeDeliveryStream and ACTIVE (or CREATING_FAILED,
-  when armed through ``POST /_sandbox/firehose/fail-create``) from the next one on.
+  when armed through ``POST /_sandbox/firehose/fail-create``) from the next one on. Under the
+  ``realistic`` latency it stays CREATING until ``firehose.delivery_stream.create`` has passed
+  (sandbox/latency.py), and CreateDeliveryStream refuses a role created less than
+  ``iam.role.propagation`` ago with InvalidArgumentException "Firehose is unable to assume role"
+  (aws-notes: IAM is eventually consistent; ext/readiness.py stamps new roles).
 - DeleteDeliveryStream refuses a CREATING stream (ResourceInUseException: "You can't delete a
   Firehose stream that is in the CREATING state",
   https://docs.aws.amazon.com/firehose/latest/APIReference/API_DeleteDeliveryStream.html); a
@@ -34,10 +38,12 @@ import copy
 import json
 import re
 import threading
+import time
 from typing import Any
 
+from s3tstream.sandbox import latency
 from s3tstream.sandbox._pin import check_moto_version
-from s3tstream.sandbox.registry import AwsError, SandboxRequest, control_route, handles, on_reset
+from s3tstream.sandbox.registry import AwsError, SandboxRequest, control_route, handles, on_reset, worker
 
 check_moto_version()
 
@@ -59,6 +65,7 @@ _pending: dict[tuple[str, str, str], dict[str, Any]] = {}
 _fail_next: dict[tuple[str, str, str], dict[str, Any]] = {}
 # (account, region, name) -> last description of a deleted stream, shown once as DELETING
 _deleting: dict[tuple[str, str, str], dict[str, Any]] = {}
+_clock = time.monotonic  # deadlines of "realistic" transitions (tests may replace it)
 
 
 @on_reset
@@ -174,6 +181,7 @@ def create_delivery_stream(req: SandboxRequest) -> dict[str, Any]:
         if key in _deleting:
             raise AwsError("ResourceInUseException", f"Firehose {name} under accountId {req.account_id} is being deleted.")
     iceberg = p.get("IcebergDestinationConfiguration")
+    _check_roles_assumable(req)
     if iceberg:
         _validate_iceberg(req, iceberg)
     try:
@@ -192,16 +200,32 @@ def create_delivery_stream(req: SandboxRequest) -> dict[str, Any]:
     with _lock:
         failure = _fail_next.pop(key, None)
         _pending[key] = {"status": "CREATING_FAILED", "failure": failure} if failure else {"status": "ACTIVE"}
+        seconds = latency.for_request(req, "firehose.delivery_stream.create")
+        if seconds is not None:  # realistic: final state after the delay, not at a describe
+            _pending[key]["ready_at"] = _clock() + seconds
     return {"DeliveryStreamARN": arn}
 
 
-def _advance(req: SandboxRequest, name: str) -> None:
-    """Called after a describe answered: CREATING becomes its final state."""
-    with _lock:
-        nxt = _pending.pop(_key(req, name), None)
-    if nxt is None:
-        return
-    ds = _backend(req).delivery_streams.get(name)
+def _role_arns(p: dict[str, Any]) -> list[str]:
+    """Every role a CreateDeliveryStream request asks Firehose to assume."""
+    arns = [(p.get("KinesisStreamSourceConfiguration") or {}).get("RoleARN")]
+    for member in ("IcebergDestinationConfiguration", "ExtendedS3DestinationConfiguration", "S3DestinationConfiguration"):
+        dest = p.get(member) or {}
+        arns += [dest.get("RoleARN"), (dest.get("S3Configuration") or {}).get("RoleARN")]
+    return list(dict.fromkeys(a for a in arns if isinstance(a, str) and a))
+
+
+def _check_roles_assumable(req: SandboxRequest) -> None:
+    from s3tstream.sandbox.ext import readiness
+
+    for arn in _role_arns(req.params):
+        if readiness.role_unusable(req.account_id, arn):
+            raise AwsError("InvalidArgumentException", readiness.firehose_assume_message(arn))
+
+
+def _apply(key: tuple[str, str, str], nxt: dict[str, Any]) -> None:
+    account, region, name = key
+    ds = firehose_backends[account][region].delivery_streams.get(name)
     if ds is None:
         return
     ds.delivery_stream_status = nxt["status"]
@@ -209,9 +233,37 @@ def _advance(req: SandboxRequest, name: str) -> None:
         ds.failure_description = dict(nxt["failure"])  # described as FailureDescription
 
 
+def _advance(req: SandboxRequest, name: str) -> None:
+    """Called after a describe answered: CREATING becomes its final state (instant latency)."""
+    with _lock:
+        nxt = _pending.get(_key(req, name))
+        if nxt is None or nxt.get("ready_at") is not None:
+            return  # realistic: _settle_due completes it when its delay has passed
+        del _pending[_key(req, name)]
+    _apply(_key(req, name), nxt)
+
+
+def _settle_due() -> None:
+    """Realistic latency: every stream whose creation delay has passed reaches its final state,
+    whoever looks (called before each handler reads a status, and by a worker)."""
+    now = _clock()
+    with _lock:
+        due = [(k, v) for k, v in _pending.items() if v.get("ready_at") is not None and now >= v["ready_at"]]
+        for k, _ in due:
+            del _pending[k]
+    for k, v in due:
+        _apply(k, v)
+
+
+@worker("firehose-readiness", interval=0.2)
+def _settle_worker(server: Any) -> None:
+    _settle_due()
+
+
 @handles("firehose", "DescribeDeliveryStream")
 def describe_delivery_stream(req: SandboxRequest) -> dict[str, Any]:
     name = _name(req)
+    _settle_due()
     key = _key(req, name)
     with _lock:
         gone = _deleting.pop(key, None)
@@ -228,6 +280,7 @@ def describe_delivery_stream(req: SandboxRequest) -> dict[str, Any]:
 @handles("firehose", "DeleteDeliveryStream")
 def delete_delivery_stream(req: SandboxRequest) -> dict[str, Any]:
     name = _name(req)
+    _settle_due()
     backend = _backend(req)
     ds = backend.delivery_streams.get(name)
     if ds is None:
@@ -250,6 +303,7 @@ def delete_delivery_stream(req: SandboxRequest) -> dict[str, Any]:
 def update_destination(req: SandboxRequest) -> dict[str, Any]:
     p = req.params
     name = _name(req)
+    _settle_due()
     backend = _backend(req)
     ds = backend.delivery_streams.get(name)
     if ds is None:
