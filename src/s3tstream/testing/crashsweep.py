@@ -3,9 +3,10 @@ again, and check that the result is the same as a clean run's.
 
 For one stack against a sandbox endpoint:
 
-1. reference: a clean `up` in a subprocess (counting its mutating calls, N_up), the inventory
-   of every service (s3tstream.testing.inventory), a clean `down` (N_down calls) that must
-   leave nothing of the stack; the account-wide things afterwards are the baseline.
+1. reference (after a warm-up up + down): a clean `up` in a subprocess (counting its mutating
+   calls, N_up), the inventory of every service (s3tstream.testing.inventory), a clean `down`
+   (N_down calls) that must leave nothing of the stack; the account-wide things afterwards are
+   the baseline. Each run uses a stack name of its own; inventories compare with it replaced.
 2. up point k: `up` killed after its k-th mutating call (os._exit, no cleanup); the state file
    must still be readable; `up` again must succeed and give the reference inventory exactly;
    a third `up` must make no mutating call; `down` must then leave nothing and an empty state.
@@ -100,17 +101,33 @@ class Report:
 class CrashSweep:
     def __init__(self, endpoint_url: str, workdir: Path, stack: str, extra: str = RICH_CONFIG,
                  progress: Callable[[str], None] = lambda m: None) -> None:
+        """stack: the base name; each run uses a stack of its own (<stack>-ref, <stack>-p1, ...),
+        so that nothing a run leaves (or the emulator remembers about a deleted name) can make
+        the next one look right. Inventories are compared with the stack name replaced."""
         self.endpoint_url = endpoint_url
-        self.dir = Path(workdir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.stack = stack
-        self.config_path = self.dir / "s3tstream.toml"
-        self.config_path.write_text(config_text(stack, endpoint_url, extra), encoding="utf-8")
-        self.state_path = self.dir / ".s3tstream" / f"{stack}.json"
+        self.root = Path(workdir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.base = stack
+        self.extra = extra
         self.progress = progress
         self.reference: dict[str, Any] | None = None
         self.baseline_shared: dict[str, Any] | None = None
         self.report = Report()
+        self._n = 0
+        self.use(f"{stack}-ref")
+
+    def use(self, name: str) -> None:
+        """Point at a new stack (its own directory, config and state file)."""
+        self.stack = name
+        self.dir = self.root / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.dir / "s3tstream.toml"
+        self.config_path.write_text(config_text(name, self.endpoint_url, self.extra), encoding="utf-8")
+        self.state_path = self.dir / ".s3tstream" / f"{name}.json"
+
+    def next_stack(self) -> None:
+        self._n += 1
+        self.use(f"{self.base}-p{self._n}")
 
     # ------------------------------------------------------------------ running
     def env(self) -> dict[str, str]:
@@ -135,13 +152,11 @@ class CrashSweep:
         """The real CLI in this process: (exit code, output, mutating calls it made)."""
         from typer.testing import CliRunner
 
-        from s3tstream.aws import CALLS
+        from s3tstream.aws import CALLS, is_mutating
         from s3tstream.cli.app import app
 
         before = len(CALLS.calls)
         r = CliRunner().invoke(app, list(args), env={"S3TSTREAM_CONFIG": str(self.config_path)})
-        from s3tstream.aws import is_mutating
-
         made = [c for c in CALLS.calls[before:] if is_mutating(c.split(":", 1)[1])]
         if r.exception is not None and not isinstance(r.exception, SystemExit):
             import traceback
@@ -150,7 +165,12 @@ class CrashSweep:
         return r.exit_code, r.output, made
 
     def inventory(self) -> dict[str, Any]:
-        return inventory(self.endpoint_url, self.stack)
+        """This stack's inventory with its name replaced by <stack> (comparable across stacks)."""
+        inv = inventory(self.endpoint_url, self.stack)
+        text = json.dumps(inv, sort_keys=True, default=str)
+        # derived names use the stack name as is, or with "-" as "_" (namespace, table)
+        text = text.replace(self.stack, "<stack>").replace(self.stack.replace("-", "_"), "<stack>")
+        return json.loads(text)
 
     def state_problems(self, empty: bool = False) -> list[str]:
         """The state file must always be readable, of this stack (and empty after `down`)."""
@@ -188,7 +208,16 @@ class CrashSweep:
 
     # ------------------------------------------------------------------ the sweep
     def run_reference(self) -> None:
+        """A warm-up up + down first: the first `up` in an account also makes the caller a Lake
+        Formation admin, which `down` leaves (on purpose), so later runs make one call fewer;
+        the reference is a run in that steady state."""
         rep = self.report
+        self.use(f"{self.base}-warm")
+        for args in (("up",), ("down", "--yes", "--purge-errors")):
+            code, out, _ = self.cli(*args)
+            if code != 0:
+                raise RuntimeError(f"warm-up {args[0]} failed ({code}):\n{out[-3000:]}")
+        self.use(f"{self.base}-ref")
         code, calls, err = self.killed(0, "up")
         if code != 0:
             raise RuntimeError(f"clean up failed ({code}):\n{err[-3000:]}")
@@ -204,6 +233,7 @@ class CrashSweep:
         self.progress(f"reference: up makes {len(rep.up_calls)} mutating calls, down {len(rep.down_calls)}")
 
     def up_point(self, k: int | str, *, idempotent_check: bool = True) -> Point:
+        self.next_stack()
         p = Point("up", k)
         t0 = time.monotonic()
         code, calls, err = self.killed(k, "up")
@@ -234,6 +264,7 @@ class CrashSweep:
         return p
 
     def down_point(self, k: int | str) -> Point:
+        self.next_stack()
         p = Point("down", k)
         t0 = time.monotonic()
         code, out, _ = self.cli("up")

@@ -12,20 +12,35 @@ values that differ between two equivalent runs), so two inventories compare with
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 from urllib.parse import urlparse
 
 STACK_TAG = "s3tstream:stack"
 
 
+_CLIENTS: dict[tuple[str, str, str], Any] = {}
+_SESSION: Any = None
+_LOCK = threading.Lock()
+
+
 def _client(endpoint_url: str, service: str, region: str) -> Any:
+    """One client per (endpoint, service, Region) for the whole process: building a botocore
+    client costs far more than the calls an inventory makes."""
+    global _SESSION
     import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client(
-        service, region_name=region, endpoint_url=endpoint_url,
-        config=Config(retries={"mode": "standard", "total_max_attempts": 3}, s3={"addressing_style": "path"}),
-    )
+    key = (endpoint_url, service, region)
+    with _LOCK:
+        if key not in _CLIENTS:
+            if _SESSION is None:
+                _SESSION = boto3.session.Session()
+            _CLIENTS[key] = _SESSION.client(
+                service, region_name=region, endpoint_url=endpoint_url,
+                config=Config(retries={"mode": "standard", "total_max_attempts": 3}, s3={"addressing_style": "path"}),
+            )
+        return _CLIENTS[key]
 
 
 def _is_ours(name: str, stack: str) -> bool:
