@@ -89,7 +89,8 @@ class Aws:
         with self._lock:
             if service not in self._clients:
                 conf = BotoConfig(
-                    retries={"mode": "standard", "max_attempts": self.cfg.stack.max_attempts},
+                    # total_max_attempts counts the first call too ("max_attempts" would count retries only)
+                    retries={"mode": "standard", "total_max_attempts": self.cfg.stack.max_attempts},
                     user_agent_extra=f"s3tstream/{__version__}",
                     connect_timeout=10,
                     read_timeout=70,

@@ -342,8 +342,8 @@ def glue_integration_catalog_input(cfg: "Config", ident: "Identity") -> dict[str
 
 
 # ------------------------------------------------------------------ buckets
-def error_bucket_policy(ident: "Identity", bucket: str) -> dict[str, Any]:
-    """TLS only: deny every request to the error bucket that is not made over HTTPS
+def tls_only_bucket_policy(ident: "Identity", bucket: str) -> dict[str, Any]:
+    """TLS only: deny every request to the bucket that is not made over HTTPS
     (https://docs.aws.amazon.com/AmazonS3/latest/userguide/security-best-practices.html,
     condition key aws:SecureTransport)."""
     arn = s3_bucket_arn(ident, bucket)
@@ -376,3 +376,7 @@ def normalize(doc: Any) -> Any:
     if isinstance(doc, list):
         return sorted((normalize(x) for x in doc), key=repr)
     return doc
+
+
+# The error bucket and the Athena results bucket take the same TLS-only policy.
+error_bucket_policy = tls_only_bucket_policy

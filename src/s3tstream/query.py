@@ -547,11 +547,23 @@ def results_location(cfg: "Config", aws: "Aws", progress: Progress = lambda m: N
 
 
 def ensure_results_bucket(cfg: "Config", aws: "Aws", bucket: str, progress: Progress = lambda m: None) -> bool:
-    """Create the stack's Athena results bucket when missing. Returns True when it was created."""
+    """Create the stack's Athena results bucket when missing. Returns True when it was created.
+
+    An existing bucket of this name without the stack tag is one a run created and then died
+    before tagging (the name holds the account and Region): its set-up is finished here.
+    """
     s3 = aws.client("s3")
     try:
         s3.head_bucket(Bucket=bucket)
-        return False
+        try:
+            tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])}
+        except ClientError as e:
+            if error_code(e) not in ("NoSuchTagSet", "NoSuchTagSetError"):
+                raise translate(e, f"reading the tags of the Athena results bucket {bucket}") from None
+            tags = {}
+        if tags.get("s3tstream:stack") == cfg.names.stack:
+            return False
+        created = False
     except ClientError as e:
         code = error_code(e)
         if code in ("403", "AccessDenied", "Forbidden"):
@@ -559,20 +571,28 @@ def ensure_results_bucket(cfg: "Config", aws: "Aws", bucket: str, progress: Prog
                            "set athena.output_location to an s3:// location you own") from None
         if code not in ("404", "NoSuchBucket", "NotFound"):
             raise translate(e, f"checking the Athena results bucket {bucket}") from None
+        created = True
     progress(f"creating the Athena results bucket {bucket}")
+    from s3tstream.policies import tls_only_bucket_policy
+
     tags = {**cfg.stack.tags, **cfg.names.stack_tag()}
     try:
-        kw: dict[str, Any] = {"Bucket": bucket}
-        if aws.region != "us-east-1":
-            kw["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
-        try:
-            s3.create_bucket(**kw)
-        except ClientError as e:
-            if error_code(e) != "BucketAlreadyOwnedByYou":
-                raise
+        if created:
+            kw: dict[str, Any] = {"Bucket": bucket}
+            if aws.region != "us-east-1":
+                kw["CreateBucketConfiguration"] = {"LocationConstraint": aws.region}
+            try:
+                s3.create_bucket(**kw)
+            except ClientError as e:
+                if error_code(e) != "BucketAlreadyOwnedByYou":
+                    raise
+        # the tag first: it is how `down` (remove_results_bucket) knows the bucket is ours
+        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
         s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
             "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_bucket_policy(aws.identity(), bucket)))
         s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [{
             "ID": "s3tstream-expire-query-results", "Status": "Enabled", "Filter": {"Prefix": RESULTS_PREFIX},
             "Expiration": {"Days": RESULTS_EXPIRY_DAYS},

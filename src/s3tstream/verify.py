@@ -395,12 +395,16 @@ def now_approx(precision: str, clock: Callable[[], float] = time.time) -> int:
 
 
 def change_record(cfg: "Config", event: str, keys: dict[str, Any], new_image: dict[str, Any] | None = None,
-                  source: str = REPAIR_SOURCE) -> dict[str, Any]:
-    """A change record in the Kinesis Data Streams for DynamoDB format (aws-notes)."""
+                  source: str = REPAIR_SOURCE, approx: int | None = None) -> dict[str, Any]:
+    """A change record in the Kinesis Data Streams for DynamoDB format (aws-notes).
+
+    ``approx``: ApproximateCreationDateTime at the stream's precision (default: now).
+    """
     from s3tstream.items import item_size
 
     precision = cfg.stream.timestamp_precision
-    ddb: dict[str, Any] = {"ApproximateCreationDateTime": now_approx(precision), "Keys": keys}
+    when = now_approx(precision) if approx is None else approx
+    ddb: dict[str, Any] = {"ApproximateCreationDateTime": when, "Keys": keys}
     if new_image is not None:
         ddb["NewImage"] = new_image
     ddb["SizeBytes"] = item_size(keys) + (item_size(new_image) if new_image else 0)

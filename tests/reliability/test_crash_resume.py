@@ -14,16 +14,6 @@ import pytest
 
 from s3tstream.testing.crashsweep import CrashSweep
 
-GRANT_BUG = ("grants.py LfGrantResource: a grant made by a run killed before it recorded `granted` is "
-             "recorded as granted=[] on resume, so `down` never revokes it")
-TAG_BUG = ("delivery.py ErrorBucket.create tags the bucket in a second call (PutBucketTagging) and _drift never "
-           "checks the stack tag: killed between CreateBucket and PutBucketTagging, the resumed run leaves the "
-           "error bucket untagged for good")
-INTEGRATION_BUG = ("grants.py AnalyticsIntegration records role_name/resource_arn only after create() returns: "
-                   "killed after CreateRole/RegisterResource, the resume fails (ensure_role's "
-                   "UpdateAssumeRolePolicy is refused by the sandbox for sts:SetContext) or `down` leaves the "
-                   "role and the Lake Formation registration")
-
 UP_POINTS = [
     "s3tables:CreateTableBucket",  # create-table-bucket, its first call
     "kinesis:StartStreamEncryption",  # create-stream: the stream made, not yet encrypted
@@ -34,11 +24,7 @@ UP_POINTS = [
 ]
 # Points that fail today because of a bug in the product: (what the failure must look like, why).
 # Each is reported as xfail only when every problem matches; fixed, it fails until removed here.
-KNOWN = {
-    "lakeformation:RegisterResource": (r"MalformedPolicyDocument|left iam: unexpected .*s3tables-lf|registered", INTEGRATION_BUG),
-    "lakeformation:GrantPermissions": (r"left lakeformation: unexpected", GRANT_BUG),
-    "s3:CreateBucket": (r"after resume: s3\.<stack>-err-[^.]*\.tags: expected", TAG_BUG),
-}
+KNOWN: dict[str, tuple[str, str]] = {}
 DOWN_POINTS = [
     "firehose:DeleteDeliveryStream",  # the first call of down
     "lakeformation:RevokePermissions",

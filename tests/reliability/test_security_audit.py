@@ -260,9 +260,6 @@ def _tags(v: Any) -> dict[str, str]:
 
 
 @pytest.mark.sandbox
-@pytest.mark.xfail(strict=True, reason=(
-    "the Athena results bucket (query.ensure_results_bucket) is created with public access blocked "
-    "but without the deny-non-TLS bucket policy the error bucket has"))
 def test_athena_results_bucket_denies_non_tls(stack, monkeypatch):
     monkeypatch.setenv("S3TSTREAM_SANDBOX_TIME_SCALE", "0")
     write_config(stack)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from s3tstream import __version__
-from s3tstream.cli import cmd_demo, cmd_provision, cmd_sandbox, cmd_schema, cmd_setup, cmd_use
+from s3tstream.cli import cmd_backfill, cmd_demo, cmd_provision, cmd_sandbox, cmd_schema, cmd_setup, cmd_use
 
 app = typer.Typer(
     name="s3tstream",
@@ -42,6 +42,7 @@ app.command("put-item")(cmd_use.put_item)
 app.command("test-insert")(cmd_use.test_insert)
 app.command()(cmd_use.query)
 app.command()(cmd_use.verify)
+app.command()(cmd_backfill.backfill)
 app.add_typer(cmd_use.errors_app, name="errors")
 app.add_typer(cmd_schema.app, name="schema")
 app.command()(cmd_demo.demo)

@@ -206,6 +206,9 @@ class ErrorBucket(ResourceSpec):
     def _drift(self) -> list[str]:
         s3 = self._s3()
         drift = []
+        if not _ours(self.ctx, self._tags()):
+            # a run killed between CreateBucket and PutBucketTagging left it untagged
+            drift.append("tags (s3tstream:stack)")
         try:
             rules = s3.get_bucket_encryption(Bucket=self.name)["ServerSideEncryptionConfiguration"]["Rules"]
             algo = rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] if rules else None
@@ -263,9 +266,9 @@ class ErrorBucket(ResourceSpec):
                 ) from None
             if error_code(e) != "BucketAlreadyOwnedByYou":
                 raise
-        # Tag first: a run killed right after this finds the bucket and claims it.
-        s3.put_bucket_tagging(Bucket=self.name, Tagging={"TagSet": _tags_list(self.ctx.tags())})
-        self._apply(["encryption", "public", "bucket policy", "lifecycle"])
+        # Tag first. A run killed before this finds the intent on record and the tag missing
+        # (drift "tags"), and tags it then.
+        self._apply(["tags", "encryption", "public", "bucket policy", "lifecycle"])
         arn = policies.s3_bucket_arn(_ident(self.ctx), self.name)
         return {"id": arn, "arn": arn, "bucket": self.name}
 
@@ -275,6 +278,9 @@ class ErrorBucket(ResourceSpec):
         def wants(prefix: str) -> bool:
             return any(w.startswith(prefix) for w in what)
 
+        if wants("tags"):
+            # PutBucketTagging replaces the whole set: keep tags someone else added
+            s3.put_bucket_tagging(Bucket=self.name, Tagging={"TagSet": _tags_list({**self._tags(), **self.ctx.tags()})})
         if wants("public"):
             s3.put_public_access_block(
                 Bucket=self.name,

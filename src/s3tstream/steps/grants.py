@@ -60,8 +60,15 @@ def ensure_role(ctx: Ctx, name: str, trust: dict[str, Any], policies_: dict[str,
     except ClientError as e:
         if error_code(e) != "EntityAlreadyExists":
             raise
-        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
-        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
+        role = iam.get_role(RoleName=name)["Role"]
+        arn = role["Arn"]
+        have = role.get("AssumeRolePolicyDocument")
+        if isinstance(have, str):
+            from urllib.parse import unquote
+
+            have = json.loads(unquote(have))
+        if policies.normalize(have) != policies.normalize(trust):
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
     for pname, doc in policies_.items():
         iam.put_role_policy(RoleName=name, PolicyName=pname, PolicyDocument=json.dumps(doc))
 
@@ -120,6 +127,8 @@ class AnalyticsIntegration(ResourceSpec):
         cfg, aws = self.ctx.cfg, self.ctx.aws
         ident = aws.identity()
         role_name = policies.lf_integration_role_name(cfg)
+        # the role is ours from the moment CreateRole may have run
+        self.ctx.state.record("grant-lf", self.kind, self.name, outputs={"role_name": role_name})
         role_arn = ensure_role(
             self.ctx, role_name, policies.lf_integration_trust(cfg, ident),
             {policies.LF_INTEGRATION_POLICY_NAME: policies.lf_integration_policy(cfg, ident)},
@@ -127,8 +136,17 @@ class AnalyticsIntegration(ResourceSpec):
         )
         resource_arn = policies.s3tables_all_buckets_arn(cfg, ident)
         # Record only what this stack made, so `down` undoes exactly that: a registration or a
-        # catalog found in place (a half-done integration) is used and left alone.
+        # catalog found in place (a half-done integration) is used and left alone. Each intent
+        # is recorded before its call: after a kill, AlreadyExists on a resume is then ours.
+        rec = self.ctx.state.get(self.kind, self.name)
+        prev = dict(rec.outputs) if rec else {}
+
+        def note(**outputs: Any) -> None:
+            self.ctx.state.record("grant-lf", self.kind, self.name, outputs=outputs)
+
+        note(role_name=role_name, role_arn=role_arn, resource_arn=resource_arn)
         registered = catalog_made = True
+        note(registered=True)
         try:
             aws.client("lakeformation").register_resource(
                 ResourceArn=resource_arn, RoleArn=role_arn, WithFederation=True, WithPrivilegedAccess=True,
@@ -136,14 +154,16 @@ class AnalyticsIntegration(ResourceSpec):
         except ClientError as e:
             if error_code(e) != "AlreadyExistsException":
                 raise
-            registered = False
+            registered = bool(prev.get("registered"))
+        note(registered=registered, catalog_created=True)
         glue = aws.client("glue")
         try:
             glue.create_catalog(Name=lfm.INTEGRATION_CATALOG, CatalogInput=policies.glue_integration_catalog_input(cfg, ident))
         except ClientError as e:
             if error_code(e) != "AlreadyExistsException":  # AlreadyExists is success (aws-notes)
                 raise
-            catalog_made = False
+            catalog_made = bool(prev.get("catalog_created"))
+        note(catalog_created=catalog_made)
 
         def visible() -> tuple[bool, str]:
             return lfm.integration_exists(aws), "waiting for s3tablescatalog"
@@ -322,17 +342,23 @@ class LfGrantResource(ResourceSpec):
     def create(self) -> dict[str, Any]:
         present = lfm.present_permissions(self.ctx.aws, self.grant)
         missing = lfm.missing_permissions(present, self.grant.permissions)
+        rec = self.ctx.state.get(self.kind, self.name)
+        # a resume after a kill between GrantPermissions and the save: those are ours too
+        granted = list(rec.outputs.get("granted", [])) if rec else []
         if missing:
+            # intent before the call, so `down` revokes it even if the run dies right after
+            self.ctx.state.record("grant-lf", self.kind, self.name, outputs=self._outputs(granted + missing))
             _grant(self.ctx, self.grant, missing)
-        return self._outputs(missing)
+        return self._outputs(granted + missing)
 
     def update(self, observed: Observed) -> dict[str, Any]:
         present = lfm.present_permissions(self.ctx.aws, self.grant)
         missing = lfm.missing_permissions(present, self.grant.permissions)
-        if missing:
-            _grant(self.ctx, self.grant, missing)
         rec = self.ctx.state.get(self.kind, self.name)
         before = rec.outputs.get("granted", []) if rec else []
+        if missing:
+            self.ctx.state.record("grant-lf", self.kind, self.name, outputs=self._outputs(before + missing))
+            _grant(self.ctx, self.grant, missing)
         return self._outputs(before + missing)
 
     @classmethod

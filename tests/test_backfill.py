@@ -1,0 +1,620 @@
+"""backfill: items that existed before the stream, through the stream (scan) or an export.
+
+The costly sandbox phases share one provisioned stack loaded with 5,000 items written before
+`up` (BatchWriteItem), in one test (so pytest-xdist never builds it twice); each phase leaves
+source and lake equal (`verify` clean). Unit tests cover the rate limit, the checkpoints and the export SQL; the export's
+Athena load (which the sandbox cannot run: its Athena is read-only) is checked with Stubber.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from s3tstream.sandbox import client as sc
+
+PIPELINE = ("[lakeformation]\nintegrate = true\nmake_caller_admin = true\n[firehose]\nbuffer_interval_seconds = 0\n"
+            "[backfill]\nitems_per_second = 0\n")
+COLUMNS = '{ name = "pk", type = "string", required = true }, { name = "n", type = "long" }, { name = "note", type = "string" }'
+ITEMS = 5000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _instant_data_plane():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S3TSTREAM_SANDBOX_TIME_SCALE", "0")
+        yield
+
+
+def _stack_env(request, sandbox, tmp_path_factory, tag: str):
+    cls = next(p.StackEnv for p in request.config.pluginmanager.get_plugins() if hasattr(p, "StackEnv"))
+    return cls(dir=tmp_path_factory.mktemp(tag), endpoint_url=sandbox.endpoint_url, name="t" + uuid.uuid4().hex[:8])
+
+
+def create_table(env, name: str | None = None) -> None:
+    env.client("dynamodb").create_table(
+        TableName=name or env.name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+
+
+def write_items(env, count: int, prefix: str = "k") -> None:
+    """BatchWriteItem directly (25 a call), before the stream exists."""
+    ddb = env.client("dynamodb")
+    for i in range(0, count, 25):
+        reqs = [{"PutRequest": {"Item": {"pk": {"S": f"{prefix}{j:05d}"}, "n": {"N": str(j)}, "note": {"S": "before"}}}}
+                for j in range(i, min(count, i + 25))]
+        assert not ddb.batch_write_item(RequestItems={env.name: reqs}).get("UnprocessedItems")
+
+
+def drain(env) -> None:
+    sc.firehose_wait_drained(env.endpoint_url, f"{env.name}-to-lake", timeout=60)
+
+
+def cfg_aws(env):
+    from s3tstream import config
+    from s3tstream.aws import Aws
+
+    cfg = config.load(env.config_path)
+    return cfg, Aws(cfg)
+
+
+def checkpoint(env) -> Path:
+    return env.dir / ".s3tstream" / f"{env.name}.backfill.json"
+
+
+# ------------------------------------------------------------------ sandbox: scan
+@pytest.mark.sandbox
+def test_5000_items_written_before_up_backfill_resume_changes_and_export(request, sandbox, tmp_path_factory, monkeypatch):
+    """One stack for the costly phases (5,000 items through the pipeline), run in this order:
+    1. items written before `up` (BatchWriteItem), `up`, `backfill`: `verify` is clean;
+    2. a backfill killed midway by a Kinesis fault continues with only what its checkpoints had
+       not covered, while items change under it; the lake ends equal, one row a key;
+    3. strategy export: refused without PITR, then export, (stand-in) Athena load, catch-up, cleanup.
+    Each phase leaves source and lake equal."""
+    from tests.conftest import teardown
+
+    env = _stack_env(request, sandbox, tmp_path_factory, "backfill")
+    try:
+        create_table(env)
+        write_items(env, ITEMS)
+        env.write(extra=PIPELINE, columns=COLUMNS)
+        env.cli("up")
+        first = env.json("backfill")
+        phase_backfill_then_verify_is_clean(env, first)
+        phase_interrupted_backfill_continues_while_items_change(env, monkeypatch)
+        phase_export_needs_pitr_then_exports_loads_and_cleans_up(env)
+    finally:
+        teardown(env)
+
+
+def phase_backfill_then_verify_is_clean(env, first):
+    assert first["strategy"] == "scan" and first["resumed"] is False
+    assert first["items_read"] == first["items_sent"] == ITEMS == first["total_sent"]
+    assert first["segments"] == 4 and first["skipped_oversize"] == 0 and first["items_per_second"] > 0
+    assert first["catch_up"]["rounds"] == 0 and first["catch_up"]["records_read"] >= ITEMS
+    assert not checkpoint(env).exists()  # a completed backfill leaves no checkpoint
+    drain(env)
+    v = env.json("verify")
+    assert v["ok"] is True and v["counts"]["lake_rows"] == v["counts"]["source_items"] >= ITEMS - 5
+
+
+def phase_interrupted_backfill_continues_while_items_change(env, monkeypatch):
+    """Killed midway by a Kinesis fault; the rerun reads only what the checkpoints had not covered,
+    while items of its pages change between their read and their sending (the stale-snapshot
+    race): the catch-up sends those keys again, so the lake ends equal to the table, one row a key."""
+    import s3tstream.backfill as bf
+
+    real = bf.put_records
+    calls = {"n": 0}
+
+    def failing_after_3_pages(client, stream, entries, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the next PutRecords (whichever segment sends it) is refused
+            sc.inject_fault(env.endpoint_url, "kinesis", "PutRecords", "AccessDeniedException",
+                            "User is not authorized to perform: kinesis:PutRecords", 400, count=1)
+        return real(client, stream, entries, **kw)
+
+    monkeypatch.setattr(bf, "put_records", failing_after_3_pages)
+    # a rate limit this high only sizes the pages (1,000 items), so segments stop midway
+    monkeypatch.setenv("S3TSTREAM_BACKFILL__ITEMS_PER_SECOND", "100000")
+    r = env.cli("backfill", "--restart", "--segments", "3", "--output", "json", ok=False)
+    assert r.exit_code == 1
+    err = json.loads(r.stdout)["error"]
+    assert "backfill stopped after" in err["message"] and "AccessDeniedException" in err["message"]
+    assert "continues from the checkpoints" in err["hint"]
+    saved = json.loads(checkpoint(env).read_text())
+    segs = saved["segment_state"]
+    done_before = sum(s["done"] for s in segs)
+    read_before = sum(s["read"] for s in segs)
+    assert saved["segments"] == 3 and done_before < 3 and 0 < read_before < ITEMS
+    # a different segment count cannot continue these checkpoints
+    r = env.cli("backfill", "--segments", "5", ok=False)
+    assert r.exit_code == 2 and "--segments 3" in r.stderr
+    monkeypatch.setattr(bf, "put_records", real)
+
+    cfg, aws = cfg_aws(env)
+    ddb = env.client("dynamodb")
+    changed: dict[str, list[str]] = {}
+    once = threading.Lock()
+
+    def change_after_read(seg, items):
+        """Between the read of a page and its sending: the snapshot of these items is now stale."""
+        if len(items) < 6 or not once.acquire(blocking=False):
+            return  # one page only (segments run in parallel)
+        keys = [it["pk"]["S"] for it in items[:6]]
+        for k in keys[:3]:
+            ddb.update_item(TableName=env.name, Key={"pk": {"S": k}}, UpdateExpression="SET note = :v",
+                            ExpressionAttributeValues={":v": {"S": "during"}})
+        for k in keys[3:5]:
+            ddb.delete_item(TableName=env.name, Key={"pk": {"S": k}})
+        ddb.put_item(TableName=env.name, Item={"pk": {"S": f"new-{uuid.uuid4().hex[:6]}"}, "note": {"S": "during"}})
+        changed.update(updated=keys[:3], deleted=keys[3:5])
+
+    again = bf.run(cfg, aws, on_page=change_after_read)
+    assert again.resumed is True and again.segments_done_before == done_before
+    # only what the checkpoints had not covered (+1 when the scan meets the item added meanwhile)
+    assert ITEMS - read_before <= again.items_read <= ITEMS - read_before + 1
+    assert again.total_read in (ITEMS, ITEMS + 1) and not checkpoint(env).exists()
+    assert changed, "no page of the rerun had 6 items"
+    c = again.catch_up
+    assert c["changed_keys"] >= 6 and c["removed"] >= 2 and c["rounds"] >= 1 and c["unsettled"] == 0
+    drain(env)
+    v = env.json("verify")
+    assert v["ok"] is True, v
+    rows = env.json("query", f"SELECT count(*) AS n, count(DISTINCT pk) AS k FROM {env.name}")["rows"]
+    assert rows == [{"n": v["counts"]["source_items"], "k": v["counts"]["source_items"]}]  # one row per key
+    upd = "', '".join(changed["updated"] + changed["deleted"])
+    rows = env.json("query", f"SELECT pk, note FROM {env.name} WHERE pk IN ('{upd}') ORDER BY pk")["rows"]
+    assert rows == [{"pk": k, "note": "during"} for k in sorted(changed["updated"])]
+
+
+@pytest.mark.sandbox
+def test_changelog_rows_of_a_backfill_have_op_backfill_and_newer_changes_win(request, sandbox, tmp_path_factory):
+    import s3tstream.backfill as bf
+    from tests.conftest import teardown
+
+    env = _stack_env(request, sandbox, tmp_path_factory, "changelog")
+    try:
+        create_table(env)
+        write_items(env, 40)
+        env.write(extra='mode = "changelog"\n' + PIPELINE, columns=COLUMNS)
+        env.cli("up")
+        cfg, aws = cfg_aws(env)
+        ddb = env.client("dynamodb")
+
+        def change_after_read(seg, items):
+            ddb.update_item(TableName=env.name, Key={"pk": {"S": "k00001"}}, UpdateExpression="SET note = :v",
+                            ExpressionAttributeValues={":v": {"S": "during"}})
+            ddb.delete_item(TableName=env.name, Key={"pk": {"S": "k00002"}})
+
+        res = bf.run(cfg, aws, on_page=change_after_read)
+        assert res.items_sent == 40 and res.catch_up is None and "_event_time" in res.notes[0]
+        drain(env)
+        ops = env.json("query", f'SELECT "_op" AS op, count(*) AS n FROM {env.name} GROUP BY "_op" ORDER BY 1')["rows"]
+        assert ops == [{"op": "backfill", "n": 40}, {"op": "modify", "n": 1}, {"op": "remove", "n": 1}]
+        v = env.json("verify")
+        assert v["ok"] is True and v["counts"]["source_items"] == 39
+        # the CLI's text output: counts on stdout, progress with items/s on stderr
+        r = env.cli("backfill", "--restart")
+        assert "backfill complete: 39 item(s) read, 39 sent" in r.stdout and "strategy" in r.stdout
+        assert "items/s" in r.stderr and "segment(s)" in r.stderr and "_event_time" in r.stderr
+    finally:
+        teardown(env)
+
+
+@pytest.mark.sandbox
+def test_refuses_unless_the_streaming_destination_is_active(stack):
+    create_table(stack)
+    stack.write(extra=PIPELINE)
+    r = stack.cli("backfill", "--output", "json", ok=False)
+    err = json.loads(r.stdout)["error"]
+    assert r.exit_code == 2 and "is not enabled" in err["message"] and "s3tstream up" in err["hint"]
+
+    kinesis = stack.client("kinesis")
+    kinesis.create_stream(StreamName=f"{stack.name}-changes", StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    arn = kinesis.describe_stream_summary(StreamName=f"{stack.name}-changes")["StreamDescriptionSummary"]["StreamARN"]
+    ddb = stack.client("dynamodb")
+    ddb.enable_kinesis_streaming_destination(TableName=stack.name, StreamArn=arn)
+    ddb.describe_kinesis_streaming_destination(TableName=stack.name)  # ACTIVE at the next describe
+    ddb.disable_kinesis_streaming_destination(TableName=stack.name, StreamArn=arn)
+    r = stack.cli("backfill", ok=False)
+    assert r.exit_code == 2 and "DISABL" in r.stderr and "refusing to backfill" in r.stderr
+    assert not checkpoint(stack).exists()
+    kinesis.delete_stream(StreamName=f"{stack.name}-changes")
+
+
+# ------------------------------------------------------------------ bad options and config
+def _env(tmp_path: Path, extra: str = "") -> dict[str, str]:
+    p = tmp_path / "s3tstream.toml"
+    p.write_text(f'[stack]\nname = "shop"\n{extra}')
+    return {"S3TSTREAM_CONFIG": str(p)}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--strategy", "fast"], "--strategy"),
+    (["--segments", "65"], "--segments"),
+    (["--segments", "-1"], "--segments"),
+    (["--strategy", "scan", "--enable-pitr"], "--enable-pitr"),
+])
+def test_bad_options_exit_2_naming_the_option(tmp_path, args, needle):
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+
+    r = CliRunner().invoke(app, ["backfill", *args], env=_env(tmp_path))
+    assert r.exit_code == 2 and needle in r.output
+
+
+@pytest.mark.parametrize("extra, key", [
+    ("[backfill]\nmax_read_share = 1.5\n", "backfill.max_read_share"),
+    ("[backfill]\nsegments = 100\n", "backfill.segments"),
+    ("[backfill]\nitems_per_second = -1\n", "backfill.items_per_second"),
+    ('[backfill]\nexport_prefix = "/abs"\n', "backfill.export_prefix"),
+    ('[backfill]\nexport_prefix = "s3://Bad_Bucket/x"\n', "backfill.export_prefix"),
+    ("[backfill]\nspeed = 3\n", "backfill.speed"),
+])
+def test_bad_backfill_config_exits_2_naming_the_key(tmp_path, extra, key):
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+
+    r = CliRunner().invoke(app, ["backfill", "--output", "json"], env=_env(tmp_path, extra))
+    assert r.exit_code == 2 and key in json.loads(r.stdout)["error"]["message"]
+
+
+def test_export_prefix_forms():
+    from s3tstream import config as c
+
+    assert c.build({"stack": {"name": "a"}, "backfill": {"export_prefix": "x/y"}}).backfill.export_prefix == "x/y/"
+    assert c.build({"stack": {"name": "a"}, "backfill": {"export_prefix": "s3://my-bucket"}}).backfill.export_prefix == "s3://my-bucket/"
+    assert c.build({"stack": {"name": "a"}, "backfill": {"export_prefix": "s3://my-bucket/p"}}).backfill.export_prefix == "s3://my-bucket/p/"
+
+
+# ------------------------------------------------------------------ units: rate limit, checkpoints
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.t += s
+
+
+def test_token_bucket_holds_the_average_rate():
+    from s3tstream.backfill import TokenBucket
+
+    clock = FakeClock()
+    b = TokenBucket(10.0, clock=clock, sleep=clock.sleep)  # 10 units a second, burst 10
+    for _ in range(20):
+        b.wait()
+        b.charge(5)  # charged after the read, like ConsumedCapacity
+    # 100 units at 10/s: the first 10 are the burst, the rest take 9 s (the last charge is not waited for)
+    assert 8.4 <= clock.t <= 9.6
+    free = TokenBucket(0, clock=clock, sleep=clock.sleep)
+    free.charge(1e9)
+    free.wait()
+    assert clock.t <= 9.6
+
+
+def _cfg(**backfill):
+    from s3tstream import config as c
+
+    return c.build({"stack": {"name": "shop"}, "backfill": backfill,
+                    "table": {"columns": [{"name": "pk", "type": "string", "required": True}]}})
+
+
+def test_read_rate_from_provisioned_capacity_or_items_per_second():
+    from s3tstream.backfill import read_rate
+
+    prov = {"BillingModeSummary": {"BillingMode": "PROVISIONED"}, "ProvisionedThroughput": {"ReadCapacityUnits": 40}}
+    assert read_rate(_cfg(max_read_share=0.25), prov)[:2] == (10.0, "rcu")
+    od = {"BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"}, "ProvisionedThroughput": {"ReadCapacityUnits": 0}}
+    assert read_rate(_cfg(items_per_second=250), od)[:2] == (250.0, "items")
+    assert read_rate(_cfg(items_per_second=0), od)[2] == "none"
+
+
+class FakeDdb:
+    """Scan pages of ``page`` items, each reporting ``rcu_per_page`` consumed capacity."""
+
+    def __init__(self, total: int, rcu_per_page: float) -> None:
+        self.total, self.rcu = total, rcu_per_page
+        self.calls: list[dict] = []
+
+    def scan(self, **kw):
+        self.calls.append(kw)
+        start = int(kw.get("ExclusiveStartKey", {}).get("pk", {}).get("S", "-1")) + 1
+        n = min(kw["Limit"], self.total - start)
+        items = [{"pk": {"S": str(i)}} for i in range(start, start + n)]
+        page = {"Items": items, "ConsumedCapacity": {"TableName": "shop", "CapacityUnits": self.rcu}}
+        if start + n < self.total:
+            page["LastEvaluatedKey"] = {"pk": {"S": str(start + n - 1)}}
+        return page
+
+
+class FakeKinesis:
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def put_records(self, StreamName, Records):
+        self.records += Records
+        return {"Records": [{"SequenceNumber": "1"} for _ in Records]}
+
+
+class FakeAws:
+    def __init__(self, **clients):
+        self.clients = clients
+
+    def client(self, name):
+        return self.clients[name]
+
+
+def test_scan_is_held_to_the_share_of_provisioned_capacity(tmp_path):
+    from s3tstream.backfill import Checkpoints, ScanBackfill, TokenBucket
+
+    cfg = _cfg(max_read_share=0.5)
+    cfg.path = tmp_path / "s3tstream.toml"
+    clock = FakeClock()
+    ddb, kin = FakeDdb(total=300, rcu_per_page=20.0), FakeKinesis()
+    store = Checkpoints(cfg)
+    doc = store.new("scan", segments=1, segment_state=[{"lek": None, "read": 0, "sent": 0, "done": False}])
+    desc = {"BillingModeSummary": {"BillingMode": "PROVISIONED"}, "ProvisionedThroughput": {"ReadCapacityUnits": 20},
+            "ItemCount": 300}
+    said: list[str] = []
+    sb = ScanBackfill(cfg, FakeAws(dynamodb=ddb, kinesis=kin), store, doc, desc, sleep=clock.sleep, progress=said.append)
+    sb.bucket = TokenBucket(sb.bucket.rate, clock=clock, sleep=clock.sleep)  # 10 RCU/s
+    sb.run()
+    rcu = 20.0 * len(ddb.calls)
+    assert sb.read == 300 and len(kin.records) == 300 and all(c["ReturnConsumedCapacity"] == "TOTAL" for c in ddb.calls)
+    assert (rcu - 10 - 20) / 10 <= clock.t <= rcu / 10  # ~ consumed / (0.5 x 20 RCU), less the burst
+    assert all(10 <= c["Limit"] <= 1000 for c in ddb.calls)
+    rec = json.loads(kin.records[0]["Data"])
+    assert rec["eventSource"] == "s3tstream:backfill" and rec["eventName"] == "INSERT"
+    assert rec["dynamodb"]["Keys"] == {"pk": {"S": "0"}} and rec["dynamodb"]["NewImage"] == {"pk": {"S": "0"}}
+    assert rec["dynamodb"]["ApproximateCreationDateTimePrecision"] == "MICROSECOND"
+    saved = json.loads(store.path.read_text())
+    assert saved["segment_state"] == [{"lek": None, "read": 300, "sent": 300, "done": True}]
+    assert "of ~300 (" in said[0] and "items/s, ETA " in said[0] and said[-1].endswith("done, 0 of 1 segment(s) left")
+
+
+def test_a_corrupt_or_foreign_checkpoint_is_refused_with_restart_hint(tmp_path):
+    from s3tstream.backfill import Checkpoints
+    from s3tstream.errors import StateError
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    store = Checkpoints(cfg)
+    assert store.path == tmp_path / ".s3tstream" / "shop.backfill.json" and store.load() is None
+    store.path.parent.mkdir()
+    store.path.write_text("{nope")
+    with pytest.raises(StateError, match="corrupt") as e:
+        store.load()
+    assert "--restart" in e.value.hint and e.value.exit_code == 2
+    doc = store.new("scan", segments=1, segment_state=[])
+    doc["table"] = "other"
+    store.save(doc)
+    with pytest.raises(StateError, match="table 'other'"):
+        store.load()
+    store.delete()
+    assert not store.path.exists()
+
+
+# ------------------------------------------------------------------ sandbox: export
+class LoadRecorder:
+    """Stands in for Athena (the sandbox's Athena only reads): records the load statement and
+    checks, while it "runs", what it would read: the Glue table over the export's data files."""
+
+    def __init__(self, env, fail_first: bool = False) -> None:
+        self.env = env
+        self.fail_first = fail_first
+        self.started: list[dict] = []
+        self.seen: dict = {}
+
+    def start_query_execution(self, **kw):
+        import gzip
+
+        from botocore.exceptions import ClientError
+
+        self.started.append(kw)
+        if self.fail_first and len(self.started) == 1:
+            raise ClientError({"Error": {"Code": "InternalServerException", "Message": "boom"}}, "StartQueryExecution")
+        glue, s3 = self.env.client("glue"), self.env.client("s3")
+        import re
+
+        db, tbl = re.search(r'"awsdatacatalog"\."([^"]+)"\."([^"]+)"', kw["QueryString"]).groups()
+        sd = glue.get_table(DatabaseName=db, Name=tbl)["Table"]["StorageDescriptor"]
+        bucket, _, prefix = sd["Location"][5:].partition("/")
+        lines = []
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            lines += gzip.decompress(body).decode().splitlines()
+        self.seen = {"columns": sd["Columns"], "location": sd["Location"], "lines": lines, "db": db}
+        return {"QueryExecutionId": "q-load-1"}
+
+    def get_query_execution(self, QueryExecutionId):
+        return {"QueryExecution": {"QueryExecutionId": QueryExecutionId, "StatementType": "DML",
+                                   "Status": {"State": "SUCCEEDED"}, "Statistics": {"DataScannedInBytes": 123}}}
+
+
+def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
+    import s3tstream.backfill as bf
+
+    r = env.cli("backfill", "--strategy", "export", "--output", "json", ok=False)
+    err = json.loads(r.stdout)["error"]
+    assert r.exit_code == 2 and "point-in-time recovery" in err["message"] and "--enable-pitr" in err["hint"]
+
+    cfg, aws = cfg_aws(env)
+    cfg.athena.output_location = "s3://results-elsewhere/q/"
+    athena = LoadRecorder(env, fail_first=True)
+    aws._clients["athena"] = athena
+    with pytest.raises(bf.AwsError, match="InternalServerException"):
+        bf.run(cfg, aws, strategy="export", enable_pitr=True)
+    saved = json.loads(checkpoint(env).read_text())
+    assert saved["strategy"] == "export" and saved["phase"] == "load" and saved["export"]["status"] == "COMPLETED"
+    glue = env.client("glue")
+    temp_db = bf.temp_names(cfg, saved["export"]["id"])[0]
+    assert "glue_database" not in saved["export"]  # the temporary Glue objects go, also on failure
+    assert temp_db not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
+    token = athena.started[0]["ClientRequestToken"]
+
+    res = bf.run(cfg, aws, strategy="auto")  # continues the export in progress: no second export
+    exports = env.client("dynamodb").list_exports(TableArn=saved["export"]["arn"].split("/export/")[0])
+    assert len(exports["ExportSummaries"]) == 1 and exports["ExportSummaries"][0]["ExportStatus"] == "COMPLETED"
+    assert athena.started[1]["ClientRequestToken"] == token  # the same load, were the first one to have run
+    kw = athena.started[1]
+    assert kw["QueryExecutionContext"] == {"Catalog": f"s3tablescatalog/{env.name}-lake", "Database": env.name}
+    assert kw["QueryString"].startswith(f'MERGE INTO "{env.name}"."{env.name}" AS t')
+    assert "WHEN NOT MATCHED THEN INSERT" in kw["QueryString"] and kw["ResultConfiguration"]["OutputLocation"] == "s3://results-elsewhere/q/"
+    seen = athena.seen
+    assert seen["columns"] == [{"Name": "line", "Type": "string"}] and seen["location"].endswith("/data/")
+    source = env.client("dynamodb").describe_table(TableName=env.name)["Table"]["ItemCount"]
+    assert len(seen["lines"]) == source and json.loads(seen["lines"][0])["Item"]["pk"]["S"]
+    assert res.strategy == "export" and res.resumed and res.items_read == source
+    assert res.export["pitr_enabled_by_backfill"] is True and res.export["removed_objects"] >= 5
+    assert res.export["load"] == {"query_id": "q-load-1", "statement": "MERGE", "data_scanned_bytes": 123}
+    assert res.catch_up is not None and res.catch_up["since"] == res.export["export_time"][:19] + "+00:00"
+    assert seen["db"] not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
+    bucket = f"{env.name}-ath-123456789012-us-east-1"
+    assert env.client("s3").list_objects_v2(Bucket=bucket, Prefix="backfill/")["KeyCount"] == 0
+    assert not checkpoint(env).exists()
+
+
+def test_athena_load_phase_calls_in_order_with_the_checkpointed_token(tmp_path, monkeypatch):
+    """The export's Athena phase, which the sandbox cannot run, against botocore's Stubber."""
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from s3tstream.backfill import Checkpoints, ExportBackfill
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    cfg.athena.output_location = "s3://res/q/"
+    athena = boto3.client("athena", region_name="us-east-1")
+    stub = Stubber(athena)
+    store = Checkpoints(cfg)
+    doc = store.new("export", export={"id": "01700000000000-abcd1234", "export_time": 1_700_000_000.5,
+                                      "query_token": "t" * 40})
+    load_sql_prefix = 'MERGE INTO "shop"."shop" AS t\nUSING (SELECT '
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"}, {
+        "QueryString": ANY, "ClientRequestToken": "t" * 40, "WorkGroup": "primary",
+        "QueryExecutionContext": {"Catalog": "s3tablescatalog/shop-lake", "Database": "shop"},
+        "ResultConfiguration": {"OutputLocation": "s3://res/q/"}})
+    stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": "RUNNING"}}}, {"QueryExecutionId": "q1"})
+    stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": "SUCCEEDED"}, "StatementType": "DML",
+                                                                 "Statistics": {"DataScannedInBytes": 7}}},
+                      {"QueryExecutionId": "q1"})
+    eb = ExportBackfill(cfg, FakeAws(athena=athena), store, doc, enable_pitr=False)
+    import s3tstream.query as q
+
+    real = q.AthenaEngine.__init__
+    monkeypatch.setattr(q.AthenaEngine, "__init__", lambda self, *a, **kw: real(self, *a, **{**kw, "sleep": lambda s: None}))
+    sent: list[str] = []
+    athena.meta.events.register("provide-client-params.athena.StartQueryExecution",
+                                lambda params, **_: sent.append(params["QueryString"]))
+    with stub:
+        info = eb.load('"awsdatacatalog"."db"."export_x"')
+    stub.assert_no_pending_responses()
+    assert info == {"query_id": "q1", "statement": "MERGE", "data_scanned_bytes": 7}
+    assert sent[0].startswith(load_sql_prefix) and '"awsdatacatalog"."db"."export_x"' in sent[0]
+    saved = json.loads(store.path.read_text())["export"]
+    assert saved["query_id"] == "q1" and saved["loaded"] is True
+
+
+# ------------------------------------------------------------------ units: the export SQL
+TYPES_CFG = {
+    "stack": {"name": "shop"},
+    "source": {"partition_key": {"name": "PK", "type": "S"}, "sort_key": {"name": "SK", "type": "N"}},
+    "table": {"columns": [
+        {"name": "pk", "type": "string", "required": True, "source": "PK"},
+        {"name": "sk", "type": "long", "required": True, "source": "SK"},
+        {"name": "price", "type": "decimal(12,4)"}, {"name": "ok", "type": "boolean"},
+        {"name": "day", "type": "date"}, {"name": "at", "type": "timestamptz", "source": "createdAt"},
+        {"name": "naive", "type": "timestamp"}, {"name": "blob", "type": "binary"}, {"name": "r", "type": "float"},
+        {"name": "tags", "type": "list<string>"}, {"name": "nums", "type": "list<long>"},
+        {"name": "attrs", "type": "map<string,double>"}, {"name": "addr", "type": "struct<city:string,zip:int>"},
+        {"name": "note", "type": "string", "source": "it's"},
+    ]},
+}
+
+
+def test_load_sql_maps_dynamodb_json_to_each_column_type():
+    from s3tstream import config as c
+    from s3tstream.backfill import load_sql
+
+    cfg = c.build(TYPES_CFG)
+    sql = load_sql(cfg, '"awsdatacatalog"."db"."t"', "0170-ab", "2024-05-01T12:00:00.123456Z")
+    assert sql.count("MERGE INTO") == 1 and 'ON (t."pk" = s."pk" AND t."sk" = s."sk")' in sql
+    assert "CAST(json_extract(line, '$.Item') AS MAP(VARCHAR, JSON)) AS item FROM \"awsdatacatalog\".\"db\".\"t\"" in sql
+    assert "element_at(item, 'PK')" in sql and "element_at(item, 'createdAt')" in sql
+    assert "element_at(item, 'it''s')" in sql  # attribute names are quoted literals, exact case
+    assert "CAST(json_extract_scalar(element_at(item, 'price'), '$.N') AS DECIMAL(12,4)) AS \"price\"" in sql
+    assert "CAST(json_extract_scalar(element_at(item, 'ok'), '$.BOOL') AS BOOLEAN) AS \"ok\"" in sql
+    assert "from_iso8601_date(substr(" in sql and "AS TIMESTAMP(6) WITH TIME ZONE) AS \"at\"" in sql
+    assert "AS TIMESTAMP(6)) AS \"naive\"" in sql and "from_base64(json_extract_scalar(element_at(item, 'blob'), '$.B'))" in sql
+    assert "'$.SS'" in sql and "'$.NS'" in sql and "array_sort(" in sql and "transform_values(" in sql
+    assert 'AS ROW("city" VARCHAR, "zip" INTEGER)' in sql and "element_at(CAST(json_extract(" in sql
+    assert sql.count("(") == sql.count(")")
+    cols = sql.split("WHEN NOT MATCHED THEN INSERT (", 1)[1].split(")", 1)[0]
+    assert cols.split(", ")[:3] == ['"pk"', '"sk"', '"price"']
+
+
+def test_changelog_load_is_an_insert_with_op_backfill_at_the_export_time():
+    from s3tstream import config as c
+    from s3tstream.backfill import check_exportable, load_sql
+    from s3tstream.errors import UsageError
+
+    cfg = c.build({**TYPES_CFG, "table": {**TYPES_CFG["table"], "mode": "changelog"}})
+    sql = load_sql(cfg, "src", "0170-ab", "2024-05-01T12:00:00.123456Z")
+    assert sql.startswith('INSERT INTO "shop"."shop" (') and '"_op", "_event_time", "_event_id")' in sql
+    assert "'backfill' AS \"_op\"" in sql and "from_iso8601_timestamp_nanos('2024-05-01T12:00:00.123456Z')" in sql
+    assert "concat('export:0170-ab:', json_format(element_at(item, 'PK')) || '|' || json_format(element_at(item, 'SK')))" in sql
+    with pytest.raises(UsageError, match="extra_column"):
+        check_exportable(c.build({"stack": {"name": "shop"}, "table": {"extra_column": "rest"}}))
+
+
+def test_auto_strategy_by_item_count_and_a_backfill_in_progress_keeps_its_strategy(tmp_path):
+    from s3tstream.backfill import choose_strategy
+    from s3tstream.errors import UsageError
+
+    cfg = _cfg(scan_threshold_items=1000)
+    cfg.path = tmp_path / "s3tstream.toml"
+    assert choose_strategy(cfg, "auto", {"ItemCount": 999}, None) == "scan"
+    assert choose_strategy(cfg, "auto", {"ItemCount": 1000}, None) == "export"
+    assert choose_strategy(cfg, "scan", {"ItemCount": 10**9}, None) == "scan"
+    assert choose_strategy(cfg, "auto", {"ItemCount": 10**9}, {"strategy": "scan"}) == "scan"
+    with pytest.raises(UsageError, match="in progress") as e:
+        choose_strategy(cfg, "export", {}, {"strategy": "scan"})
+    assert "--restart --strategy export" in e.value.hint
+
+
+def test_a_failed_athena_load_gets_a_new_token_next_time(tmp_path, monkeypatch):
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from s3tstream.backfill import Checkpoints, ExportBackfill
+    from s3tstream.query import QueryError
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    cfg.athena.output_location = "s3://res/q/"
+    athena = boto3.client("athena", region_name="us-east-1")
+    stub = Stubber(athena)
+    store = Checkpoints(cfg)
+    doc = store.new("export", export={"id": "e1", "export_time": 1_700_000_000.0, "query_token": "a" * 40})
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q1"},
+                      {"QueryString": ANY, "ClientRequestToken": "a" * 40, "WorkGroup": ANY,
+                       "QueryExecutionContext": ANY, "ResultConfiguration": ANY})
+    stub.add_response("get_query_execution", {"QueryExecution": {"Status": {
+        "State": "FAILED", "StateChangeReason": "ICEBERG_COMMIT_ERROR: conflict"}}}, {"QueryExecutionId": "q1"})
+    eb = ExportBackfill(cfg, FakeAws(athena=athena), store, doc, enable_pitr=False)
+    with stub, pytest.raises(QueryError, match="ICEBERG_COMMIT_ERROR"):
+        eb.load("src")
+    saved = json.loads(store.path.read_text())["export"]
+    assert "query_token" not in saved and saved["failed_query_id"] == "q1" and not saved.get("loaded")
