@@ -45,7 +45,6 @@ export again).
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -119,21 +118,9 @@ class Checkpoints:
     def save(self, doc: dict[str, Any]) -> None:
         with self._lock:
             doc["updated_at"] = _now_iso()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            data = json.dumps(doc, indent=1, sort_keys=True).encode()
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            from s3tstream.state import atomic_write
+
+            atomic_write(self.path, json.dumps(doc, indent=1, sort_keys=True).encode())
 
     def delete(self) -> None:
         with self._lock:

@@ -29,6 +29,25 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace path with data so that a crash leaves the old or the new file, never a torn
+    one: temp file, fsync, os.replace, then fsync the directory (the rename itself)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class Resource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -150,21 +169,7 @@ class StateStore:
     def save(self) -> None:
         with self._mutex:
             self.doc.updated_at = now()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            data = self.doc.model_dump_json(indent=2).encode()
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)  # make the rename itself durable
-            finally:
-                os.close(dfd)
+            atomic_write(self.path, self.doc.model_dump_json(indent=2).encode())
 
     def set_account(self, account: str) -> None:
         with self._mutex:
