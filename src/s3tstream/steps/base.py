@@ -48,6 +48,26 @@ class Ctx:
     def timeout(self) -> float:
         return self.cfg.stack.wait_timeout
 
+    def wait_for(self, probe: Callable[[], Any], what: str, *, gone: bool = False) -> None:
+        """Wait until probe() stops raising not-found (gone=False) or starts (gone=True).
+
+        probe() is a describe call; a string it returns is shown as the status."""
+        from botocore.exceptions import ClientError
+
+        from s3tstream.aws import is_not_found, wait_until
+
+        def check() -> tuple[bool, str]:
+            try:
+                status = probe()
+            except ClientError as e:
+                if is_not_found(e):
+                    return gone, "deleted" if gone else "not visible yet"
+                raise
+            return not gone, status if isinstance(status, str) else ("deleting" if gone else "visible")
+
+        wait_until(check, f"{what} deletion" if gone else what, timeout=self.timeout, interval=self.poll,
+                   progress=self.progress)
+
     def tags(self) -> dict[str, str]:
         """The stack tag plus the user's tags; the stack tag is how `down` knows what is ours."""
         return {**self.cfg.stack.tags, **self.names.stack_tag()}

@@ -1029,16 +1029,10 @@ class DeliveryStream(ResourceSpec):
     @staticmethod
     def _wait_gone(ctx: Ctx, name: str) -> None:
         f = ctx.aws.client("firehose")
-
-        def gone() -> tuple[bool, str]:
-            try:
-                return False, f.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["DeliveryStreamStatus"]
-            except ClientError as e:
-                if is_not_found(e):
-                    return True, "deleted"
-                raise
-
-        wait_until(gone, f"Firehose stream {name} deletion", timeout=ctx.timeout, interval=ctx.poll, progress=ctx.progress)
+        ctx.wait_for(
+            lambda: f.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["DeliveryStreamStatus"],
+            f"Firehose stream {name}", gone=True,
+        )
 
     @classmethod
     def _delete_and_wait(cls, ctx: Ctx, name: str) -> None:

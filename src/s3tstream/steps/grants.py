@@ -72,16 +72,7 @@ def ensure_role(ctx: Ctx, name: str, trust: dict[str, Any], policies_: dict[str,
     for pname, doc in policies_.items():
         iam.put_role_policy(RoleName=name, PolicyName=pname, PolicyDocument=json.dumps(doc))
 
-    def visible() -> tuple[bool, str]:
-        try:
-            iam.get_role(RoleName=name)
-            return True, "visible"
-        except ClientError as e:
-            if is_not_found(e):
-                return False, "not visible yet"
-            raise
-
-    wait_until(visible, f"role {name}", timeout=ctx.timeout, interval=ctx.poll, progress=ctx.progress)
+    ctx.wait_for(lambda: iam.get_role(RoleName=name), f"role {name}")
     return str(arn)
 
 

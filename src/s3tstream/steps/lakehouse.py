@@ -134,16 +134,7 @@ class TableBucket(ResourceSpec):
             name=self.name, encryptionConfiguration=desired_encryption(self.ctx), tags=self.ctx.tags()
         )["arn"]
 
-        def visible() -> tuple[bool, str]:
-            try:
-                s3t.get_table_bucket(tableBucketARN=arn)
-                return True, "visible"
-            except ClientError as e:
-                if is_not_found(e):
-                    return False, "not visible yet"
-                raise
-
-        wait_until(visible, f"table bucket {self.name}", timeout=self.ctx.timeout, interval=self.ctx.poll, progress=self.ctx.progress)
+        self.ctx.wait_for(lambda: s3t.get_table_bucket(tableBucketARN=arn), f"table bucket {self.name}")
         self._apply(arn, [f"maintenance {t}" for t in self._maintenance_drift(arn)])
         return {"id": arn, "arn": arn}
 
@@ -180,16 +171,7 @@ class TableBucket(ResourceSpec):
                 ) from None
             raise
 
-        def gone() -> tuple[bool, str]:
-            try:
-                s3t.get_table_bucket(tableBucketARN=arn)
-                return False, "deleting"
-            except ClientError as e:
-                if is_not_found(e):
-                    return True, "deleted"
-                raise
-
-        wait_until(gone, f"table bucket {record.name} deletion", timeout=ctx.timeout, interval=ctx.poll, progress=ctx.progress)
+        ctx.wait_for(lambda: s3t.get_table_bucket(tableBucketARN=arn), f"table bucket {record.name}", gone=True)
 
 
 class Namespace(ResourceSpec):
@@ -219,16 +201,7 @@ class Namespace(ResourceSpec):
         arn, ns = bucket_arn(self.ctx), self.ctx.names.namespace
         s3t.create_namespace(tableBucketARN=arn, namespace=[ns])  # a one-element list (aws-notes)
 
-        def visible() -> tuple[bool, str]:
-            try:
-                s3t.get_namespace(tableBucketARN=arn, namespace=ns)
-                return True, "visible"
-            except ClientError as e:
-                if is_not_found(e):
-                    return False, "not visible yet"
-                raise
-
-        wait_until(visible, f"namespace {ns}", timeout=self.ctx.timeout, interval=self.ctx.poll, progress=self.ctx.progress)
+        self.ctx.wait_for(lambda: s3t.get_namespace(tableBucketARN=arn, namespace=ns), f"namespace {ns}")
         return {"id": self.name, "bucket_arn": arn, "namespace": ns}
 
     @classmethod
@@ -333,16 +306,7 @@ class Table(ResourceSpec):
                 return
             raise
 
-        def gone() -> tuple[bool, str]:
-            try:
-                s3t.get_table(tableBucketARN=arn, namespace=ns, name=table)
-                return False, "deleting"
-            except ClientError as e:
-                if is_not_found(e):
-                    return True, "deleted"
-                raise
-
-        wait_until(gone, f"table {ns}.{table} deletion", timeout=ctx.timeout, interval=ctx.poll, progress=ctx.progress)
+        ctx.wait_for(lambda: s3t.get_table(tableBucketARN=arn, namespace=ns, name=table), f"table {ns}.{table}", gone=True)
 
 
 def resources(ctx: Ctx) -> list[ResourceSpec]:

@@ -136,15 +136,7 @@ class SourceTable(ResourceSpec):
                 return
             raise
 
-        def gone() -> tuple[bool, str]:
-            try:
-                return False, ddb.describe_table(TableName=record.name)["Table"]["TableStatus"]
-            except ClientError as e:
-                if is_not_found(e):
-                    return True, "deleted"
-                raise
-
-        wait_until(gone, f"table {record.name} deletion", timeout=ctx.timeout, interval=ctx.poll, progress=ctx.progress)
+        ctx.wait_for(lambda: ddb.describe_table(TableName=record.name)["Table"]["TableStatus"], f"table {record.name}", gone=True)
 
 
 def resources(ctx: Ctx) -> list[ResourceSpec]:

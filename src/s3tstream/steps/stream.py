@@ -124,16 +124,8 @@ class KinesisStream(ResourceSpec):
     @staticmethod
     def _wait_gone(ctx: Ctx, name: str) -> None:
         k = ctx.aws.client("kinesis")
-
-        def gone() -> tuple[bool, str]:
-            try:
-                return False, k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
-            except ClientError as e:
-                if is_not_found(e):
-                    return True, "deleted"
-                raise
-
-        wait_until(gone, f"stream {name} deletion", timeout=ctx.timeout, interval=ctx.poll, progress=ctx.progress)
+        ctx.wait_for(lambda: k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"],
+                     f"stream {name}", gone=True)
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:
