@@ -104,6 +104,10 @@ class StackEnv:
     def state(self) -> dict:
         return json.loads(self.state_path.read_text())
 
+    def purge(self) -> None:
+        """`down --yes --purge-errors`, then delete any table bucket named after the stack."""
+        teardown(self)
+
 
 @pytest.fixture
 def stack(tmp_path: Path, sandbox) -> StackEnv:
@@ -142,7 +146,8 @@ def _sweep_table_buckets(request):
 
 def teardown(env: StackEnv) -> None:
     """Leave nothing behind: the sandbox is shared by every test of this process, and its
-    quotas (10 table buckets a Region) are checked like AWS's."""
+    quotas (10 table buckets a Region) are checked like AWS's. Tests call it as stack.purge()
+    when they must clean up before restoring shared sandbox settings."""
     from s3tstream.aws import CALLS
 
     before = list(CALLS.calls)

@@ -17,18 +17,6 @@ OTHER_ADMIN = "arn:aws:iam::123456789012:role/SomeoneElse"
 LF_OK = "[lakeformation]\nintegrate = true\nmake_caller_admin = true\n"
 
 
-def purge_lake(stack: Any) -> None:
-    """Remove the stack and every table bucket named after it (the sandbox's 10-bucket quota is
-    shared by all tests of a process, and preflight checks it)."""
-    stack.cli("down", "--yes", ok=None)
-    s3t = stack.client("s3tables")
-    for b in s3t.list_table_buckets(prefix=stack.name).get("tableBuckets", []):
-        for ns in s3t.list_namespaces(tableBucketARN=b["arn"]).get("namespaces", []):
-            for t in s3t.list_tables(tableBucketARN=b["arn"], namespace=ns["namespace"][0]).get("tables", []):
-                s3t.delete_table(tableBucketARN=b["arn"], namespace=ns["namespace"][0], name=t["name"])
-            s3t.delete_namespace(tableBucketARN=b["arn"], namespace=ns["namespace"][0])
-        s3t.delete_table_bucket(tableBucketARN=b["arn"])
-
 
 @pytest.fixture(autouse=True)
 def _cleanup(stack: Any) -> Any:
@@ -39,7 +27,7 @@ def _cleanup(stack: Any) -> Any:
     if MOTO_CALLER not in [a["DataLakePrincipalIdentifier"] for a in settings.get("DataLakeAdmins", [])]:
         settings["DataLakeAdmins"] = settings.get("DataLakeAdmins", []) + [{"DataLakePrincipalIdentifier": MOTO_CALLER}]
         lf.put_data_lake_settings(DataLakeSettings=settings)
-    purge_lake(stack)
+    stack.purge()  # before the integration is restored: down may remove the one this stack made
     ensure_integration(stack, True)
 
 

@@ -19,25 +19,6 @@ BASE_COLUMNS = (
 )
 
 
-def purge_lake(stack: Any) -> None:
-    """Remove the stack and every table bucket named after it (the sandbox's 10-bucket quota is
-    shared by all tests of a process, and preflight checks it)."""
-    stack.cli("down", "--yes", ok=None)
-    s3t = stack.client("s3tables")
-    for b in s3t.list_table_buckets(prefix=stack.name).get("tableBuckets", []):
-        for ns in s3t.list_namespaces(tableBucketARN=b["arn"]).get("namespaces", []):
-            for t in s3t.list_tables(tableBucketARN=b["arn"], namespace=ns["namespace"][0]).get("tables", []):
-                s3t.delete_table(tableBucketARN=b["arn"], namespace=ns["namespace"][0], name=t["name"])
-            s3t.delete_namespace(tableBucketARN=b["arn"], namespace=ns["namespace"][0])
-        s3t.delete_table_bucket(tableBucketARN=b["arn"])
-
-
-@pytest.fixture(autouse=True)
-def _cleanup(stack: Any) -> Any:
-    yield
-    purge_lake(stack)
-
-
 def lake(stack: Any) -> tuple[config.Config, S3TablesCatalog, str]:
     cfg = config.load(stack.config_path, environ={})
     aws = Aws(cfg)
