@@ -200,15 +200,20 @@ def _perm_args(req: SandboxRequest) -> tuple[str, str, tuple, dict[str, Any], se
     return principal, typ, key, doc, perms, grantable
 
 
+def _require_admin(acct: Any, caller: str) -> None:
+    """Only a data lake administrator grants and revokes (call with _lock held)."""
+    if not _is_admin(acct, caller):
+        raise AwsError("AccessDeniedException",
+                       f"Insufficient Lake Formation permission(s): {caller} is not a data lake administrator")
+
+
 @handles("lakeformation", "GrantPermissions")
 def grant_permissions(req: SandboxRequest) -> dict[str, Any]:
     acct = _acct(req.account_id, req.region)
     principal, typ, key, doc, perms, grantable = _perm_args(req)
     caller = caller_principal(req)
     with _lock:
-        if not _is_admin(acct, caller):
-            raise AwsError("AccessDeniedException",
-                           f"Insufficient Lake Formation permission(s): {caller} is not a data lake administrator")
+        _require_admin(acct, caller)
     _check_exists(req, typ, doc[typ])
     _check_principal(req, principal)
     with _lock:
@@ -225,9 +230,7 @@ def revoke_permissions(req: SandboxRequest) -> dict[str, Any]:
     principal, typ, key, doc, perms, grantable = _perm_args(req)
     caller = caller_principal(req)
     with _lock:
-        if not _is_admin(acct, caller):
-            raise AwsError("AccessDeniedException",
-                           f"Insufficient Lake Formation permission(s): {caller} is not a data lake administrator")
+        _require_admin(acct, caller)
         entry = acct.grants.get((principal, (typ,) + key))
         if entry is None or not (perms & entry["perms"]):
             # UNCONFIRMED: AWS's text for revoking permissions the principal does not hold.
