@@ -210,3 +210,9 @@ def test_check_requirements_names_the_missing_step(ctx):
     with pytest.raises(PlanError) as ei:
         engine.check_requirements(ctx, info)
     assert "needs A" in ei.value.message and "s3tstream step A" in ei.value.hint
+
+
+def test_a_step_not_built_says_so(ctx):
+    with pytest.raises(PlanError) as ei:
+        engine.apply_step(ctx, StepInfo("later", "later", (), None))
+    assert "not built yet" in ei.value.message and ei.value.exit_code == 2

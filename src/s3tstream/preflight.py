@@ -84,11 +84,7 @@ def _stream_quota(cfg: Config, aws: Aws) -> Check:
 
 
 def _lf_admin(cfg: Config, aws: Aws) -> Check:
-    from s3tstream.steps.catalog import BY_NAME
-
-    if BY_NAME["grant-lf"].module is None:
-        return Check("lake formation admin", True, "not checked: the grant-lf step is not built yet", skipped=True)
-    from s3tstream.lakeformation import admin_check  # type: ignore[import-not-found]
+    from s3tstream.lakeformation import admin_check
 
     return admin_check(cfg, aws)
 

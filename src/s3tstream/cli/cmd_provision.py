@@ -65,9 +65,6 @@ def up(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
         for c in preflight.require(stack.cfg, stack.aws):
             out.info(f"[green]ok[/green] {c.name}: {c.detail}")
         result = engine.apply(stack.ctx())
-        not_built = [s.name for s in PROVISIONING if s.module is None]
-        if not_built and not out.is_json:
-            out.warn(f"not built yet, skipped: {', '.join(not_built)}")
         _report(out, stack, result, f"up: {stack.cfg.stack.name}")
     finally:
         stack.close()
