@@ -2,8 +2,9 @@
 
 The costly sandbox phases share one provisioned stack loaded with 5,000 items written before
 `up` (BatchWriteItem), in one test (so pytest-xdist never builds it twice); each phase leaves
-source and lake equal (`verify` clean). Unit tests cover the rate limit, the checkpoints and the export SQL; the export's
-Athena load (which the sandbox cannot run: its Athena is read-only) is checked with Stubber.
+source and lake equal (`verify` clean). Unit tests cover the rate limit, the checkpoints and the export SQL; the
+export's Athena calls and their order are also checked against botocore's Stubber (the sandbox runs the SQL
+itself: tests/sandbox/test_athena_dml.py).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def test_5000_items_written_before_up_backfill_resume_changes_and_export(request
     1. items written before `up` (BatchWriteItem), `up`, `backfill`: `verify` is clean;
     2. a backfill killed midway by a Kinesis fault continues with only what its checkpoints had
        not covered, while items change under it; the lake ends equal, one row a key;
-    3. strategy export: refused without PITR, then export, (stand-in) Athena load, catch-up, cleanup.
+    3. strategy export: refused without PITR, then export, the Athena load (MERGE, in the sandbox's
+       Athena) of the rows the lake lost, catch-up, cleanup.
     Each phase leaves source and lake equal."""
     from tests.conftest import teardown
 
@@ -407,54 +409,35 @@ def test_a_corrupt_or_foreign_checkpoint_is_refused_with_restart_hint(tmp_path):
 
 
 # ------------------------------------------------------------------ sandbox: export
-class LoadRecorder:
-    """Stands in for Athena (the sandbox's Athena only reads): records the load statement and
-    checks, while it "runs", what it would read: the Glue table over the export's data files."""
+def lake_table(env):
+    from s3tstream.sandbox.dataplane.iceberg_writer import catalogs_for, find_bucket_arn
 
-    def __init__(self, env, fail_first: bool = False) -> None:
-        self.env = env
-        self.fail_first = fail_first
-        self.started: list[dict] = []
-        self.seen: dict = {}
-
-    def start_query_execution(self, **kw):
-        import gzip
-
-        from botocore.exceptions import ClientError
-
-        self.started.append(kw)
-        if self.fail_first and len(self.started) == 1:
-            raise ClientError({"Error": {"Code": "InternalServerException", "Message": "boom"}}, "StartQueryExecution")
-        glue, s3 = self.env.client("glue"), self.env.client("s3")
-        import re
-
-        db, tbl = re.search(r'"awsdatacatalog"\."([^"]+)"\."([^"]+)"', kw["QueryString"]).groups()
-        sd = glue.get_table(DatabaseName=db, Name=tbl)["Table"]["StorageDescriptor"]
-        bucket, _, prefix = sd["Location"][5:].partition("/")
-        lines = []
-        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-            body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-            lines += gzip.decompress(body).decode().splitlines()
-        self.seen = {"columns": sd["Columns"], "location": sd["Location"], "lines": lines, "db": db}
-        return {"QueryExecutionId": "q-load-1"}
-
-    def get_query_execution(self, QueryExecutionId):
-        return {"QueryExecution": {"QueryExecutionId": QueryExecutionId, "StatementType": "DML",
-                                   "Status": {"State": "SUCCEEDED"}, "Statistics": {"DataScannedInBytes": 123}}}
+    arn = find_bucket_arn("123456789012", "us-east-1", f"{env.name}-lake")
+    return catalogs_for(env.endpoint_url).catalog("123456789012", "us-east-1", arn).load_table((env.name, env.name))
 
 
 def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
+    """The lake loses 300 rows (as if those items had never been streamed); the export strategy
+    puts them back with the sandbox's Athena (MERGE over a Glue table on the export's files)."""
+    import pyarrow as pa
+
     import s3tstream.backfill as bf
 
     r = env.cli("backfill", "--strategy", "export", "--output", "json", ok=False)
     err = json.loads(r.stdout)["error"]
     assert r.exit_code == 2 and "point-in-time recovery" in err["message"] and "--enable-pitr" in err["hint"]
 
+    tbl = lake_table(env)
+    rows = tbl.scan().to_arrow()
+    lost = set(sorted(rows.column("pk").to_pylist())[:300])
+    keep = pa.array([pk not in lost for pk in rows.column("pk").to_pylist()])
+    with tbl.transaction() as tx:
+        tx.overwrite(rows.filter(keep))
+    assert env.json("verify", ok=False)["counts"]["missing"] == 300
+
     cfg, aws = cfg_aws(env)
-    cfg.athena.output_location = "s3://results-elsewhere/q/"
-    athena = LoadRecorder(env, fail_first=True)
-    aws._clients["athena"] = athena
-    with pytest.raises(bf.AwsError, match="InternalServerException"):
+    sc.inject_fault(env.endpoint_url, "athena", "StartQueryExecution", "InvalidRequestException", "boom", 400, count=1)
+    with pytest.raises(bf.AwsError, match="InvalidRequestException"):
         bf.run(cfg, aws, strategy="export", enable_pitr=True)
     saved = json.loads(checkpoint(env).read_text())
     assert saved["strategy"] == "export" and saved["phase"] == "load" and saved["export"]["status"] == "COMPLETED"
@@ -462,32 +445,40 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
     temp_db = bf.temp_names(cfg, saved["export"]["id"])[0]
     assert "glue_database" not in saved["export"]  # the temporary Glue objects go, also on failure
     assert temp_db not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
-    token = athena.started[0]["ClientRequestToken"]
+    token = saved["export"]["query_token"]
 
+    athena = env.client("athena")
     res = bf.run(cfg, aws, strategy="auto")  # continues the export in progress: no second export
     exports = env.client("dynamodb").list_exports(TableArn=saved["export"]["arn"].split("/export/")[0])
     assert len(exports["ExportSummaries"]) == 1 and exports["ExportSummaries"][0]["ExportStatus"] == "COMPLETED"
-    assert athena.started[1]["ClientRequestToken"] == token  # the same load, were the first one to have run
-    kw = athena.started[1]
-    assert kw["QueryExecutionContext"] == {"Catalog": f"s3tablescatalog/{env.name}-lake", "Database": env.name}
-    assert kw["QueryString"].startswith(f'MERGE INTO "{env.name}"."{env.name}" AS t')
-    assert "WHEN NOT MATCHED THEN INSERT" in kw["QueryString"] and kw["ResultConfiguration"]["OutputLocation"] == "s3://results-elsewhere/q/"
-    seen = athena.seen
-    assert seen["columns"] == [{"Name": "line", "Type": "string"}] and seen["location"].endswith("/data/")
+    qe = athena.get_query_execution(QueryExecutionId=res.export["load"]["query_id"])["QueryExecution"]
+    assert qe["Status"]["State"] == "SUCCEEDED" and qe["SubstatementType"] == "MERGE"
+    assert qe["Query"].startswith(f'MERGE INTO "{env.name}"."{env.name}" AS t') and "WHEN NOT MATCHED THEN INSERT" in qe["Query"]
+    assert qe["QueryExecutionContext"] == {"Catalog": f"s3tablescatalog/{env.name}-lake", "Database": env.name}
+    assert f'"awsdatacatalog"."{temp_db}"' in qe["Query"]
+    # the same ClientRequestToken answers the same query: a crash after the start never loads twice
+    again = athena.start_query_execution(QueryString=qe["Query"], ClientRequestToken=token, WorkGroup="primary",
+                                         QueryExecutionContext=qe["QueryExecutionContext"],
+                                         ResultConfiguration=qe["ResultConfiguration"])
+    assert again["QueryExecutionId"] == qe["QueryExecutionId"]
     source = env.client("dynamodb").describe_table(TableName=env.name)["Table"]["ItemCount"]
-    assert len(seen["lines"]) == source and json.loads(seen["lines"][0])["Item"]["pk"]["S"]
     assert res.strategy == "export" and res.resumed and res.items_read == source
     assert res.export["pitr_enabled_by_backfill"] is True and res.export["removed_objects"] >= 5
-    assert res.export["load"] == {"query_id": "q-load-1", "statement": "MERGE", "data_scanned_bytes": 123}
+    assert res.export["load"]["statement"] == "MERGE" and res.export["load"]["data_scanned_bytes"] > 0
     assert res.catch_up is not None and res.catch_up["since"] == res.export["export_time"][:19] + "+00:00"
-    assert seen["db"] not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
+    assert temp_db not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
     bucket = f"{env.name}-ath-123456789012-us-east-1"
     assert env.client("s3").list_objects_v2(Bucket=bucket, Prefix="backfill/")["KeyCount"] == 0
     assert not checkpoint(env).exists()
+    drain(env)
+    v = env.json("verify")
+    assert v["ok"] is True, v
+    rows = env.json("query", f"SELECT count(*) AS n, count(DISTINCT pk) AS k FROM {env.name}")["rows"]
+    assert rows == [{"n": source, "k": source}]  # the MERGE added the lost keys only: one row per key
 
 
 def test_athena_load_phase_calls_in_order_with_the_checkpointed_token(tmp_path, monkeypatch):
-    """The export's Athena phase, which the sandbox cannot run, against botocore's Stubber."""
+    """The export's Athena phase against botocore's Stubber: the calls, their order and the token."""
     import boto3
     from botocore.stub import ANY, Stubber
 

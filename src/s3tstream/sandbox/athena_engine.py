@@ -18,7 +18,10 @@ Errors are raised as :class:`QueryError` with Athena's ``StateChangeReason`` tex
 
 Differences from Athena (engine v3 = Trino): DuckDB's SQL dialect and functions (common ANSI SQL
 is the same; Trino-only functions are missing unless shimmed below: ``json_format``,
-``from_unixtime``, ``to_unixtime``, ``cardinality``); only read queries (SELECT/WITH/VALUES);
+``from_unixtime``, ``to_unixtime``, ``cardinality``; a statement DuckDB refuses as written goes
+through ``trino_sql``, sqlglot's Trino-to-DuckDB translation); read queries (SELECT/WITH/VALUES),
+and INSERT INTO / MERGE INTO an Iceberg table (``athena_dml``; MERGE only WHEN NOT MATCHED THEN
+INSERT); no DDL;
 text of values follows Trino's rendering where known (doubles like Java, ``1.0E10``;
 timestamps with 6 fractional digits; varbinary as space-separated hex; arrays ``[a, b]``,
 maps and rows ``{k=v}``; UNCONFIRMED details).
@@ -40,6 +43,9 @@ DEFAULT_CATALOG = "awsdatacatalog"
 DEFAULT_DATABASE = "default"
 
 Loader = Callable[[str, str, str], tuple[Any, int]]
+# write(target, rows_for) -> rows written: loads the target Iceberg table, calls rows_for(its rows
+# as Arrow) for the rows to add, appends them in one commit (the caller retries a lost commit race)
+Writer = Callable[["TableRef", Callable[[Any], Any]], int]
 
 
 class QueryError(Exception):
@@ -108,6 +114,7 @@ def _line_col(sql: str, offset: int) -> str:
     return f"line {line}:{col}"
 
 
+_DML_START = re.compile(r"^\s*(insert|merge)\b", re.IGNORECASE)
 _READ_START = re.compile(r"^\s*(?:\(\s*)*(select|with|values|table)\b", re.IGNORECASE | re.DOTALL)
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 
@@ -151,7 +158,8 @@ def analyze(con: Any, sql: str, catalog: str, database: str) -> tuple[list[Table
         word = (stripped.strip().split() or [""])[0].upper()
         raise QueryError(
             "NOT_SUPPORTED",
-            f"line 1:1: the sandbox's Athena runs read queries (SELECT, WITH, VALUES) only, not "
+            f"line 1:1: the sandbox's Athena runs read queries (SELECT, WITH, VALUES), INSERT INTO and "
+            f"MERGE INTO only, not "
             f"{word or 'an empty statement'}",
         )
     if len(tree.get("statements", [])) != 1:
@@ -343,46 +351,110 @@ def _translate(exc: Exception, sql: str) -> QueryError:
     return QueryError("GENERIC_INTERNAL_ERROR", msg, category=1)
 
 
-def run(sql: str, catalog: str | None, database: str | None, load: Loader) -> Result:
-    """Run one read statement; raises QueryError with Athena's reason text."""
+class _Session:
+    """One DuckDB connection laid out like Athena's catalogs: each referenced table loaded and
+    registered under its own three-part name (an attached database per catalog, a schema per
+    database/namespace), in UTC, with the Trino shims."""
+
+    def __init__(self, load: Loader) -> None:
+        import duckdb
+
+        self.con = duckdb.connect(":memory:")
+        self.load = load
+        self.scanned = 0
+        self._attached: set[str] = set()
+        self._schemas: set[tuple[str, str]] = set()
+        self.con.execute("SET TimeZone = 'UTC'")
+        from s3tstream.sandbox.trino_sql import MACROS
+
+        for shim in _SHIMS + MACROS:
+            self.con.execute(shim)
+
+    def ensure(self, cat: str, schema: str) -> None:
+        if cat not in self._attached:
+            self.con.execute(f"ATTACH ':memory:' AS {_quote(cat)}")
+            self._attached.add(cat)
+        if (cat, schema) not in self._schemas:
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(cat)}.{_quote(schema)}")
+            self._schemas.add((cat, schema))
+
+    def register(self, refs: list[TableRef], sql: str) -> None:
+        for ref in refs:
+            try:
+                arrow, nbytes = self.load(ref.catalog, ref.schema, ref.table)
+            except NotFound as exc:
+                where = _line_col(sql, ref.location)
+                raise QueryError(exc.code, f"{where}: {exc.reason.split(': ', 1)[1]}") from None
+            self.scanned += int(nbytes)
+            self.ensure(ref.catalog, ref.schema)
+            view = f"__s3t_table_{uuid.uuid4().hex[:12]}"
+            self.con.register(view, arrow)
+            self.con.execute(f"CREATE OR REPLACE VIEW {_quote(ref.catalog)}.{_quote(ref.schema)}.{_quote(ref.table)} AS "
+                             f"SELECT * FROM {_quote(view)}")
+
+    def use(self, catalog: str, database: str) -> None:
+        self.ensure(catalog, database)
+        self.con.execute(f"USE {_quote(catalog)}.{_quote(database)}")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def substatement(sql: str) -> str:
+    """Athena's SubstatementType of a statement the sandbox runs: SELECT, INSERT or MERGE."""
+    m = _DML_START.match(_COMMENTS.sub(" ", sql))
+    return m.group(1).upper() if m else "SELECT"
+
+
+def _parses(con: Any, sql: str) -> bool:
+    tree = _serialize(con, sql)
+    return not (tree.get("error") and tree.get("error_type") == "parser")
+
+
+def _as_trino(sql: str) -> str | None:
+    """DuckDB SQL for a statement DuckDB cannot run as written (None: sqlglot cannot read it either)."""
+    from s3tstream.sandbox import trino_sql
+
+    try:
+        out = trino_sql.translate(sql)
+    except trino_sql.Untranslatable:
+        return None
+    return out if out != sql else None
+
+
+def run(sql: str, catalog: str | None, database: str | None, load: Loader, write: "Writer | None" = None) -> Result:
+    """Run one statement; raises QueryError with Athena's reason text. Reads run as written (or
+    through the Trino translation when DuckDB refuses them); INSERT and MERGE go to ``write``."""
     import duckdb
 
     catalog = (catalog or DEFAULT_CATALOG).lower()
     database = (database or DEFAULT_DATABASE).lower()
-    con = duckdb.connect(":memory:")
+    if _DML_START.match(_COMMENTS.sub(" ", sql)):
+        if write is None:
+            raise QueryError("NOT_SUPPORTED", "line 1:1: this engine has no table writer")
+        from s3tstream.sandbox.athena_dml import run_dml
+
+        return run_dml(sql, catalog, database, load, write)
+    ses = _Session(load)
+    con = ses.con
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        for shim in _SHIMS:
-            con.execute(shim)
-        refs, labels = analyze(con, sql, catalog, database)
-        scanned = 0
-        attached: set[str] = set()
-        schemas: set[tuple[str, str]] = set()
-
-        def ensure(cat: str, schema: str) -> None:
-            if cat not in attached:
-                con.execute(f"ATTACH ':memory:' AS {_quote(cat)}")
-                attached.add(cat)
-            if (cat, schema) not in schemas:
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(cat)}.{_quote(schema)}")
-                schemas.add((cat, schema))
-
-        for i, ref in enumerate(refs):
-            try:
-                arrow, nbytes = load(ref.catalog, ref.schema, ref.table)
-            except NotFound as exc:
-                where = _line_col(sql, ref.location)
-                raise QueryError(exc.code, f"{where}: {exc.reason.split(': ', 1)[1]}") from None
-            scanned += int(nbytes)
-            ensure(ref.catalog, ref.schema)
-            view = f"__s3t_table_{i}"
-            con.register(view, arrow)
-            con.execute(f"CREATE VIEW {_quote(ref.catalog)}.{_quote(ref.schema)}.{_quote(ref.table)} AS "
-                        f"SELECT * FROM {_quote(view)}")
-        ensure(catalog, database)
-        con.execute(f"USE {_quote(catalog)}.{_quote(database)}")
+        translated = None
+        if not _parses(con, sql):
+            translated = _as_trino(sql)
+        refs, labels = analyze(con, translated or sql, catalog, database)
+        ses.register(refs, sql)
+        ses.use(catalog, database)
         try:
-            rel = con.sql(sql)
+            try:
+                rel = con.sql(translated or sql)
+            except duckdb.Error as first:
+                retry = None if translated else _as_trino(sql)
+                if retry is None:
+                    raise
+                try:
+                    rel = con.sql(retry)
+                except duckdb.Error:
+                    raise first from None
             if rel is None:
                 raise QueryError("NOT_SUPPORTED", "line 1:1: the statement returns no rows")
             names = list(rel.columns)
@@ -399,9 +471,9 @@ def run(sql: str, catalog: str | None, database: str | None, load: Loader) -> Re
             names = [label or n for label, n in zip(labels, names)]
         columns = [athena_column(n, t) for n, t in zip(names, types)]
         rows = [[text(v, columns[j].type) for j, v in enumerate(row)] for row in data]
-        return Result(columns, rows, scanned, [r.qualified for r in refs])
+        return Result(columns, rows, ses.scanned, [r.qualified for r in refs])
     finally:
-        con.close()
+        ses.close()
 
 
 def not_found_table(ref_catalog: str, schema: str, table: str) -> NotFound:

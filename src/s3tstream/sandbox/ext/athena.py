@@ -23,6 +23,10 @@ through ``s3tstream.iceberg_catalog``). Served like Athena
   a query that has not succeeded is an InvalidRequestException.
 - The results are also written as CSV to ``<OutputLocation>/<QueryExecutionId>.csv`` in the
   sandbox S3 (a missing bucket fails the query: "Unable to verify/create output bucket <b>").
+- Writes: ``INSERT INTO`` and ``MERGE INTO ... WHEN NOT MATCHED THEN INSERT`` on an
+  s3tablescatalog table append in one Iceberg commit (``athena_dml``); Glue Data Catalog text
+  tables (``awsdatacatalog``, ``glue_tables``) can be read, e.g. a DynamoDB export's files.
+  SubstatementType is SELECT, INSERT or MERGE.
 - GetQueryExecution, BatchGetQueryExecution, ListQueryExecutions (this module's queries),
   StopQueryExecution, GetWorkGroup (InvalidRequestException for an unknown workgroup; moto
   answered ``{"WorkGroup": null}``). ListWorkGroups/CreateWorkGroup stay moto's.
@@ -115,7 +119,7 @@ class Execution:
             "QueryExecutionId": self.id,
             "Query": self.query,
             "StatementType": "DML",
-            "SubstatementType": "SELECT",
+            "SubstatementType": engine.substatement(self.query),
             "ResultConfiguration": {"OutputLocation": self.output},
             "ResultReuseConfiguration": {"ResultReuseByAgeConfiguration": {"Enabled": False}},
             "QueryExecutionContext": context,
@@ -161,43 +165,74 @@ def _workgroup(req: SandboxRequest, name: str) -> Any:
 
 
 # ------------------------------------------------------------------ running a query
-def _loader(ex: Execution) -> engine.Loader:
+def _iceberg_table(ex: Execution, catalog: str, schema: str, table: str) -> Any:
+    """The PyIceberg table behind ``s3tablescatalog/<bucket>.<namespace>.<table>``."""
+    from moto.s3tables.models import s3tables_backends
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from s3tstream.iceberg_catalog import TableWithoutMetadata
     from s3tstream.sandbox.dataplane.iceberg_writer import catalogs_for, find_bucket_arn
 
-    catalogs = catalogs_for(ex.endpoint)
+    bucket = catalog.split("/", 1)[1]
+    arn = find_bucket_arn(ex.account_id, ex.region, bucket)
+    if arn is None:
+        raise engine.not_found_catalog(catalog)
+    tb = s3tables_backends[ex.account_id][ex.region].table_buckets.get(arn)
+    if tb is None or schema not in tb.namespaces:
+        raise engine.not_found_schema(schema)
+    if table not in tb.namespaces[schema].tables:
+        raise engine.not_found_table(catalog, schema, table)
+    try:
+        return catalogs_for(ex.endpoint).catalog(ex.account_id, ex.region, arn).load_table((schema, table))
+    except TableWithoutMetadata:
+        raise engine.QueryError(
+            "ICEBERG_INVALID_METADATA", f"Table '{catalog}.{schema}.{table}' has no Iceberg metadata") from None
+    except NoSuchTableError:
+        raise engine.not_found_table(catalog, schema, table) from None
 
+
+def _loader(ex: Execution) -> engine.Loader:
     def load(catalog: str, schema: str, table: str) -> tuple[Any, int]:
-        from moto.s3tables.models import s3tables_backends
-        from pyiceberg.exceptions import NoSuchTableError
+        if catalog == engine.DEFAULT_CATALOG:
+            from s3tstream.sandbox.glue_tables import read_glue_table
 
-        from s3tstream.iceberg_catalog import TableWithoutMetadata
-
+            return read_glue_table(ex.account_id, ex.region, schema, table)
         if not catalog.startswith("s3tablescatalog/"):
-            if catalog == engine.DEFAULT_CATALOG:
-                # the sandbox has no Glue Data Catalog tables for Athena
-                raise engine.not_found_table(catalog, schema, table)
             raise engine.not_found_catalog(catalog)
-        bucket = catalog.split("/", 1)[1]
-        arn = find_bucket_arn(ex.account_id, ex.region, bucket)
-        if arn is None:
-            raise engine.not_found_catalog(catalog)
-        tb = s3tables_backends[ex.account_id][ex.region].table_buckets.get(arn)
-        if tb is None or schema not in tb.namespaces:
-            raise engine.not_found_schema(schema)
-        if table not in tb.namespaces[schema].tables:
-            raise engine.not_found_table(catalog, schema, table)
-        try:
-            tbl = catalogs.catalog(ex.account_id, ex.region, arn).load_table((schema, table))
-        except TableWithoutMetadata:
-            raise engine.QueryError(
-                "ICEBERG_INVALID_METADATA", f"Table '{catalog}.{schema}.{table}' has no Iceberg metadata") from None
-        except NoSuchTableError:
-            raise engine.not_found_table(catalog, schema, table) from None
-        scan = tbl.scan()
+        scan = _iceberg_table(ex, catalog, schema, table).scan()
         nbytes = sum(int(t.file.file_size_in_bytes) for t in scan.plan_files())
         return scan.to_arrow(), nbytes
 
     return load
+
+
+COMMIT_ATTEMPTS = 4
+
+
+def _writer(ex: Execution) -> engine.Writer:
+    """Appends a DML statement's rows to the target Iceberg table in one commit. A commit that
+    loses a race (Firehose committed meanwhile) is recomputed against the new rows, as Iceberg's
+    own commit retry does; UNCONFIRMED how many times Athena retries before ICEBERG_COMMIT_ERROR."""
+    def write(ref: engine.TableRef, rows_for: Any) -> int:
+        from pyiceberg.exceptions import CommitFailedException
+
+        from s3tstream.sandbox.athena_dml import conform
+
+        for _ in range(COMMIT_ATTEMPTS):
+            tbl = _iceberg_table(ex, ref.catalog, ref.schema, ref.table)
+            rows = conform(rows_for(tbl.scan().to_arrow()), tbl.schema(), ref.qualified)
+            if not rows.num_rows:
+                return 0
+            try:
+                with tbl.transaction() as tx:
+                    tx.append(rows)
+                return int(rows.num_rows)
+            except CommitFailedException:
+                continue
+        raise engine.QueryError("ICEBERG_COMMIT_ERROR", f"Failed to commit to table {ref.qualified}: "
+                                "the table changed during the query", category=1)
+
+    return write
 
 
 def _write_results(ex: Execution, result: engine.Result) -> None:
@@ -221,7 +256,7 @@ def _run(ex: Execution) -> None:
                 return
             ex.state, ex.started = "RUNNING", time.time()
         try:
-            result = engine.run(ex.query, ex.catalog, ex.database, _loader(ex))
+            result = engine.run(ex.query, ex.catalog, ex.database, _loader(ex), _writer(ex))
             _write_results(ex, result)
             state, reason, category = "SUCCEEDED", None, None
         except engine.QueryError as exc:
