@@ -75,7 +75,9 @@ def test_5000_items_written_before_up_backfill_resume_changes_and_export(request
     2. a backfill killed midway by a Kinesis fault continues with only what its checkpoints had
        not covered, while items change under it; the lake ends equal, one row a key;
     3. strategy export: refused without PITR, then export, the Athena load (MERGE, in the sandbox's
-       Athena) of the rows the lake lost, catch-up, cleanup.
+       Athena) of the rows the lake lost, catch-up, cleanup;
+    4. `verify --export` on the same export path finds exactly the lake's injected differences
+       (changes made after the export are confirmed away), and --repair fixes them.
     Each phase leaves source and lake equal."""
     from tests.conftest import teardown
 
@@ -89,6 +91,7 @@ def test_5000_items_written_before_up_backfill_resume_changes_and_export(request
         phase_backfill_then_verify_is_clean(env, first)
         phase_interrupted_backfill_continues_while_items_change(env, monkeypatch)
         phase_export_needs_pitr_then_exports_loads_and_cleans_up(env)
+        phase_verify_export_returns_only_confirmed_differences(env, monkeypatch)
     finally:
         teardown(env)
 
@@ -241,14 +244,35 @@ def _env(tmp_path: Path, extra: str = "") -> dict[str, str]:
     (["--segments", "65"], "--segments"),
     (["--segments", "-1"], "--segments"),
     (["--strategy", "scan", "--enable-pitr"], "--enable-pitr"),
+    (["verify", "--export", "--engine", "local"], "--engine local"),
+    (["verify", "--export", "--segments", "4"], "--segments"),
+    (["verify", "--enable-pitr"], "--enable-pitr"),
 ])
-def test_bad_options_exit_2_naming_the_option(tmp_path, args, needle):
+def test_bad_options_exit_2_naming_the_option(tmp_path, args, needle, calls):
     from typer.testing import CliRunner
 
     from s3tstream.cli.app import app
 
-    r = CliRunner().invoke(app, ["backfill", *args], env=_env(tmp_path))
-    assert r.exit_code == 2 and needle in r.output
+    cmd = args if args[0] == "verify" else ["backfill", *args]
+    r = CliRunner().invoke(app, cmd, env=_env(tmp_path))
+    assert r.exit_code == 2 and needle in r.output and not calls.mutating()
+
+
+def test_verify_export_refuses_the_catch_all_column(tmp_path):
+    from s3tstream import config
+    from s3tstream.items import transform_settings
+    from s3tstream.verify_export import compare_export
+
+    cfg = config.build({"stack": {"name": "shop"}, "table": {"extra_column": "extra", "columns": [
+        {"name": "pk", "type": "string", "required": True}]}})
+    with pytest.raises(usage_error(), match="extra_column"):
+        compare_export(cfg, transform_settings(cfg), aws=None)
+
+
+def usage_error():
+    from s3tstream.errors import UsageError
+
+    return UsageError
 
 
 @pytest.mark.parametrize("extra, key", [
@@ -477,6 +501,56 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
     assert rows == [{"n": source, "k": source}]  # the MERGE added the lost keys only: one row per key
 
 
+def phase_verify_export_returns_only_confirmed_differences(env, monkeypatch):
+    import pyarrow as pa
+
+    import s3tstream.backfill as bf
+
+    tbl = lake_table(env)
+    rows = tbl.scan().to_arrow().sort_by("pk").to_pylist()
+    missing, tampered, dup = [r["pk"] for r in rows[:3]], [r["pk"] for r in rows[3:5]], rows[5]["pk"]
+    gone_later, changed_later = rows[6]["pk"], rows[7]["pk"]
+    kept = [dict(r, note="tampered") if r["pk"] in tampered else r for r in rows if r["pk"] not in missing]
+    kept += [dict(rows[5]), {"pk": "ghost", "n": 1, "note": "x"}]
+    with tbl.transaction() as tx:
+        tx.overwrite(pa.Table.from_pylist(kept, schema=tbl.scan().to_arrow().schema))
+    ddb = env.client("dynamodb")
+    real = bf.ExportBackfill.create_temp_table
+
+    def change_after_the_export(self):
+        """Between the export and the comparison: the export's snapshot of these keys is stale."""
+        ddb.delete_item(TableName=env.name, Key={"pk": {"S": gone_later}})
+        ddb.update_item(TableName=env.name, Key={"pk": {"S": changed_later}}, UpdateExpression="SET note = :v",
+                        ExpressionAttributeValues={":v": {"S": "later"}})
+        drain(env)  # the lake catches up with both
+        return real(self)
+
+    monkeypatch.setattr(bf.ExportBackfill, "create_temp_table", change_after_the_export)
+    r = env.cli("verify", "--export", "--output", "json", ok=False)
+    monkeypatch.setattr(bf.ExportBackfill, "create_temp_table", real)
+    assert r.exit_code == 1, r.stdout
+    doc = json.loads(r.stdout)
+    c, ex = doc["counts"], doc["examples"]
+    assert (c["missing"], c["extra"], c["differing"], c["duplicates"], c["unmappable"]) == (3, 1, 2, 1, 0), doc
+    assert sorted(k["pk"] for k in ex["missing"]) == missing and ex["extra"] == [{"pk": "ghost"}]
+    assert [(d["key"]["pk"], d["columns"]) for d in ex["differing"]] == [(k, ["note"]) for k in tampered]
+    assert ex["duplicates"] == [{"pk": dup}] and doc["engine"] == "athena+export"
+    # the export-time query returned the two later changes too; confirmed against the items, they are fine
+    assert doc["export"]["differences_returned"] == 3 + 1 + 2 + 1 + 2 and doc["export"]["removed_objects"] >= 5
+    assert c["source_items"] == ITEMS_NOW(env) + 1 and c["matching"] == c["source_items"] - 3 - 2 - 1
+    assert not (env.dir / ".s3tstream" / f"{env.name}.verify-export.json").exists()
+    assert not [d for d in env.client("glue").get_databases()["DatabaseList"] if d["Name"].endswith("_backfill")]
+    r = env.cli("verify", "--export", "--repair", "--output", "json", ok=False)
+    assert json.loads(r.stdout).get("repair", {}).get("sent") == 3 + 1 + 2 + 1, r.stdout + r.stderr
+    drain(env)
+    v = env.json("verify")
+    assert v["ok"] is True, v
+
+
+def ITEMS_NOW(env) -> int:
+    return env.client("dynamodb").scan(TableName=env.name, Select="COUNT")["Count"]
+
+
 def test_athena_load_phase_calls_in_order_with_the_checkpointed_token(tmp_path, monkeypatch):
     """The export's Athena phase against botocore's Stubber: the calls, their order and the token."""
     import boto3
@@ -609,3 +683,38 @@ def test_a_failed_athena_load_gets_a_new_token_next_time(tmp_path, monkeypatch):
         eb.load("src")
     saved = json.loads(store.path.read_text())["export"]
     assert "query_token" not in saved and saved["failed_query_id"] == "q1" and not saved.get("loaded")
+
+
+@pytest.mark.sandbox
+def test_down_removes_what_an_interrupted_export_left_and_nothing_else(stack):
+    """A run killed mid-export leaves its checkpoint, export files and temporary Glue database;
+    `down` removes them (also when nothing else is left), but not a database of another stack."""
+    import s3tstream.backfill as bf
+    from s3tstream.verify_export import VerifyCheckpoint
+
+    cfg, _ = cfg_aws(stack)
+    s3, glue = stack.client("s3"), stack.client("glue")
+    bucket = f"{stack.name}-exports"
+    s3.create_bucket(Bucket=bucket)
+    for k in ("backfill/r1/AWSDynamoDB/x/data/a.json.gz", "backfill/r1/AWSDynamoDB/x/manifest-summary.json",
+              "keep/other.txt"):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    store = bf.Checkpoints(cfg)
+    store.save(store.new("export", export={"bucket": bucket, "prefix": "backfill/r1", "arn": "arn:x", "id": "x"}))
+    vstore = VerifyCheckpoint(cfg)
+    vstore.save(vstore.new("export"))
+    db = bf.temp_database(cfg)
+    glue.create_database(DatabaseInput={"Name": db, "Parameters": {"s3tstream:stack": "someone-else"}})
+    doc = stack.json("down", "--yes")
+    assert sorted(c["kind"] for c in doc["deleted"]) == ["checkpoint", "checkpoint", "s3-export-files"]
+    assert not store.path.exists() and not vstore.path.exists()
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["keep/other.txt"]
+    assert glue.get_database(Name=db)  # not this stack's: kept
+
+    glue.delete_database(Name=db)
+    glue.create_database(DatabaseInput={"Name": db, "Parameters": {"s3tstream:stack": cfg.stack.name}})
+    glue.create_table(DatabaseName=db, TableInput={"Name": "export_x", "StorageDescriptor": {"Columns": []}})
+    doc = stack.json("down", "--yes")
+    assert [(c["kind"], c["name"]) for c in doc["deleted"]] == [("glue-database", db)]
+    assert db not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
+    assert stack.json("down", "--yes")["deleted"] == []

@@ -780,20 +780,32 @@ def export_columns(cfg: "Config") -> list[tuple[str, T.IcebergType, str]]:
     return [(c.name, c.type, c.source) for c in transform_settings(cfg).columns]
 
 
+EXPORT_ITEM = "item"
+
+
+def export_items_sql(source_table: str) -> str:
+    """Each line of the export (``{"Item": {...}}``) as a map of attribute -> DynamoDB JSON value."""
+    return f"SELECT CAST(json_extract(line, '$.Item') AS MAP(VARCHAR, JSON)) AS {EXPORT_ITEM} FROM {source_table}"
+
+
+def column_exprs(cfg: "Config") -> list[str]:
+    """``<value> AS "<column>"`` over an export item, per column the transform fills."""
+    return [f"{value_sql(t, f'element_at({EXPORT_ITEM}, {_lit(attr)})')} AS {_qi(name)}"
+            for name, t, attr in export_columns(cfg)]
+
+
 def export_select(cfg: "Config", source_table: str, export_id: str, export_time_iso: str) -> tuple[list[str], str]:
     """(columns, SELECT over the export's external table) giving the rows the transform would write."""
-    cols = export_columns(cfg)
-    item = "item"
-    exprs = [f"{value_sql(t, f'element_at({item}, {_lit(attr)})')} AS {_qi(name)}" for name, t, attr in cols]
-    names = [n for n, _, _ in cols]
+    item = EXPORT_ITEM
+    exprs = column_exprs(cfg)
+    names = [n for n, _, _ in export_columns(cfg)]
     if cfg.table.mode == "changelog":
         key_json = " || '|' || ".join(f"json_format(element_at({item}, {_lit(a)}))" for a in key_attrs(cfg))
         exprs += ["'backfill' AS \"_op\"",
                   f"CAST(from_iso8601_timestamp_nanos({_lit(export_time_iso)}) AS TIMESTAMP(6) WITH TIME ZONE) AS \"_event_time\"",
                   f"concat({_lit('export:' + export_id + ':')}, {key_json}) AS \"_event_id\""]
         names += ["_op", "_event_time", "_event_id"]
-    inner = f"SELECT CAST(json_extract(line, '$.Item') AS MAP(VARCHAR, JSON)) AS {item} FROM {source_table}"
-    return names, "SELECT " + ",\n       ".join(exprs) + f"\nFROM ({inner})"
+    return names, "SELECT " + ",\n       ".join(exprs) + f"\nFROM ({export_items_sql(source_table)})"
 
 
 def load_sql(cfg: "Config", source_table: str, export_id: str, export_time_iso: str) -> str:
@@ -819,8 +831,13 @@ def check_exportable(cfg: "Config") -> None:
 
 
 # ------------------------------------------------------------------ the export strategy: steps
+def temp_database(cfg: "Config") -> str:
+    """The Glue database of the stack's temporary export tables (Glue names: lower case, _)."""
+    return f"s3tstream_{cfg.stack.name.replace('-', '_')}_backfill"
+
+
 def temp_names(cfg: "Config", export_id: str) -> tuple[str, str]:
-    db = f"s3tstream_{cfg.stack.name.replace('-', '_')}_backfill"
+    db = temp_database(cfg)
     tbl = "export_" + "".join(ch if ch.isalnum() else "_" for ch in export_id.lower())
     return db, tbl
 
@@ -1198,3 +1215,42 @@ def run(cfg: "Config", aws: "Aws", *, strategy: str = "auto", segments: int | No
     store.delete()
     return res
 
+
+
+# ------------------------------------------------------------------ `down`: what an interrupted run left
+def remove_leftovers(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None) -> list[tuple[str, str]]:
+    """(kind, name) of what an interrupted export backfill or `verify --export` left and this
+    removed: its temporary Glue table and database, its export files, its checkpoint. The Glue
+    database goes only when its parameters name this stack."""
+    from s3tstream.verify_export import VerifyCheckpoint
+
+    removed: list[tuple[str, str]] = []
+    for store in (Checkpoints(cfg), VerifyCheckpoint(cfg)):
+        try:
+            doc = store.load()
+        except StateError as e:
+            progress(f"leaving {store.path}: {e.message}")
+            continue
+        if doc is None:
+            continue
+        if doc.get("strategy") == "export":
+            eb = ExportBackfill(cfg, aws, store, doc, enable_pitr=False, progress=progress)
+            n = eb.remove_export_files()
+            if n:
+                removed.append(("s3-export-files", f"s3://{eb.ex.get('bucket')}/{eb.ex.get('prefix')}/ ({n} object(s))"))
+        store.delete()
+        removed.append(("checkpoint", str(store.path)))
+    db = temp_database(cfg)
+    glue = aws.client("glue")
+    try:
+        params = glue.get_database(Name=db)["Database"].get("Parameters") or {}
+        if params.get("s3tstream:stack") == cfg.stack.name:
+            for page in glue.get_paginator("get_tables").paginate(DatabaseName=db):
+                for t in page.get("TableList", []):
+                    glue.delete_table(DatabaseName=db, Name=t["Name"])
+            glue.delete_database(Name=db)
+            removed.append(("glue-database", db))
+    except ClientError as e:
+        if not is_not_found(e):
+            raise translate(e, f"removing the temporary Glue database {db}") from None
+    return removed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -159,6 +159,16 @@ def status(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
               [[r["step"], r["kind"], r["name"], r["ownership"], r["recorded"], r["live"], r["detail"]] for r in rows])
 
 
+def _remove_backfill_leftovers(stack: Any, ctx: Any, done: list) -> None:
+    """What an interrupted export backfill or `verify --export` left (temporary Glue objects,
+    export files, checkpoints): unrecorded in the state file, named and tagged for the stack."""
+    from s3tstream.backfill import remove_leftovers
+    from s3tstream.engine import Change
+
+    for kind, name in remove_leftovers(stack.cfg, stack.aws, ctx.progress):
+        done.append(Change("backfill", kind, name, "delete"))
+
+
 @handle_errors
 def down(
     config: ConfigOpt = None,
@@ -181,8 +191,13 @@ def down(
         engine.load_all_kinds()
         todo = engine.destroy(ctx, step=step_name, keep_data=keep_data, dry_run=True)
         if not todo:
+            left: list = []
+            if step_name is None:  # a stack already down may still hold an interrupted backfill's temporaries
+                _remove_backfill_leftovers(stack, ctx, left)
             if out.is_json:
-                out.json({"stack": stack.cfg.stack.name, "deleted": [], "kept": []})
+                out.json({"stack": stack.cfg.stack.name, "deleted": [c.to_dict() for c in left], "kept": []})
+            elif left:
+                out.line(f"deleted {len(left)} leftover(s) of an interrupted backfill or verify --export")
             else:
                 out.line(f"stack {stack.cfg.stack.name}: nothing to remove")
             return
@@ -195,6 +210,7 @@ def down(
                 raise UsageError("cancelled; nothing was deleted")
         done = engine.destroy(ctx, step=step_name, keep_data=keep_data)
         if step_name is None:
+            _remove_backfill_leftovers(stack, ctx, done)
             # Athena results land in a bucket `query` creates on first use (unrecorded); it
             # carries the stack tag, and only a bucket with that tag is removed.
             from s3tstream.query import remove_results_bucket

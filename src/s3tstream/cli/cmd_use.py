@@ -257,26 +257,53 @@ def test_insert(
 def verify(
     repair: Annotated[bool, typer.Option("--repair", help="Send mismatched keys through the Kinesis stream so the pipeline fixes the lake.")] = False,
     segments: Annotated[int, typer.Option("--segments", help="Parallel scan segments (0: by table size).", min=0, max=64)] = 0,
+    export: Annotated[bool, typer.Option("--export", help="For tables too large to scan: compare in Athena over a "
+                                         "DynamoDB export; only the differences come back (needs point-in-time recovery).")] = False,
+    enable_pitr: Annotated[bool, typer.Option("--enable-pitr", help="With --export: turn on point-in-time recovery "
+                                              "when it is off (it is billed).")] = False,
     engine: EngineOpt = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
     """Compare the source table with the lake table (counts and a per-key digest of the mapped columns)."""
-    from s3tstream.errors import S3tError
+    from s3tstream.errors import S3tError, UsageError
     from s3tstream.items import transform_settings
     from s3tstream.query import open_engine
     from s3tstream.verify import compare, repair_records, send_records
 
     _check_engine(engine)
+    if export and engine == "local":
+        raise UsageError("--export compares in Athena; it cannot run with --engine local")
+    if export and segments:
+        raise UsageError("--segments sets the Scan of a plain verify; --export does not scan")
+    if enable_pitr and not export:
+        raise UsageError("--enable-pitr only applies to --export")
     out = Output(output)
-    stack = open_stack(config, out, "verify", lock=False)
+    # --export creates (and removes) a Glue table and export files, as backfill does: one run at a time
+    stack = open_stack(config, out, "verify", lock=export)
     cfg = stack.cfg
     settings = transform_settings(cfg)
-    with _spinner(out, "verify") as progress:
-        eng = open_engine(cfg, stack.aws, engine, progress=progress)
-        rep, layout = compare(cfg, settings, eng, stack.aws.client("dynamodb"), segments=segments, progress=progress)
+    info = None
+    try:
+        with _spinner(out, "verify") as progress:
+            if export:
+                from s3tstream.verify_export import compare_export
+
+                rep, layout, info = compare_export(cfg, settings, stack.aws, enable_pitr=enable_pitr, progress=progress)
+            else:
+                eng = open_engine(cfg, stack.aws, engine, progress=progress)
+                rep, layout = compare(cfg, settings, eng, stack.aws.client("dynamodb"), segments=segments, progress=progress)
+    finally:
+        stack.close()
     doc = rep.to_json(layout)
     notes = []
+    if info is not None:
+        doc["export"] = info
+        notes.append(f"compared as of the export ({info['export_time']}); each difference was checked against "
+                     "the item as it is now")
+        if info["pitr_enabled_by_verify"] and not cfg.source.point_in_time_recovery:
+            notes.append("point-in-time recovery stays on (it is billed); `s3tstream up` turns it off again "
+                         "unless source.point_in_time_recovery = true")
     if cfg.table.ttl_deletes == "keep" and rep.extra:
         notes.append("table.ttl_deletes = keep: extra keys may be TTL-expired items the lake keeps on purpose; "
                      "--repair does not remove them")
