@@ -718,3 +718,31 @@ def test_down_removes_what_an_interrupted_export_left_and_nothing_else(stack):
     assert [(c["kind"], c["name"]) for c in doc["deleted"]] == [("glue-database", db)]
     assert db not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
     assert stack.json("down", "--yes")["deleted"] == []
+
+
+@pytest.mark.sandbox
+def test_abort_stops_the_load_and_removes_what_the_export_backfill_made(stack, monkeypatch):
+    import s3tstream.backfill as bf
+
+    cfg, aws = cfg_aws(stack)
+    s3 = stack.client("s3")
+    bucket = f"{stack.name}-exports"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="backfill/r2/AWSDynamoDB/x/data/a.json.gz", Body=b"x")
+    sc.athena_hold(stack.endpoint_url, True)  # the load stays QUEUED until stopped
+    try:
+        qid = stack.client("athena").start_query_execution(
+            QueryString="SELECT 1", ResultConfiguration={"OutputLocation": f"s3://{bucket}/q/"})["QueryExecutionId"]
+        store = bf.Checkpoints(cfg)
+        store.save(store.new("export", phase="load", export={"bucket": bucket, "prefix": "backfill/r2", "arn": "arn:x",
+                                                             "id": "x", "status": "COMPLETED", "query_id": qid}))
+        doc = stack.json("backfill", "--abort")
+    finally:
+        sc.athena_hold(stack.endpoint_url, False)
+    assert doc["aborted"] is True and doc["strategy"] == "export" and doc["stopped_query"] == qid
+    assert doc["removed_objects"] == 1 and not bf.Checkpoints(cfg).path.exists()
+    st = stack.client("athena").get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]["State"]
+    assert st == "CANCELLED"
+    assert stack.json("backfill", "--abort")["aborted"] is False
+    r = stack.cli("backfill", "--abort", "--restart", ok=False)
+    assert r.exit_code == 2 and "--abort" in r.output

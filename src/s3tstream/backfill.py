@@ -1254,3 +1254,36 @@ def remove_leftovers(cfg: "Config", aws: "Aws", progress: Progress = lambda m: N
         if not is_not_found(e):
             raise translate(e, f"removing the temporary Glue database {db}") from None
     return removed
+
+
+def abort(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None) -> dict[str, Any]:
+    """Give up the backfill in progress: stop its Athena load if one is running, remove its
+    temporary Glue table and export files, forget its checkpoints. Nothing already sent to the
+    stream (or loaded) is taken back."""
+    store = Checkpoints(cfg)
+    try:
+        doc = store.load()
+    except StateError:
+        doc = None  # a corrupt checkpoint: forgetting it is what --abort is for
+    out: dict[str, Any] = {"aborted": store.path.exists(), "strategy": (doc or {}).get("strategy"),
+                           "phase": (doc or {}).get("phase"), "notes": []}
+    if doc and doc.get("strategy") == "export":
+        ex = doc.get("export") or {}
+        if ex.get("query_id") and not ex.get("loaded"):
+            try:
+                aws.client("athena").stop_query_execution(QueryExecutionId=ex["query_id"])
+                out["stopped_query"] = ex["query_id"]
+            except ClientError as e:
+                if error_code(e) != "InvalidRequestException":  # already finished
+                    raise translate(e, f"stopping the Athena load {ex['query_id']}") from None
+        eb = ExportBackfill(cfg, aws, store, doc, enable_pitr=False, progress=progress)
+        eb.drop_temp_table()
+        out["removed_objects"] = eb.remove_export_files()
+        if ex.get("arn") and ex.get("status") != "COMPLETED":
+            # DynamoDB has no call to cancel an export
+            out["notes"].append(f"export {ex.get('id')} may still be running and will write its files under "
+                                f"s3://{ex.get('bucket')}/{ex.get('prefix')}/; delete them once it ends")
+        if ex.get("pitr_enabled_by_backfill") and not cfg.source.point_in_time_recovery:
+            out["notes"].append("point-in-time recovery stays on; `s3tstream up` turns it off again")
+    store.delete()
+    return out

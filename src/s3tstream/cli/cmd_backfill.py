@@ -23,6 +23,8 @@ def backfill(
     segments: Annotated[int, typer.Option(
         "--segments", min=0, max=64, help="Parallel scan segments (0: backfill.segments, else by table size).")] = 0,
     restart: Annotated[bool, typer.Option("--restart", help="Forget the checkpoints of a backfill in progress and start over.")] = False,
+    abort: Annotated[bool, typer.Option("--abort", help="Give up the backfill in progress: stop its Athena load, remove "
+                                        "its temporary Glue table and export files, forget its checkpoints.")] = False,
     enable_pitr: Annotated[bool, typer.Option(
         "--enable-pitr", help="Strategy export: turn on point-in-time recovery when it is off (it is billed).")] = False,
     config: ConfigOpt = None,
@@ -36,8 +38,23 @@ def backfill(
         raise UsageError(f"--strategy must be one of {', '.join(bf.STRATEGIES)}, not {strategy!r}")
     if enable_pitr and strategy == "scan":
         raise UsageError("--enable-pitr only applies to --strategy export (or auto)")
+    if abort and restart:
+        raise UsageError("--abort and --restart exclude each other")
     out = Output(output)
     stack = open_stack(config, out, "backfill")
+    if abort:
+        try:
+            doc = bf.abort(stack.cfg, stack.aws, progress=out.progress())
+        finally:
+            stack.close()
+        if out.is_json:
+            out.json(doc)
+            return
+        for n in doc["notes"]:
+            out.warn(n)
+        out.line(f"backfill aborted ({doc['strategy']}, phase {doc['phase']}); its checkpoints are gone"
+                 if doc["aborted"] else "no backfill in progress")
+        return
     try:
         res = bf.run(stack.cfg, stack.aws, strategy=strategy, segments=segments or None, restart=restart,
                      enable_pitr=enable_pitr, progress=out.progress())
