@@ -71,7 +71,11 @@ class VerifyCheckpoint(Checkpoints):
 
 
 def diff_sql(cfg: "Config", layout: Layout, select_expr: Callable[[str, str], str], source_table: str) -> str:
-    """One Athena statement: the keys whose source and lake rows differ, with the totals."""
+    """One Athena statement: the keys whose source and lake rows differ, with the totals.
+
+    Run in the sandbox (DuckDB through sqlglot), not on Athena. UNCONFIRMED on Athena engine v3:
+    IS DISTINCT FROM on MAP columns (Trino documents maps as comparable for equality) and
+    ``LEFT JOIN ... ON true``; both are standard Trino as far as its documentation says."""
     keys = list(layout.keys)
     data = [n for n in layout.names if n not in keys]
     src = f"SELECT {', '.join(column_exprs(cfg))} FROM ({export_items_sql(source_table)})"
