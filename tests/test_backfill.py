@@ -207,6 +207,15 @@ def test_changelog_rows_of_a_backfill_have_op_backfill_and_newer_changes_win(req
         r = env.cli("backfill", "--restart")
         assert "backfill complete: 39 item(s) read, 39 sent" in r.stdout and "strategy" in r.stdout
         assert "items/s" in r.stderr and "segment(s)" in r.stderr and "_event_time" in r.stderr
+        drain(env)
+        # the export path in changelog mode: an INSERT of 'backfill' rows dated at the export time;
+        # verify --export compares the latest change per key with the export
+        doc = env.json("backfill", "--strategy", "export", "--enable-pitr")
+        assert doc["strategy"] == "export" and doc["items_read"] == 39 and doc["export"]["load"]["statement"] == "INSERT"
+        ops = env.json("query", f'SELECT "_op" AS op, count(*) AS n FROM {env.name} GROUP BY "_op" ORDER BY 1')["rows"]
+        assert ops == [{"op": "backfill", "n": 40 + 39 + 39}, {"op": "modify", "n": 1}, {"op": "remove", "n": 1}]
+        v = env.json("verify", "--export")
+        assert v["ok"] is True and v["counts"]["source_items"] == 39 and v["export"]["differences_returned"] == 0
     finally:
         teardown(env)
 
