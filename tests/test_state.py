@@ -121,3 +121,19 @@ def test_lock_held_by_another_process_fails_at_once(tmp_path):
         p.wait(timeout=10)
     # the holder died: the lock is free again
     store(tmp_path).lock("up")
+
+
+def test_job_checkpoints_live_in_the_state_file_beside_the_resources(tmp_path):
+    from s3tstream.state import StateStore
+
+    path = tmp_path / "s.json"
+    st = StateStore(path, "shop", "us-east-1")
+    st.record("create-source", "dynamodb-table", "shop", status="present")
+    st.save_job("backfill", {"phase": "scan", "segment_state": [{"lek": {"pk": {"S": "a"}}, "done": False}]})
+    again = StateStore(path, "shop", "us-east-1")
+    assert again.job("backfill")["segment_state"][0]["lek"] == {"pk": {"S": "a"}} and again.job("other") is None
+    copy = again.job("backfill")
+    copy["phase"] = "changed"  # a copy: the store changes only through save_job
+    assert again.job("backfill")["phase"] == "scan"
+    again.drop_job("backfill")
+    assert StateStore(path, "shop", "us-east-1").doc.jobs == {} and [r.name for r in again.doc.resources] == ["shop"]

@@ -1,6 +1,7 @@
 """The stack's state file: .s3tstream/<stack>.json beside the config.
 
-One versioned document listing every resource the stack created or adopted. Written
+One versioned document listing every resource the stack created or adopted (and the
+checkpoints of long jobs in progress: backfill, verify --export). Written
 atomically (temp file, fsync, os.replace) the moment anything changes, with intent recorded
 before a create, so a run killed at any point leaves a file the next run can converge from.
 An exclusive lock (flock on a sidecar file) makes a second concurrent run fail at once.
@@ -77,6 +78,9 @@ class StateDoc(BaseModel):
     created_at: str = Field(default_factory=now)
     updated_at: str = Field(default_factory=now)
     resources: list[Resource] = Field(default_factory=list)
+    # checkpoints of long jobs in progress, by name ("backfill", "verify-export"): the state of
+    # work rather than of resources, kept here so one file holds everything a rerun needs
+    jobs: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class StateStore:
@@ -206,6 +210,23 @@ class StateStore:
             before = len(self.doc.resources)
             self.doc.resources = [r for r in self.doc.resources if r.key != (kind, name)]
             if len(self.doc.resources) != before:
+                self.save()
+
+    def job(self, name: str) -> dict[str, Any] | None:
+        """A copy of job ``name``'s checkpoint (None: no such job in progress)."""
+        with self._mutex:
+            doc = self.doc.jobs.get(name)
+            return json.loads(json.dumps(doc)) if doc is not None else None
+
+    def save_job(self, name: str, doc: dict[str, Any]) -> None:
+        """Replace job ``name``'s checkpoint and save the file at once (atomic, fsynced)."""
+        with self._mutex:
+            self.doc.jobs[name] = json.loads(json.dumps(doc))
+            self.save()
+
+    def drop_job(self, name: str) -> None:
+        with self._mutex:
+            if self.doc.jobs.pop(name, None) is not None:
                 self.save()
 
     def is_empty(self) -> bool:
