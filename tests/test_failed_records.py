@@ -200,3 +200,28 @@ def test_dry_run_sends_and_deletes_nothing_and_unreplayable_objects_are_kept():
     res = F.replay(cfg_for(), fake_aws(s3, kin, ddb), dry_run=True)
     assert res.records == 1 and res.deleted == 0 and kin.accepted == [] and s3.deleted == []
     assert res.kept == [{"object": "errors/b", "reason": "record 0: record data is not a DynamoDB change record or a row"}]
+
+
+def test_replay_by_code_takes_whole_objects_of_that_code_only():
+    objs = {"errors/only-a": lines(doc(change("INSERT", "a", 1), code="Iceberg.MissingColumnWithinRecord")).encode(),
+            "errors/mixed": lines(doc(change("INSERT", "b", 2), code="Iceberg.MissingColumnWithinRecord"),
+                                  doc(change("INSERT", "c", 3))).encode(),
+            "errors/other": lines(doc(change("INSERT", "d", 4))).encode()}
+    ddb = FakeDdb([{"pk": {"S": k}, "qty": {"N": str(n)}} for k, n in (("a", 1), ("b", 2), ("c", 3), ("d", 4))])
+    s3, kin = FakeS3(objs), FakeKinesis()
+    res = F.replay(cfg_for(), fake_aws(s3, kin, ddb), codes=("Iceberg.MissingColumnWithinRecord",), sleep=lambda s: None)
+    assert s3.deleted == ["errors/only-a"] and len(kin.accepted) == 1 and res.objects == 2
+    assert res.kept == [{"object": "errors/mixed", "reason": "it also holds records that failed with "
+                         "Lambda.ProcessingFailedStatus (an error object is replayed and deleted whole)"}]
+    assert set(s3.objects) == {"errors/mixed", "errors/other"}
+
+
+def test_replay_code_must_name_a_code(tmp_path, calls):
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+
+    cfg = tmp_path / "s3tstream.toml"
+    cfg.write_text('[stack]\nname = "shop"\n')
+    r = CliRunner().invoke(app, ["errors", "replay", "--code", " "], env={"S3TSTREAM_CONFIG": str(cfg)})
+    assert r.exit_code == 2 and "--code" in r.output and not calls.calls

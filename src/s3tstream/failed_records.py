@@ -360,9 +360,12 @@ def replay(
     aws: "Aws",
     *,
     dry_run: bool = False,
+    codes: tuple[str, ...] = (),
     progress: Progress = lambda m: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ReplayResult:
+    """Replay every error object (``codes``: only objects whose records all failed with one of
+    them; an object is deleted whole, so one that mixes codes is kept and reported)."""
     from s3tstream.verify import put_records
 
     s3, kinesis, ddb = aws.client("s3"), aws.client("kinesis"), aws.client("dynamodb")
@@ -372,6 +375,16 @@ def replay(
         key = o["Key"]
         res.objects += 1
         records = read_object(s3, bucket, key)
+        if codes:
+            other = sorted({r.error_code for r in records} - set(codes))
+            if len(other) == len({r.error_code for r in records}):
+                res.objects -= 1  # none of its records has the code: not part of this replay
+                continue
+            if other:
+                res.kept.append({"object": key, "reason": f"it also holds records that failed with {', '.join(other)} "
+                                 "(an error object is replayed and deleted whole)"})
+                progress(f"keeping {key}: it mixes error codes")
+                continue
         entries, n_raw, n_cur, why = plan_object(cfg, ddb, records, sleep=sleep)
         if why:
             res.kept.append({"object": key, "reason": why})

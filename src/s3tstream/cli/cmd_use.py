@@ -398,20 +398,27 @@ def errors(
 @handle_errors
 def replay(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent; send and delete nothing.")] = False,
+    code: Annotated[Optional[list[str]], typer.Option(
+        "--code", help="Only the error objects whose records all failed with this error code (as `s3tstream errors` "
+        "lists them); repeatable.", show_default=False)] = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
     """Send the failed records back through the Kinesis stream (once the cause is fixed).
 
     Each error object is deleted only after Kinesis accepted all of its records."""
+    from s3tstream.errors import UsageError
     from s3tstream.failed_records import replay as do_replay
 
+    codes = tuple(c.strip() for c in code or ())
+    if any(not c for c in codes):
+        raise UsageError("--code must name an error code, e.g. --code Lambda.ProcessingFailedStatus")
     out = Output(output)
     stack = open_stack(config, out, "errors replay", lock=False)
     with _spinner(out, "replay") as progress:
-        res = do_replay(stack.cfg, stack.aws, dry_run=dry_run, progress=progress)
+        res = do_replay(stack.cfg, stack.aws, dry_run=dry_run, codes=codes, progress=progress)
     if out.is_json:
-        _emit_json({**res.to_json(), "dry_run": dry_run, "stream": stack.cfg.names.stream})
+        _emit_json({**res.to_json(), "dry_run": dry_run, "stream": stack.cfg.names.stream, "codes": list(codes)})
         return
     verb = "would send" if dry_run else "sent"
     out.line(f"{verb} {res.records} record(s) from {res.objects - len(res.kept)} object(s) to {stack.cfg.names.stream} "
