@@ -166,3 +166,17 @@ def test_a_read_query_in_trino_syntax_runs(lake) -> None:
     assert qe["Status"]["State"] == "SUCCEEDED", qe["Status"]
     rows = athena.get_query_results(QueryExecutionId=qe["QueryExecutionId"])["ResultSet"]["Rows"]
     assert rows[1]["Data"][0]["VarCharValue"] == "[1, 2]"
+
+
+def test_a_glue_text_table_with_typed_columns_reads_unparseable_fields_as_null(lake) -> None:
+    s3, glue = lake.c("s3"), lake.c("glue")
+    name = "typed_" + uuid.uuid4().hex[:8]
+    s3.put_object(Bucket=lake.error_bucket, Key=f"{name}/part", Body="a\x011\x01true\nb\x01x\x01nope\n".encode())
+    glue.create_table(DatabaseName=DB, TableInput={"Name": name, "StorageDescriptor": {
+        "Columns": [{"Name": "k", "Type": "string"}, {"Name": "n", "Type": "bigint"}, {"Name": "f", "Type": "boolean"}],
+        "Location": f"s3://{lake.error_bucket}/{name}/",
+        "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"}}})
+    qe = _run(lake, f"SELECT k, n + 1 AS n, f FROM awsdatacatalog.{DB}.{name} ORDER BY k")
+    assert qe["Status"]["State"] == "SUCCEEDED", qe["Status"]
+    rows = lake.c("athena").get_query_results(QueryExecutionId=qe["QueryExecutionId"])["ResultSet"]["Rows"]
+    assert [[d.get("VarCharValue") for d in r["Data"]] for r in rows] == [["k", "n", "f"], ["a", "2", "true"], ["b", None, None]]

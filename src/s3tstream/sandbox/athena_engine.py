@@ -146,10 +146,11 @@ def _labels(statement: dict[str, Any]) -> list[str | None] | None:
     return out
 
 
-def analyze(con: Any, sql: str, catalog: str, database: str) -> tuple[list[TableRef], list[str | None] | None]:
-    """(tables referenced, Athena column labels) of a read statement."""
+def analyze(con: Any, sql: str, catalog: str, database: str,
+            tree: dict[str, Any] | None = None) -> tuple[list[TableRef], list[str | None] | None]:
+    """(tables referenced, Athena column labels) of a read statement (``tree``: its parse, when made)."""
     stripped = _COMMENTS.sub(" ", sql)
-    tree = _serialize(con, sql)
+    tree = tree if tree is not None else _serialize(con, sql)
     if tree.get("error") and tree.get("error_type") == "parser":
         pos = int(tree.get("position") or 0) if str(tree.get("position", "")).isdigit() else 0
         msg = tree.get("error_message") or "syntax error"
@@ -406,11 +407,6 @@ def substatement(sql: str) -> str:
     return m.group(1).upper() if m else "SELECT"
 
 
-def _parses(con: Any, sql: str) -> bool:
-    tree = _serialize(con, sql)
-    return not (tree.get("error") and tree.get("error_type") == "parser")
-
-
 def _as_trino(sql: str) -> str | None:
     """DuckDB SQL for a statement DuckDB cannot run as written (None: sqlglot cannot read it either)."""
     from s3tstream.sandbox import trino_sql
@@ -438,10 +434,9 @@ def run(sql: str, catalog: str | None, database: str | None, load: Loader, write
     ses = _Session(load)
     con = ses.con
     try:
-        translated = None
-        if not _parses(con, sql):
-            translated = _as_trino(sql)
-        refs, labels = analyze(con, translated or sql, catalog, database)
+        tree = _serialize(con, sql)
+        translated = _as_trino(sql) if tree.get("error") and tree.get("error_type") == "parser" else None
+        refs, labels = analyze(con, translated or sql, catalog, database, None if translated else tree)
         ses.register(refs, sql)
         ses.use(catalog, database)
         try:

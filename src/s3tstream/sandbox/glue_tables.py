@@ -6,8 +6,8 @@ TextInputFormat, gzip-compressed files decompressed by their ``.gz`` suffix (as 
 codec), one row per line, fields split at ``field.delim`` (default Ctrl-A, ``\\x01``). Files whose
 name starts with ``_`` or ``.`` are skipped, as Hive does (the export writes ``_started``).
 Everything is read recursively under the location. Columns of type string come back as text;
-bigint, int, double and boolean are cast; other column types and other SerDes are refused with
-NOT_SUPPORTED. Data scanned is the stored (compressed) size of the files read.
+bigint, int, double and boolean are parsed, a field that does not parse is NULL (as the SerDe
+reads it); other column types and other SerDes are refused with NOT_SUPPORTED. Data scanned is the stored (compressed) size of the files read.
 
 UNCONFIRMED: that Athena lists sub-"folders" of a table location (the export has none).
 """
@@ -15,12 +15,30 @@ UNCONFIRMED: that Athena lists sub-"folders" of a table location (the export has
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from typing import Any
 
 from s3tstream.sandbox.athena_engine import QueryError, not_found_schema, not_found_table
 
 LAZY_SIMPLE = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
-_CASTS = {"string": None, "varchar": None, "bigint": "int64", "int": "int32", "double": "float64", "boolean": "bool"}
+def _number(kind: type) -> Callable[[str], Any]:
+    def conv(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            return None  # LazySimpleSerDe reads a field it cannot parse as NULL
+
+    return conv
+
+
+def _boolean(text: str) -> bool | None:
+    return {"true": True, "false": False}.get(text.strip().lower())
+
+
+# column type -> (Arrow type name, conversion of a field's text)
+_CASTS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
+    "string": ("string", None), "varchar": ("string", None), "bigint": ("int64", _number(int)),
+    "int": ("int32", _number(int)), "double": ("float64", _number(float)), "boolean": ("bool_", _boolean)}
 
 
 def _table_input(account: str, region: str, database: str, table: str) -> dict[str, Any]:
@@ -86,11 +104,9 @@ def read_glue_table(account: str, region: str, database: str, table: str) -> tup
     split = [ln.split(delim) for ln in lines] if len(cols) > 1 else [[ln] for ln in lines]
     arrays = []
     for i, c in enumerate(cols):
-        arr = pa.array([(f[i] if i < len(f) else None) for f in split], type=pa.string())
-        cast = _CASTS[c["Type"].lower()]
-        if cast:
-            import pyarrow.compute as pc
-
-            arr = pc.cast(arr, getattr(pa, cast)(), safe=False)
-        arrays.append(arr)
+        arrow_type, conv = _CASTS[c["Type"].lower()]
+        values = [(f[i] if i < len(f) else None) for f in split]
+        if conv is not None:
+            values = [None if v is None else conv(v) for v in values]
+        arrays.append(pa.array(values, type=getattr(pa, arrow_type)()))
     return pa.Table.from_arrays(arrays, names=[c["Name"].lower() for c in cols]), scanned
