@@ -2,18 +2,22 @@
 same run on the sandbox (items/s; a ratio, not an absolute figure). Target: at least 10x.
 
 Both read the same table with Scan and send the same change records to the same stream; the
-backfill batches PutRecords (500 records / 5 MiB), runs its segments in parallel and writes a
-checkpoint per page; its total includes the catch-up (reading the stream back). No read-rate
-limit on either side. The sandbox runs in its own process (like a remote endpoint); Firehose
-buffers for 900 s there, so delivery does not compete for the CPU. Printed: the naive loop, the
-backfill's scan-and-send phase (the like-for-like figure: both scan and send), and the whole
-command with its catch-up (which reads every record back from the stream; on AWS that read runs
-alongside the scan, in the sandbox's single Python process it competes with it).
+backfill batches PutRecords (500 records / 5 MiB), runs its segments in parallel, reads each
+segment's next page while it sends the current one, and writes a checkpoint per page; its total
+includes the catch-up (reading the stream back). No read-rate limit on either side. The sandbox
+runs in its own process (like a remote endpoint); Firehose buffers for 900 s there, so delivery
+does not compete for the CPU. Each side starts after a full garbage collection: the in-process
+`up` leaves ~100k objects in reference cycles, and whichever side ran first paid ~0.2-0.3 s for
+collecting them. Printed: the naive loop, the backfill's scan-and-send phase (the like-for-like
+figure: both scan and send), and the whole command with its catch-up (which reads every record
+back from the stream; on AWS that read runs alongside the scan, in the sandbox's single Python
+process it competes with it).
 Run: .venv/bin/python benchmarks/backfill.py [ITEMS]   (default 3000)
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -76,12 +80,14 @@ def main() -> None:
         cfg = config.load(cfg_path)
 
         # the backfill (library entry point the CLI calls)
+        gc.collect()
         t = time.perf_counter()
         res = bf.run(cfg, Aws(cfg), strategy="scan")
         total = time.perf_counter() - t
         assert res.items_sent == n, res.to_json()
 
         # the naive loop: Scan, then one PutRecord per item
+        gc.collect()
         t = time.perf_counter()
         sent = 0
         for page in ddb.get_paginator("scan").paginate(TableName=name):

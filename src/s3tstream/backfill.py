@@ -12,6 +12,9 @@ change record in the Kinesis Data Streams for DynamoDB format with eventSource
 "s3tstream:backfill" (``verify.change_record``, batched by ``verify.put_records``: 500 records /
 5 MiB a call, failed entries retried with bounded backoff), so it takes the transform and upsert
 path of every other change; in changelog mode the transform writes it with ``_op = 'backfill'``.
+Each segment reads its next page while it sends the current one; Scan items and GetRecords
+records are taken as wire JSON before botocore's parse (``call_wire``), the records of a page
+are encoded from one change_record (``build_entries``).
 
 Checkpoints: ``.s3tstream/<stack>.backfill.json`` beside the state file, written atomically
 (temp file, fsync, rename) after every page that Kinesis accepted: per segment the
@@ -44,11 +47,12 @@ export again).
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -307,13 +311,26 @@ def encode(record: dict[str, Any]) -> tuple[bytes, str]:
 def build_entries(cfg: "Config", items: list[dict[str, Any]], read_at: float,
                   skipped: list[dict[str, Any]] | None = None) -> list[tuple[bytes, str]]:
     """Wire-JSON items -> (data, partition key) of INSERT backfill records; items whose record
-    would exceed Kinesis' 1 MiB are skipped (DynamoDB's own stream skips them too)."""
+    would exceed Kinesis' 1 MiB are skipped (DynamoDB's own stream skips them too).
+
+    The records are ``encode(change_record(cfg, "INSERT", keys, item, ...))``: what the records
+    of a page share (region, table, source, read time, precision, layout) comes from one
+    change_record; per item only eventID, Keys, NewImage and SizeBytes are set (as change_record
+    sets them), which costs a third of a change_record per item."""
+    from s3tstream.items import item_size
+
     attrs = key_attrs(cfg)
     when = approx_at(cfg, read_at)
+    base = change_record(cfg, "INSERT", {}, {}, source=SOURCE, approx=when)
+    base_ddb = base["dynamodb"]
+    dumps = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=(",", ":"))
+    uuid4 = uuid.uuid4
     out = []
     for it in items:
         keys = {a: it[a] for a in attrs if a in it}
-        data, pk = encode(change_record(cfg, "INSERT", keys, it, source=SOURCE, approx=when))
+        rec = {**base, "eventID": str(uuid4()),
+               "dynamodb": {**base_ddb, "Keys": keys, "NewImage": it, "SizeBytes": item_size(keys) + item_size(it)}}
+        data, pk = dumps(rec).encode(), partition_key(keys)
         if len(data) + len(pk) > KINESIS_RECORD_BYTES:
             if skipped is not None:
                 skipped.append(keys)
@@ -324,6 +341,54 @@ def build_entries(cfg: "Config", items: list[dict[str, Any]], read_at: float,
 
 def _quiet(progress: Progress) -> Progress:
     return lambda m: progress(m) if "throttled" in m else None
+
+
+# ------------------------------------------------------------------ responses taken as wire JSON
+class _Wire(threading.local):
+    want: str | None = None  # the member of the next successful response to take as wire JSON
+    taken: list[Any] | None = None
+
+
+_WIRE = _Wire()
+_WIRE_HOOK = "s3tstream-backfill-wire"
+_WIRE_LOCK = threading.Lock()
+
+
+def _take_wire(response_dict: dict[str, Any], **_: Any) -> None:
+    """``before-parse`` hook: when this thread asked for it, take the list ``_WIRE.want`` out of a
+    successful JSON response before botocore parses it. botocore parses item trees (Scan) and
+    records (GetRecords) shape by shape, several times the cost of json.loads; the backfill wants
+    the items in wire JSON anyway (what from_boto makes of botocore's result) and of the records
+    only the bytes, sequence numbers and arrival times. The rest of the response is parsed as usual."""
+    want = _WIRE.want
+    if want is None or response_dict.get("status_code") != 200:
+        return
+    try:
+        doc = json.loads(response_dict["body"])
+    except (KeyError, TypeError, ValueError):
+        return  # botocore's parser reports it
+    if not isinstance(doc, dict) or not isinstance(doc.get(want), list):
+        return
+    _WIRE.taken = doc.pop(want)
+    response_dict["body"] = json.dumps(doc).encode()
+
+
+def call_wire(client: Any, method: str, member: str, **kw: Any) -> tuple[dict[str, Any], list[Any] | None]:
+    """``client.<method>(**kw)`` with its list ``member`` as wire JSON: (response without it, the
+    list), or (the response as botocore parsed it, None) for a client without botocore events."""
+    meta = getattr(client, "meta", None)
+    if getattr(meta, "events", None) is None:
+        return getattr(client, method)(**kw), None
+    service, op = meta.service_model.service_id.hyphenize(), meta.method_to_api_mapping[method]
+    with _WIRE_LOCK:  # register once per client and operation (unique_id), not once per thread
+        meta.events.register(f"before-parse.{service}.{op}", _take_wire, unique_id=f"{_WIRE_HOOK}:{service}:{op}")
+    _WIRE.want, _WIRE.taken = member, None
+    try:
+        resp = getattr(client, method)(**kw)
+    finally:
+        _WIRE.want = None
+    taken, _WIRE.taken = _WIRE.taken, None
+    return resp, taken
 
 
 # ------------------------------------------------------------------ the scan strategy
@@ -373,59 +438,84 @@ class ScanBackfill:
         self.tick(f"backfill: {total:,}{of} items read, {self.sent:,} sent this run, {rate:,.0f} items/s, {eta}, "
                   f"{left} of {len(segs)} segment(s) left", force=force)
 
-    def _segment(self, seg: int) -> None:
+    def _read(self, seg: int, lek: dict[str, Any] | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None, float] | None:
+        """The Scan page of segment ``seg`` after ``lek``: (items, its LastEvaluatedKey, both in
+        wire JSON, the time it was read), after the rate limit allowed it; None once stopped."""
         from s3tstream.items import from_boto, to_boto
 
+        self.bucket.wait(self.stop)
+        if self.stop.is_set():
+            return None
+        total = int(self.doc["segments"])
+        table = self.cfg.names.source_table
+        kw: dict[str, Any] = {"TableName": table, "ReturnConsumedCapacity": "TOTAL"}
+        if total > 1:
+            kw.update(Segment=seg, TotalSegments=total)
+        limit = self._limit()
+        if limit:
+            kw["Limit"] = limit
+        if lek:
+            kw["ExclusiveStartKey"] = to_boto(lek)
+        read_at = time.time()
+        try:
+            page, wire = call_wire(self.aws.client("dynamodb"), "scan", "Items", **kw)
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, f"scanning {table} (segment {seg} of {total})") from None
+        items = wire if wire is not None else [from_boto(i) for i in page.get("Items", [])]
+        consumed = float(page.get("ConsumedCapacity", {}).get("CapacityUnits", 0) or 0)
+        if self.unit == "rcu":
+            if not consumed:
+                consumed = max(0.5, len(items) / self.items_per_rcu)
+            elif items:
+                self.items_per_rcu = max(1.0, 0.7 * self.items_per_rcu + 0.3 * len(items) / consumed)
+            self.bucket.charge(consumed)
+        else:
+            self.bucket.charge(len(items))
+        nxt = page.get("LastEvaluatedKey")
+        return items, (from_boto(nxt) if nxt else None), read_at
+
+    def _segment(self, seg: int) -> None:
+        """Reads one page ahead: the next page is read while this one is sent. The checkpoint
+        moves past a page only once Kinesis accepted all of it, so a page read ahead and not sent
+        (stopped, failed) is read again by the next run."""
         cfg = self.cfg
-        ddb = self.aws.client("dynamodb")
         kinesis = self.aws.client("kinesis")
         st = self.doc["segment_state"][seg]
-        total = int(self.doc["segments"])
-        table = cfg.names.source_table
-        while not st["done"] and not self.stop.is_set():
-            self.bucket.wait(self.stop)
-            if self.stop.is_set():
-                return
-            kw: dict[str, Any] = {"TableName": table, "ReturnConsumedCapacity": "TOTAL"}
-            if total > 1:
-                kw.update(Segment=seg, TotalSegments=total)
-            limit = self._limit()
-            if limit:
-                kw["Limit"] = limit
-            if st.get("lek"):
-                kw["ExclusiveStartKey"] = to_boto(st["lek"])
-            read_at = time.time()
+        if st["done"] or self.stop.is_set():
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"backfill-read-{seg}") as ahead:
+            pending: Future[Any] | None = ahead.submit(self._read, seg, st.get("lek"))
             try:
-                page = ddb.scan(**kw)
-            except (ClientError, BotoCoreError) as e:
-                raise translate(e, f"scanning {table} (segment {seg} of {total})") from None
-            items = [from_boto(i) for i in page.get("Items", [])]
-            consumed = float(page.get("ConsumedCapacity", {}).get("CapacityUnits", 0) or 0)
-            if self.unit == "rcu":
-                if not consumed:
-                    consumed = max(0.5, len(items) / self.items_per_rcu)
-                elif items:
-                    self.items_per_rcu = max(1.0, 0.7 * self.items_per_rcu + 0.3 * len(items) / consumed)
-                self.bucket.charge(consumed)
-            else:
-                self.bucket.charge(len(items))
-            if self.on_page is not None:
-                self.on_page(seg, items)
-            skipped: list[dict[str, Any]] = []
-            entries = build_entries(cfg, items, read_at, skipped)
-            sent = put_records(kinesis, cfg.names.stream, entries, progress=_quiet(self.progress), sleep=self.sleep) if entries else 0
-            lek = page.get("LastEvaluatedKey")
-            with self.lock:
-                st["lek"] = from_boto(lek) if lek else None
-                st["done"] = not lek
-                st["read"] += len(items)
-                st["sent"] += sent
-                self.read += len(items)
-                self.sent += sent
-                self.skipped.extend(skipped)
-                self.doc["skipped_oversize"] = self.doc.get("skipped_oversize", 0) + len(skipped)
-                self.store.save(self.doc)
-            self._report()
+                while pending is not None:
+                    page = pending.result()
+                    pending = None
+                    if page is None:
+                        return
+                    items, lek, read_at = page
+                    if lek is not None:
+                        pending = ahead.submit(self._read, seg, lek)
+                    if self.on_page is not None:
+                        self.on_page(seg, items)
+                    skipped: list[dict[str, Any]] = []
+                    entries = build_entries(cfg, items, read_at, skipped)
+                    sent = put_records(kinesis, cfg.names.stream, entries, progress=_quiet(self.progress),
+                                       sleep=self.sleep) if entries else 0
+                    with self.lock:
+                        st["lek"] = lek
+                        st["done"] = lek is None
+                        st["read"] += len(items)
+                        st["sent"] += sent
+                        self.read += len(items)
+                        self.sent += sent
+                        self.skipped.extend(skipped)
+                        self.doc["skipped_oversize"] = self.doc.get("skipped_oversize", 0) + len(skipped)
+                        self.store.save(self.doc)
+                    self._report()
+                    if self.stop.is_set():
+                        return
+            finally:
+                if pending is not None:
+                    pending.cancel()  # not started yet: never reads; else its page is dropped
 
     def run(self) -> None:
         segs = self.doc["segment_state"]
@@ -478,6 +568,21 @@ def _key_id(keys: dict[str, Any]) -> str:
     return json.dumps(keys, sort_keys=True, separators=(",", ":"))
 
 
+def _epoch(v: Any) -> float:
+    """A record's ApproximateArrivalTimestamp (a datetime from botocore; epoch seconds, or an
+    ISO 8601 text, in wire JSON) -> epoch seconds."""
+    if isinstance(v, datetime):
+        return v.timestamp()
+    if isinstance(v, str):
+        from botocore.utils import parse_timestamp
+
+        try:
+            return float(v)
+        except ValueError:
+            return parse_timestamp(v).timestamp()
+    return float(v or 0)
+
+
 class StreamReader:
     """Reads the DynamoDB change records (eventSource aws:dynamodb) on every shard of the stream
     from a point in time, remembering where each shard stopped so the next read continues."""
@@ -516,18 +621,21 @@ class StreamReader:
         it = self._iterator(shard)
         while it:
             t = time.monotonic()
-            r = self.client.get_records(ShardIterator=it, Limit=GET_RECORDS_LIMIT)
-            recs = r.get("Records", [])
+            # the records as wire JSON (Data base64, arrival in epoch seconds): botocore's parse of
+            # thousands of records (a datetime each) cost more than the rest of the catch-up
+            r, wire = call_wire(self.client, "get_records", "Records", ShardIterator=it, Limit=GET_RECORDS_LIMIT)
+            recs = wire if wire is not None else r.get("Records", [])
             past = False
             for rec in recs:
-                arrival = rec.get("ApproximateArrivalTimestamp")
-                at = arrival.timestamp() if isinstance(arrival, datetime) else float(arrival or 0)
+                at = _epoch(rec.get("ApproximateArrivalTimestamp"))
                 if at > until:
                     past = True
                     break
                 self.positions[shard] = rec["SequenceNumber"]
                 self.records_read += 1
                 data = rec.get("Data", b"")
+                if isinstance(data, str):
+                    data = base64.b64decode(data)
                 if b"aws:dynamodb" not in data:
                     continue  # our own backfill/repair records: not changes
                 try:

@@ -67,5 +67,10 @@ moto internals relied on (re-check on upgrade; pinned to moto 5.2.5 in ``_pin.py
   ``range_key_attr``, ``account_id``, ``region_name``, ``name``, ``created_at``,
   ``stream_shard.items[-1].record``; ``Item.to_json()["Attributes"]`` (binary as raw bytes).
 - ``moto.kinesis``: ``kinesis_backends[account][region].streams`` (``Stream.arn``,
-  ``.status``, ``.stream_name``) and ``.put_record(arn, name, partition_key, None, b64data)``.
+  ``.status``, ``.stream_name``) and ``.put_record(arn, name, partition_key, None, b64data)``;
+  ``Shard.put_record`` / ``Shard.records`` / ``Record`` (``ext/kinesis.py`` numbers records
+  under a lock).
+- ``moto.core.serialize.BaseJSONSerializer`` and ``BaseResponse._enrich_response``, and
+  ``moto.dynamodb.responses.dynamo_to_dict`` (``ext/fast_responses.py``: DynamoDB items and
+  Kinesis records serialized directly, with the bytes moto's shape walk gives).
 """

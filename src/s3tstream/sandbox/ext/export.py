@@ -1,5 +1,4 @@
-"""DynamoDB export to S3 as AWS writes it (for `s3tstream backfill --strategy export`), and a
-Kinesis fix found on the way.
+"""DynamoDB export to S3 as AWS writes it (for `s3tstream backfill --strategy export`).
 
 DynamoDB ExportTableToPointInTime / DescribeExport / ListExports. moto 5.2.5 implements them
 loosely (an ARN of the form ``table/<table ARN>/import/<id>``, one data file under a random id
@@ -24,12 +23,6 @@ Differences from AWS: the items are those of the table when the request arrives,
 ExportTime says (the sandbox keeps no history); only DYNAMODB_JSON and FULL_EXPORT; one data file.
 UNCONFIRMED: how AWS joins S3Prefix and "AWSDynamoDB" (a "/" is assumed); read the manifest key
 from DescribeExport's ExportManifest rather than building it.
-
-Kinesis: moto's Shard.put_record numbers a record "last + 1" without a lock, so concurrent
-PutRecords calls (parallel backfill segments, or a put-item racing the DynamoDB change records)
-gave two records the same sequence number and one was lost (49 of 10,000 in a 4-thread test).
-It is replaced by the same numbering under a lock, in O(1) (moto rebuilt the list of keys per
-record). Found while testing the backfill; it belongs with the Kinesis extensions if one is added.
 """
 
 from __future__ import annotations
@@ -49,23 +42,7 @@ from s3tstream.sandbox.registry import AwsError, SandboxRequest, handles, on_res
 check_moto_version()
 
 from moto.dynamodb.models import dynamodb_backends  # noqa: E402
-from moto.kinesis.models import Record, Shard  # noqa: E402
 
-# --- Kinesis: lossless sequence numbers --------------------------------------------------------
-_shard_lock = threading.Lock()
-
-
-def _put_record(self: Shard, partition_key: str, data: str, explicit_hash_key: str) -> str:
-    with _shard_lock:
-        last = next(reversed(self.records)) if self.records else 0
-        seq = last + 1
-        self.records[seq] = Record(partition_key, data, seq, explicit_hash_key)
-    return str(seq)
-
-
-Shard.put_record = _put_record  # type: ignore[method-assign]
-
-# --- DynamoDB exports --------------------------------------------------------------------------
 _lock = threading.Lock()
 _exports: dict[str, dict[str, Any]] = {}  # ExportArn -> state (description + pending work)
 
