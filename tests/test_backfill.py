@@ -63,8 +63,10 @@ def cfg_aws(env):
     return cfg, Aws(cfg)
 
 
-def checkpoint(env) -> Path:
-    return env.dir / ".s3tstream" / f"{env.name}.backfill.json"
+def checkpoint(env, job: str = "backfill") -> dict | None:
+    """The job's checkpoint as the state file on disk holds it (None: no job in progress)."""
+    path = env.dir / ".s3tstream" / f"{env.name}.json"
+    return json.loads(path.read_text()).get("jobs", {}).get(job) if path.exists() else None
 
 
 # ------------------------------------------------------------------ sandbox: scan
@@ -101,7 +103,7 @@ def phase_backfill_then_verify_is_clean(env, first):
     assert first["items_read"] == first["items_sent"] == ITEMS == first["total_sent"]
     assert first["segments"] == 4 and first["skipped_oversize"] == 0 and first["items_per_second"] > 0
     assert first["catch_up"]["rounds"] == 0 and first["catch_up"]["records_read"] >= ITEMS
-    assert not checkpoint(env).exists()  # a completed backfill leaves no checkpoint
+    assert checkpoint(env) is None  # a completed backfill leaves no checkpoint
     drain(env)
     v = env.json("verify")
     assert v["ok"] is True and v["counts"]["lake_rows"] == v["counts"]["source_items"] >= ITEMS - 5
@@ -131,7 +133,7 @@ def phase_interrupted_backfill_continues_while_items_change(env, monkeypatch):
     err = json.loads(r.stdout)["error"]
     assert "backfill stopped after" in err["message"] and "AccessDeniedException" in err["message"]
     assert "continues from the checkpoints" in err["hint"]
-    saved = json.loads(checkpoint(env).read_text())
+    saved = checkpoint(env)
     segs = saved["segment_state"]
     done_before = sum(s["done"] for s in segs)
     read_before = sum(s["read"] for s in segs)
@@ -163,7 +165,7 @@ def phase_interrupted_backfill_continues_while_items_change(env, monkeypatch):
     assert again.resumed is True and again.segments_done_before == done_before
     # only what the checkpoints had not covered (+1 when the scan meets the item added meanwhile)
     assert ITEMS - read_before <= again.items_read <= ITEMS - read_before + 1
-    assert again.total_read in (ITEMS, ITEMS + 1) and not checkpoint(env).exists()
+    assert again.total_read in (ITEMS, ITEMS + 1) and checkpoint(env) is None
     assert changed, "no page of the rerun had 6 items"
     c = again.catch_up
     assert c["changed_keys"] >= 6 and c["removed"] >= 2 and c["rounds"] >= 1 and c["unsettled"] == 0
@@ -237,7 +239,7 @@ def test_refuses_unless_the_streaming_destination_is_active(stack):
     ddb.disable_kinesis_streaming_destination(TableName=stack.name, StreamArn=arn)
     r = stack.cli("backfill", ok=False)
     assert r.exit_code == 2 and "DISABL" in r.stderr and "refusing to backfill" in r.stderr
-    assert not checkpoint(stack).exists()
+    assert checkpoint(stack) is None
     kinesis.delete_stream(StreamName=f"{stack.name}-changes")
 
 
@@ -414,7 +416,7 @@ def test_scan_is_held_to_the_share_of_provisioned_capacity(tmp_path):
     assert rec["eventSource"] == "s3tstream:backfill" and rec["eventName"] == "INSERT"
     assert rec["dynamodb"]["Keys"] == {"pk": {"S": "0"}} and rec["dynamodb"]["NewImage"] == {"pk": {"S": "0"}}
     assert rec["dynamodb"]["ApproximateCreationDateTimePrecision"] == "MICROSECOND"
-    saved = json.loads(store.path.read_text())
+    saved = json.loads(store.path.read_text())["jobs"]["backfill"]
     assert saved["segment_state"] == [{"lek": None, "read": 300, "sent": 300, "done": True}]
     assert "of ~300 (" in said[0] and "items/s, ETA " in said[0] and said[-1].endswith("done, 0 of 1 segment(s) left")
 
@@ -426,19 +428,17 @@ def test_a_corrupt_or_foreign_checkpoint_is_refused_with_restart_hint(tmp_path):
     cfg = _cfg()
     cfg.path = tmp_path / "s3tstream.toml"
     store = Checkpoints(cfg)
-    assert store.path == tmp_path / ".s3tstream" / "shop.backfill.json" and store.load() is None
-    store.path.parent.mkdir()
-    store.path.write_text("{nope")
-    with pytest.raises(StateError, match="corrupt") as e:
-        store.load()
-    assert "--restart" in e.value.hint and e.value.exit_code == 2
+    assert store.path == tmp_path / ".s3tstream" / "shop.json" and store.load() is None  # the state file
     doc = store.new("scan", segments=1, segment_state=[])
-    doc["table"] = "other"
-    store.save(doc)
+    store.save(dict(doc, version=99))
+    with pytest.raises(StateError, match="unknown version 99") as e:
+        Checkpoints(cfg).load()
+    assert "--restart" in e.value.hint and "--abort" in e.value.hint and e.value.exit_code == 2
+    store.save(dict(doc, table="other"))
     with pytest.raises(StateError, match="table 'other'"):
-        store.load()
+        Checkpoints(cfg).load()
     store.delete()
-    assert not store.path.exists()
+    assert not Checkpoints(cfg).exists() and json.loads(store.path.read_text())["jobs"] == {}
 
 
 # ------------------------------------------------------------------ sandbox: export
@@ -472,7 +472,7 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
     sc.inject_fault(env.endpoint_url, "athena", "StartQueryExecution", "InvalidRequestException", "boom", 400, count=1)
     with pytest.raises(bf.AwsError, match="InvalidRequestException"):
         bf.run(cfg, aws, strategy="export", enable_pitr=True)
-    saved = json.loads(checkpoint(env).read_text())
+    saved = checkpoint(env)
     assert saved["strategy"] == "export" and saved["phase"] == "load" and saved["export"]["status"] == "COMPLETED"
     glue = env.client("glue")
     temp_db = bf.temp_names(cfg, saved["export"]["id"])[0]
@@ -502,7 +502,7 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
     assert temp_db not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
     bucket = f"{env.name}-ath-123456789012-us-east-1"
     assert env.client("s3").list_objects_v2(Bucket=bucket, Prefix="backfill/")["KeyCount"] == 0
-    assert not checkpoint(env).exists()
+    assert checkpoint(env) is None
     drain(env)
     v = env.json("verify")
     assert v["ok"] is True, v
@@ -547,7 +547,7 @@ def phase_verify_export_returns_only_confirmed_differences(env, monkeypatch):
     # the export-time query returned the two later changes too; confirmed against the items, they are fine
     assert doc["export"]["differences_returned"] == 3 + 1 + 2 + 1 + 2 and doc["export"]["removed_objects"] >= 5
     assert c["source_items"] == ITEMS_NOW(env) + 1 and c["matching"] == c["source_items"] - 3 - 2 - 1
-    assert not (env.dir / ".s3tstream" / f"{env.name}.verify-export.json").exists()
+    assert checkpoint(env, "verify-export") is None
     assert not [d for d in env.client("glue").get_databases()["DatabaseList"] if d["Name"].endswith("_backfill")]
     r = env.cli("verify", "--export", "--repair", "--output", "json", ok=False)
     assert json.loads(r.stdout).get("repair", {}).get("sent") == 3 + 1 + 2 + 1, r.stdout + r.stderr
@@ -597,7 +597,7 @@ def test_athena_load_phase_calls_in_order_with_the_checkpointed_token(tmp_path, 
     stub.assert_no_pending_responses()
     assert info == {"query_id": "q1", "statement": "MERGE", "data_scanned_bytes": 7}
     assert sent[0].startswith(load_sql_prefix) and '"awsdatacatalog"."db"."export_x"' in sent[0]
-    saved = json.loads(store.path.read_text())["export"]
+    saved = json.loads(store.path.read_text())["jobs"]["backfill"]["export"]
     assert saved["query_id"] == "q1" and saved["loaded"] is True
 
 
@@ -690,7 +690,7 @@ def test_a_failed_athena_load_gets_a_new_token_next_time(tmp_path, monkeypatch):
     eb = ExportBackfill(cfg, FakeAws(athena=athena), store, doc, enable_pitr=False)
     with stub, pytest.raises(QueryError, match="ICEBERG_COMMIT_ERROR"):
         eb.load("src")
-    saved = json.loads(store.path.read_text())["export"]
+    saved = json.loads(store.path.read_text())["jobs"]["backfill"]["export"]
     assert "query_token" not in saved and saved["failed_query_id"] == "q1" and not saved.get("loaded")
 
 
@@ -716,7 +716,7 @@ def test_down_removes_what_an_interrupted_export_left_and_nothing_else(stack):
     glue.create_database(DatabaseInput={"Name": db, "Parameters": {"s3tstream:stack": "someone-else"}})
     doc = stack.json("down", "--yes")
     assert sorted(c["kind"] for c in doc["deleted"]) == ["checkpoint", "checkpoint", "s3-export-files"]
-    assert not store.path.exists() and not vstore.path.exists()
+    assert not bf.Checkpoints(cfg).exists() and not VerifyCheckpoint(cfg).exists()
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["keep/other.txt"]
     assert glue.get_database(Name=db)  # not this stack's: kept
 
@@ -749,7 +749,7 @@ def test_abort_stops_the_load_and_removes_what_the_export_backfill_made(stack, m
     finally:
         sc.athena_hold(stack.endpoint_url, False)
     assert doc["aborted"] is True and doc["strategy"] == "export" and doc["stopped_query"] == qid
-    assert doc["removed_objects"] == 1 and not bf.Checkpoints(cfg).path.exists()
+    assert doc["removed_objects"] == 1 and not bf.Checkpoints(cfg).exists()
     st = stack.client("athena").get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]["State"]
     assert st == "CANCELLED"
     assert stack.json("backfill", "--abort")["aborted"] is False

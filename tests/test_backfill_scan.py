@@ -179,7 +179,7 @@ def test_a_segment_reads_its_next_page_while_sending_the_current_one(tmp_path):
     sb, store = _scan(tmp_path, ddb, kin)
     sb.run()
     assert kin.records == [str(i) for i in range(30)] and sb.read == sb.sent == 30
-    assert json.loads(store.path.read_text())["segment_state"] == [{"lek": None, "read": 30, "sent": 30, "done": True}]
+    assert json.loads(store.path.read_text())["jobs"]["backfill"]["segment_state"] == [{"lek": None, "read": 30, "sent": 30, "done": True}]
 
 
 def test_a_failed_send_leaves_the_checkpoint_at_the_last_page_kinesis_accepted(tmp_path):
@@ -190,7 +190,7 @@ def test_a_failed_send_leaves_the_checkpoint_at_the_last_page_kinesis_accepted(t
     sb, store = _scan(tmp_path, ddb, kin)
     with pytest.raises(AwsError, match="AccessDeniedException"):
         sb.run()
-    saved = json.loads(store.path.read_text())
+    saved = json.loads(store.path.read_text())["jobs"]["backfill"]
     assert saved["segment_state"] == [{"lek": {"pk": {"S": "19"}}, "read": 20, "sent": 20, "done": False}]
     assert kin.records == [str(i) for i in range(20)] and sb.read == 20
     # the next run continues after the last accepted page: every item sent, none twice
@@ -198,4 +198,4 @@ def test_a_failed_send_leaves_the_checkpoint_at_the_last_page_kinesis_accepted(t
     sb2, store2 = _scan(tmp_path, ddb2, kin2, doc=saved)
     sb2.run()
     assert kin2.records == [str(i) for i in range(20, 50)] and ddb2.calls[0][0] == 20
-    assert json.loads(store2.path.read_text())["segment_state"] == [{"lek": None, "read": 50, "sent": 50, "done": True}]
+    assert json.loads(store2.path.read_text())["jobs"]["backfill"]["segment_state"] == [{"lek": None, "read": 50, "sent": 50, "done": True}]

@@ -16,13 +16,12 @@ Each segment reads its next page while it sends the current one; Scan items and 
 records are taken as wire JSON before botocore's parse (``call_wire``), the records of a page
 are encoded from one change_record (``build_entries``).
 
-Checkpoints: ``.s3tstream/<stack>.backfill.json`` beside the state file, written atomically
-(temp file, fsync, rename) after every page that Kinesis accepted: per segment the
-LastEvaluatedKey and the counts. A rerun continues from them; ``--restart`` starts over; a
-completed backfill deletes the file. Why not the state file: ``down`` resolves every record
-there to a resource kind and a delete handler (engine.destroy raises on a kind it cannot
-resolve), and a checkpoint is progress, not a resource; the stack lock is held while a backfill
-runs, so ``up``/``down`` cannot interleave with it.
+Checkpoints: in the stack's state file, beside (not among) its resources, under ``jobs.backfill``
+(``Checkpoints``), written atomically (temp file, fsync, rename) after every page that Kinesis
+accepted: per segment the LastEvaluatedKey and the counts. A rerun continues from them;
+``--restart`` starts over, ``--abort`` gives up (``abort``); a completed backfill removes them.
+The stack lock is held while a backfill runs, so ``up``/``down`` cannot interleave with it, and
+``down`` removes what an interrupted run left (``remove_leftovers``).
 
 Ordering. Each backfill record's ApproximateCreationDateTime is the time its page was read
 minus CLOCK_SKEW_US, so any change after the read is newer. In changelog mode the lake's
@@ -75,6 +74,7 @@ from s3tstream.verify import (
 if TYPE_CHECKING:
     from s3tstream.aws import Aws
     from s3tstream.config import Config
+    from s3tstream.state import StateStore
 
 Progress = Callable[[str], None]
 SOURCE = "s3tstream:backfill"
@@ -95,40 +95,49 @@ def _now_iso() -> str:
 
 # ------------------------------------------------------------------ checkpoints
 class Checkpoints:
-    """``.s3tstream/<stack>.backfill.json``: one document, replaced atomically on every save."""
+    """A job's checkpoint in the stack's state file (``jobs.<job>``, StateStore.save_job: the
+    whole file replaced atomically on every save). Pass the command's own StateStore (it holds
+    the stack lock); without one, the state file is opened here (tests, tools)."""
 
-    def __init__(self, cfg: "Config") -> None:
+    JOB = "backfill"
+    RESTART_HINT = "run `s3tstream backfill --restart` to start over, or `s3tstream backfill --abort` to give it up"
+
+    def __init__(self, cfg: "Config", state: "StateStore | None" = None) -> None:
         self.cfg = cfg
-        self.path: Path = cfg.state_dir / f"{cfg.stack.name}.backfill.json"
-        self._lock = threading.Lock()
+        self.path: Path = cfg.state_path  # where it lives, for messages
+        self._state = state
+
+    @property
+    def state(self) -> "StateStore":
+        if self._state is None:
+            from s3tstream.state import StateStore
+
+            self._state = StateStore(self.cfg.state_path, self.cfg.stack.name, self.cfg.stack.region)
+        return self._state
+
+    def exists(self) -> bool:
+        return self.state.job(self.JOB) is not None
 
     def load(self) -> dict[str, Any] | None:
-        if not self.path.exists():
+        doc = self.state.job(self.JOB)
+        if doc is None:
             return None
-        hint = f"run `s3tstream backfill --restart` to start over (it replaces {self.path})"
-        try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise StateError(f"backfill checkpoint {self.path} is corrupt: {e}", hint) from None
-        if not isinstance(doc, dict) or doc.get("version") != CHECKPOINT_VERSION:
-            raise StateError(f"backfill checkpoint {self.path} has an unknown version {doc.get('version') if isinstance(doc, dict) else None!r}", hint)
+        where = f"{self.JOB} checkpoint (jobs.{self.JOB} in {self.path})"
+        if doc.get("version") != CHECKPOINT_VERSION:
+            raise StateError(f"{where} has an unknown version {doc.get('version')!r}", self.RESTART_HINT)
         want = {"stack": self.cfg.stack.name, "region": self.cfg.stack.region, "table": self.cfg.names.source_table,
                 "stream": self.cfg.names.stream, "mode": self.cfg.table.mode}
         for k, v in want.items():
             if doc.get(k) != v:
-                raise StateError(f"backfill checkpoint {self.path} is for {k} {doc.get(k)!r}, but the config says {v!r}", hint)
+                raise StateError(f"{where} is for {k} {doc.get(k)!r}, but the config says {v!r}", self.RESTART_HINT)
         return doc
 
     def save(self, doc: dict[str, Any]) -> None:
-        with self._lock:
-            doc["updated_at"] = _now_iso()
-            from s3tstream.state import atomic_write
-
-            atomic_write(self.path, json.dumps(doc, indent=1, sort_keys=True).encode())
+        doc["updated_at"] = _now_iso()
+        self.state.save_job(self.JOB, doc)
 
     def delete(self) -> None:
-        with self._lock:
-            self.path.unlink(missing_ok=True)
+        self.state.drop_job(self.JOB)
 
     def new(self, strategy: str, **fields: Any) -> dict[str, Any]:
         return {"version": CHECKPOINT_VERSION, "stack": self.cfg.stack.name, "region": self.cfg.stack.region,
@@ -1215,13 +1224,14 @@ def choose_strategy(cfg: "Config", requested: str, desc: dict[str, Any], doc: di
 
 def run(cfg: "Config", aws: "Aws", *, strategy: str = "auto", segments: int | None = None, restart: bool = False,
         enable_pitr: bool = False, progress: Progress = lambda m: None, sleep: Callable[[float], None] = time.sleep,
-        on_page: Callable[[int, list[dict[str, Any]]], None] | None = None) -> Result:
-    """Run (or continue) the stack's backfill. The caller holds the stack lock."""
+        on_page: Callable[[int, list[dict[str, Any]]], None] | None = None, state: "StateStore | None" = None) -> Result:
+    """Run (or continue) the stack's backfill. The caller holds the stack lock (``state``: its
+    StateStore, where the checkpoints go)."""
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
     if segments is not None and not 0 <= segments <= MAX_SEGMENTS:
         raise UsageError(f"--segments must be between 0 and {MAX_SEGMENTS}, not {segments}")
-    store = Checkpoints(cfg)
+    store = Checkpoints(cfg, state)
     doc = None if restart else store.load()
     desc = describe_table(cfg, aws)
     chosen = choose_strategy(cfg, strategy, desc, doc)
@@ -1230,17 +1240,8 @@ def run(cfg: "Config", aws: "Aws", *, strategy: str = "auto", segments: int | No
     check_destination(cfg, aws)
     check_firehose(cfg, aws)
     t0 = time.monotonic()
-    if restart:
-        old = None
-        try:
-            old = store.load()
-        except StateError:
-            pass
-        if old and old.get("strategy") == "export":
-            gone = ExportBackfill(cfg, aws, store, old, enable_pitr=False, progress=progress)
-            gone.drop_temp_table()
-            gone.remove_export_files()
-        store.delete()
+    if restart and store.exists():
+        discard(store, aws, progress)
     res = Result(strategy=chosen, table=cfg.names.source_table, stream=cfg.names.stream, resumed=doc is not None)
     follower: Follower | None = None
     if chosen == "scan":
@@ -1325,58 +1326,21 @@ def run(cfg: "Config", aws: "Aws", *, strategy: str = "auto", segments: int | No
 
 
 
-# ------------------------------------------------------------------ `down`: what an interrupted run left
-def remove_leftovers(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None) -> list[tuple[str, str]]:
-    """(kind, name) of what an interrupted export backfill or `verify --export` left and this
-    removed: its temporary Glue table and database, its export files, its checkpoint. The Glue
-    database goes only when its parameters name this stack."""
-    from s3tstream.verify_export import VerifyCheckpoint
-
-    removed: list[tuple[str, str]] = []
-    for store in (Checkpoints(cfg), VerifyCheckpoint(cfg)):
-        try:
-            doc = store.load()
-        except StateError as e:
-            progress(f"leaving {store.path}: {e.message}")
-            continue
-        if doc is None:
-            continue
-        if doc.get("strategy") == "export":
-            eb = ExportBackfill(cfg, aws, store, doc, enable_pitr=False, progress=progress)
-            n = eb.remove_export_files()
-            if n:
-                removed.append(("s3-export-files", f"s3://{eb.ex.get('bucket')}/{eb.ex.get('prefix')}/ ({n} object(s))"))
-        store.delete()
-        removed.append(("checkpoint", str(store.path)))
-    db = temp_database(cfg)
-    glue = aws.client("glue")
-    try:
-        params = glue.get_database(Name=db)["Database"].get("Parameters") or {}
-        if params.get("s3tstream:stack") == cfg.stack.name:
-            for page in glue.get_paginator("get_tables").paginate(DatabaseName=db):
-                for t in page.get("TableList", []):
-                    glue.delete_table(DatabaseName=db, Name=t["Name"])
-            glue.delete_database(Name=db)
-            removed.append(("glue-database", db))
-    except ClientError as e:
-        if not is_not_found(e):
-            raise translate(e, f"removing the temporary Glue database {db}") from None
-    return removed
-
-
-def abort(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None) -> dict[str, Any]:
-    """Give up the backfill in progress: stop its Athena load if one is running, remove its
-    temporary Glue table and export files, forget its checkpoints. Nothing already sent to the
-    stream (or loaded) is taken back."""
-    store = Checkpoints(cfg)
+# ------------------------------------------------------------------ giving a job up; `down`
+def discard(store: Checkpoints, aws: "Aws", progress: Progress = lambda m: None) -> dict[str, Any]:
+    """Give up the job whose checkpoint ``store`` holds: stop its Athena load if one may be
+    running, remove its temporary Glue table and export files, forget the checkpoint. Nothing
+    already sent to the stream (or loaded) is taken back. A checkpoint unusable for a rerun
+    (another table or mode) still names what to remove."""
+    cfg = store.cfg
     try:
         doc = store.load()
     except StateError:
-        doc = None  # a corrupt checkpoint: forgetting it is what --abort is for
-    out: dict[str, Any] = {"aborted": store.path.exists(), "strategy": (doc or {}).get("strategy"),
-                           "phase": (doc or {}).get("phase"), "notes": []}
-    if doc and doc.get("strategy") == "export":
-        ex = doc.get("export") or {}
+        doc = store.state.job(store.JOB)
+    doc = doc or {}
+    out: dict[str, Any] = {"strategy": doc.get("strategy"), "phase": doc.get("phase"), "removed_objects": 0, "notes": []}
+    ex = doc.get("export") or {}
+    if doc.get("strategy") == "export":
         if ex.get("query_id") and not ex.get("loaded"):
             try:
                 aws.client("athena").stop_query_execution(QueryExecutionId=ex["query_id"])
@@ -1395,3 +1359,45 @@ def abort(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None) -> dic
             out["notes"].append("point-in-time recovery stays on; `s3tstream up` turns it off again")
     store.delete()
     return out
+
+
+def abort(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None,
+          state: "StateStore | None" = None) -> dict[str, Any]:
+    """`backfill --abort`: give up the backfill in progress (see :func:`discard`)."""
+    store = Checkpoints(cfg, state)
+    if not store.exists():
+        return {"aborted": False, "strategy": None, "phase": None, "notes": []}
+    return {"aborted": True, **discard(store, aws, progress)}
+
+
+def remove_leftovers(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None,
+                     state: "StateStore | None" = None) -> list[tuple[str, str]]:
+    """(kind, name) of what an interrupted export backfill or `verify --export` left and this
+    removed (for `down`): its checkpoint, export files and temporary Glue table, and the
+    temporary Glue database, only when its parameters name this stack."""
+    from s3tstream.verify_export import VerifyCheckpoint
+
+    removed: list[tuple[str, str]] = []
+    for store in (Checkpoints(cfg, state), VerifyCheckpoint(cfg, state)):
+        if not store.exists():
+            continue
+        job = store.state.job(store.JOB) or {}
+        out = discard(store, aws, progress)
+        if out["removed_objects"]:
+            ex = job.get("export") or {}
+            removed.append(("s3-export-files", f"s3://{ex.get('bucket')}/{ex.get('prefix')}/ ({out['removed_objects']} object(s))"))
+        removed.append(("checkpoint", f"jobs.{store.JOB} in {store.path}"))
+    db = temp_database(cfg)
+    glue = aws.client("glue")
+    try:
+        params = glue.get_database(Name=db)["Database"].get("Parameters") or {}
+        if params.get("s3tstream:stack") == cfg.stack.name:
+            for page in glue.get_paginator("get_tables").paginate(DatabaseName=db):
+                for t in page.get("TableList", []):
+                    glue.delete_table(DatabaseName=db, Name=t["Name"])
+            glue.delete_database(Name=db)
+            removed.append(("glue-database", db))
+    except ClientError as e:
+        if not is_not_found(e):
+            raise translate(e, f"removing the temporary Glue database {db}") from None
+    return removed

@@ -22,7 +22,7 @@ re-checked (as with any verify, changes younger than the Firehose buffer may be 
 Past CONFIRM_LIMIT differences, the rest are reported as the query classed them, unconfirmed.
 
 Afterwards the temporary Glue table and the export files are removed, and the checkpoint
-(``.s3tstream/<stack>.verify-export.json``: the export in progress, so a run stopped while
+(``jobs.verify-export`` in the state file: the export in progress, so a run stopped while
 DynamoDB exports continues with it) is deleted.
 """
 
@@ -39,6 +39,7 @@ from s3tstream.backfill import (
     batch_get,
     check_exportable,
     column_exprs,
+    discard,
     export_items_sql,
 )
 from s3tstream.errors import StateError, UsageError
@@ -47,6 +48,7 @@ from s3tstream.verify import Layout, Report, current_rows_sql, typed_key_value
 if TYPE_CHECKING:
     from s3tstream.aws import Aws
     from s3tstream.config import Config
+    from s3tstream.state import StateStore
     from s3tstream.transform import Settings
 
 Progress = Callable[[str], None]
@@ -56,18 +58,11 @@ SOURCE_N, LAKE_N, MATCH_N = "__s3t_source", "__s3t_lake", "__s3t_match"
 
 
 class VerifyCheckpoint(Checkpoints):
-    """The export a `verify --export` is using, beside (not in) the backfill's checkpoint."""
+    """The export a `verify --export` is using: ``jobs.verify-export`` in the state file, beside
+    (not in) the backfill's checkpoint."""
 
-    def __init__(self, cfg: "Config") -> None:
-        super().__init__(cfg)
-        self.path = cfg.state_dir / f"{cfg.stack.name}.verify-export.json"
-
-    def load(self) -> dict[str, Any] | None:
-        try:
-            return super().load()
-        except StateError as e:
-            raise StateError(e.message.replace("backfill checkpoint", "verify checkpoint"),
-                             f"delete {self.path} and run `s3tstream verify --export` again") from None
+    JOB = "verify-export"
+    RESTART_HINT = "run `s3tstream verify --export` again: it gives up an unusable checkpoint and exports anew"
 
 
 def diff_sql(cfg: "Config", layout: Layout, select_expr: Callable[[str, str], str], source_table: str) -> str:
@@ -168,9 +163,10 @@ def confirm(cfg: "Config", settings: "Settings", layout: Layout, ddb: Any, rows:
 
 
 def compare_export(cfg: "Config", settings: "Settings", aws: "Aws", *, enable_pitr: bool = False,
-                   progress: Progress = lambda m: None,
-                   sleep: Callable[[float], None] = time.sleep) -> tuple[Report, Layout, dict[str, Any]]:
-    """Export (or continue the export in progress), compare in Athena, confirm, clean up."""
+                   progress: Progress = lambda m: None, sleep: Callable[[float], None] = time.sleep,
+                   state: "StateStore | None" = None) -> tuple[Report, Layout, dict[str, Any]]:
+    """Export (or continue the export in progress), compare in Athena, confirm, clean up. The
+    caller holds the stack lock (``state``: its StateStore, where the checkpoint goes)."""
     from datetime import UTC, datetime
 
     from s3tstream.query import open_engine
@@ -181,8 +177,14 @@ def compare_export(cfg: "Config", settings: "Settings", aws: "Aws", *, enable_pi
     check_exportable(cfg)
     layout = Layout.from_config(cfg, settings)
     engine = open_engine(cfg, aws, "athena", progress=progress)
-    store = VerifyCheckpoint(cfg)
-    doc = store.load()
+    store = VerifyCheckpoint(cfg, state)
+    try:
+        doc = store.load()
+    except StateError as e:
+        # the export of an earlier run for another table or mode: of no use to this one
+        progress(f"giving up the checkpoint of an earlier verify --export ({e.message})")
+        discard(store, aws, progress)
+        doc = None
     resumed = doc is not None
     if doc is None:
         doc = store.new("export")
@@ -200,13 +202,14 @@ def compare_export(cfg: "Config", settings: "Settings", aws: "Aws", *, enable_pi
             eb.drop_temp_table()
         except Exception as e:  # noqa: BLE001 - never hide the query's own error
             progress(f"could not remove the temporary Glue table: {e}")
-    rep = confirm(cfg, settings, layout, aws.client("dynamodb"), res.records(), progress=progress, sleep=sleep)
+    rows = res.records()
+    rep = confirm(cfg, settings, layout, aws.client("dynamodb"), rows, progress=progress, sleep=sleep)
     rep.engine = "athena+export"
     rep.data_scanned_bytes = res.data_scanned_bytes
     removed = eb.remove_export_files()
     info = {"export_arn": eb.ex["arn"], "export_time": datetime.fromtimestamp(eb.ex["export_time"], UTC)
             .isoformat(timespec="seconds"), "resumed": resumed, "query_id": res.query_id,
-            "differences_returned": sum(1 for r in res.records() if r.get(KIND) is not None),
+            "differences_returned": sum(1 for r in rows if r.get(KIND) is not None),
             "removed_objects": removed, "pitr_enabled_by_verify": bool(eb.ex.get("pitr_enabled_by_backfill"))}
     store.delete()
     return rep, layout, info

@@ -44,7 +44,7 @@ def backfill(
     stack = open_stack(config, out, "backfill")
     if abort:
         try:
-            doc = bf.abort(stack.cfg, stack.aws, progress=out.progress())
+            doc = bf.abort(stack.cfg, stack.aws, progress=out.progress(), state=stack.state)
         finally:
             stack.close()
         if out.is_json:
@@ -57,7 +57,7 @@ def backfill(
         return
     try:
         res = bf.run(stack.cfg, stack.aws, strategy=strategy, segments=segments or None, restart=restart,
-                     enable_pitr=enable_pitr, progress=out.progress())
+                     enable_pitr=enable_pitr, progress=out.progress(), state=stack.state)
     finally:
         stack.close()
     doc = res.to_json()

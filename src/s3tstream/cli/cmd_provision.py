@@ -165,7 +165,7 @@ def _remove_backfill_leftovers(stack: Any, ctx: Any, done: list) -> None:
     from s3tstream.backfill import remove_leftovers
     from s3tstream.engine import Change
 
-    for kind, name in remove_leftovers(stack.cfg, stack.aws, ctx.progress):
+    for kind, name in remove_leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state):
         done.append(Change("backfill", kind, name, "delete"))
 
 

@@ -289,7 +289,8 @@ def verify(
             if export:
                 from s3tstream.verify_export import compare_export
 
-                rep, layout, info = compare_export(cfg, settings, stack.aws, enable_pitr=enable_pitr, progress=progress)
+                rep, layout, info = compare_export(cfg, settings, stack.aws, enable_pitr=enable_pitr, progress=progress,
+                                                   state=stack.state)
             else:
                 eng = open_engine(cfg, stack.aws, engine, progress=progress)
                 rep, layout = compare(cfg, settings, eng, stack.aws.client("dynamodb"), segments=segments, progress=progress)
