@@ -755,3 +755,34 @@ def test_abort_stops_the_load_and_removes_what_the_export_backfill_made(stack, m
     assert stack.json("backfill", "--abort")["aborted"] is False
     r = stack.cli("backfill", "--abort", "--restart", ok=False)
     assert r.exit_code == 2 and "--abort" in r.output
+
+
+def test_a_load_refused_for_permissions_names_what_the_caller_needs(tmp_path, monkeypatch):
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from s3tstream.backfill import AwsError, Checkpoints, ExportBackfill
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    cfg.athena.output_location = "s3://res/q/"
+    athena = boto3.client("athena", region_name="us-east-1")
+    stub = Stubber(athena)
+    store = Checkpoints(cfg)
+    doc = store.new("export", export={"id": "e1", "export_time": 1_700_000_000.0, "query_token": "b" * 40})
+    stub.add_response("start_query_execution", {"QueryExecutionId": "q9"}, {
+        "QueryString": ANY, "ClientRequestToken": "b" * 40, "WorkGroup": "primary",
+        "QueryExecutionContext": ANY, "ResultConfiguration": ANY})
+    reason = "AccessDeniedException: Insufficient Lake Formation permission(s): Required Insert on shop"
+    stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": "FAILED", "StateChangeReason": reason}}},
+                      {"QueryExecutionId": "q9"})
+    import s3tstream.query as q
+
+    real = q.AthenaEngine.__init__
+    monkeypatch.setattr(q.AthenaEngine, "__init__", lambda self, *a, **kw: real(self, *a, **{**kw, "sleep": lambda s: None}))
+    with stub, pytest.raises(AwsError) as e:
+        ExportBackfill(cfg, FakeAws(athena=athena), store, doc, enable_pitr=False).load('"awsdatacatalog"."db"."t"')
+    assert "Insufficient Lake Formation" in e.value.message
+    assert "Lake Formation SELECT, INSERT, DELETE and DESCRIBE on shop.shop" in e.value.hint
+    saved = json.loads(store.path.read_text())["jobs"]["backfill"]["export"]
+    assert saved["failed_query_id"] == "q9" and "query_token" not in saved  # the next run starts a new load

@@ -939,6 +939,18 @@ def load_sql(cfg: "Config", source_table: str, export_id: str, export_time_iso: 
             f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({vals})")
 
 
+PERMISSION_WORDS = ("Lake Formation", "AccessDenied", "Access Denied", "not authorized", "PERMISSION_DENIED")
+
+
+def load_permission_hint(cfg: "Config") -> str:
+    """What the principal running the load needs (Athena runs it with the caller's rights)."""
+    return (f"the principal running `s3tstream backfill` needs Lake Formation SELECT, INSERT, DELETE and DESCRIBE "
+            f"on {cfg.names.namespace}.{cfg.names.table} in s3tablescatalog/{cfg.names.table_bucket} (a data lake "
+            f"administrator can grant them to itself), glue:GetTable/CreateTable/DeleteTable on the temporary "
+            f"database {temp_database(cfg)}, and s3:GetObject/ListBucket on the export prefix; then run "
+            "`s3tstream backfill` again (the export is kept)")
+
+
 def check_exportable(cfg: "Config") -> None:
     if cfg.table.extra_column:
         raise UsageError(
@@ -1137,11 +1149,13 @@ class ExportBackfill:
         self.progress(f"loading the export into {cfg.names.namespace}.{cfg.names.table} with Athena ({qid})")
         try:
             qe = eng.wait(qid)
-        except (AwsError, Interrupted):
+        except (AwsError, Interrupted) as e:
             # a failed or cancelled (Ctrl-C stops it) Iceberg DML commits nothing: the next run starts a new query
             # (the same token would answer this failed one again)
             self.ex.pop("query_token", None)
             self._save(failed_query_id=qid)
+            if isinstance(e, AwsError) and any(w in e.message for w in PERMISSION_WORDS):
+                raise AwsError(e.message, load_permission_hint(cfg), code=e.code) from None
             raise
         self._save(loaded=True)
         return {"query_id": qid, "statement": "INSERT" if cfg.table.mode == "changelog" else "MERGE",
