@@ -1,7 +1,8 @@
 """`s3tstream demo`: the whole pipeline on a local sandbox, driven through the real CLI.
 
 Starts a sandbox in the background, writes a demo config, then runs the same commands a
-user would type (`up`, `put-item`, `test-insert`, `query`, `verify`, `down`), echoing each
+user would type (`step create-source`, `put-item`, `up`, `backfill`, `test-insert`, `query`,
+`verify`, `down`), echoing each
 one, so the demo doubles as a tour. Nothing here talks to AWS.
 """
 
@@ -123,8 +124,10 @@ class Demo:
             items = self.dir / "items.jsonl"
             items.write_text("".join(json.dumps(i) + "\n" for i in demo_items(self.items)), encoding="utf-8")
             self.say(f"wrote {self.config_path} and {items} ({self.items} items)")
-            self.step("provision the pipeline", ["up"])
-            self.step(f"put {self.items} items into DynamoDB", ["put-item", "--file", str(items)])
+            self.step("create the DynamoDB table (the source)", ["step", "create-source"])
+            self.step(f"put {self.items} items into it, before any stream exists", ["put-item", "--file", str(items)])
+            self.step("provision the rest of the pipeline", ["up"])
+            self.step(f"backfill: bring the {self.items} items that predate the stream into the lake", ["backfill"])
             self.step("insert, update and delete more items, and follow them into the lake",
                       ["test-insert", "--count", "20", "--updates", "5", "--deletes", "5"])
             self.step("query the Iceberg table with Athena",

@@ -68,7 +68,8 @@ def backfill(
     if res.strategy == "scan":
         rows += [["segments", f"{res.segments} ({res.segments_done_before} done before this run)"],
                  ["all runs", f"{res.total_read:,} read, {res.total_sent:,} sent"],
-                 ["rate", f"{res.items_per_second:,.0f} items/s (limit {res.rate_limit})"]]
+                 # the limit is an average: the token bucket lets one second's worth through at once
+                 ["rate", f"{res.items_per_second:,.0f} items/s (limit {res.rate_limit} on average, 1 s bursts)"]]
     if res.export:
         rows += [["export", str(res.export.get("export_arn", ""))],
                  ["export time", str(res.export.get("export_time", ""))]]
