@@ -992,8 +992,10 @@ def pitr_enabled(cfg: "Config", aws: "Aws") -> bool:
     return d.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") == "ENABLED"
 
 
-def ensure_pitr(cfg: "Config", aws: "Aws", enable: bool, progress: Progress) -> bool:
-    """True when this call turned point-in-time recovery on; exit 2 when it is off and not allowed."""
+def ensure_pitr(cfg: "Config", aws: "Aws", enable: bool, progress: Progress,
+                before_enable: Callable[[], None] = lambda: None) -> bool:
+    """True when this call turned point-in-time recovery on; exit 2 when it is off and not
+    allowed. ``before_enable`` runs just before the call (to record the intent)."""
     if pitr_enabled(cfg, aws):
         return False
     table = cfg.names.source_table
@@ -1003,6 +1005,7 @@ def ensure_pitr(cfg: "Config", aws: "Aws", enable: bool, progress: Progress) -> 
             "run again with --enable-pitr (PITR is billed per GB-month; set source.point_in_time_recovery = true so "
             "`s3tstream up` keeps it on), or use --strategy scan",
         )
+    before_enable()
     progress(f"enabling point-in-time recovery on {table}")
     ddb = aws.client("dynamodb")
     try:
@@ -1036,7 +1039,9 @@ class ExportBackfill:
         cfg, aws = self.cfg, self.aws
         if self.ex.get("arn"):
             return
-        self.ex["pitr_enabled_by_backfill"] = ensure_pitr(cfg, aws, self.enable_pitr, self.progress)
+        # the intent first: a run killed right after enabling PITR still knows, on resume, that it was this one
+        enabled = ensure_pitr(cfg, aws, self.enable_pitr, self.progress, lambda: self._save(pitr_enabling=True))
+        self.ex["pitr_enabled_by_backfill"] = enabled or bool(self.ex.get("pitr_enabling"))
         bucket, prefix = export_location(cfg, aws, self.progress)
         s3_prefix = f"{prefix}{self.doc['run_id']}"
         self._save(bucket=bucket, prefix=s3_prefix, client_token=self.ex.get("client_token") or uuid.uuid4().hex)
@@ -1298,11 +1303,13 @@ def run(cfg: "Config", aws: "Aws", *, strategy: str = "auto", segments: int | No
         if doc["phase"] in ("export", "load"):
             res.export = eb.run()
             res.items_read = res.items_sent = int(eb.ex.get("item_count") or 0)
-            if res.export.get("pitr_enabled_by_backfill") and not cfg.source.point_in_time_recovery:
-                res.notes.append("point-in-time recovery stays on (it is billed); `s3tstream up` turns it off again "
-                                 "unless source.point_in_time_recovery = true")
-        else:
-            res.export = {"export_arn": eb.ex.get("arn"), "items": eb.ex.get("item_count", 0)}
+        else:  # loaded by an earlier run: this one finishes the catch-up and the clean-up
+            res.export = {"export_arn": eb.ex.get("arn"), "items": eb.ex.get("item_count", 0),
+                          "export_time": datetime.fromtimestamp(eb.ex["export_time"], UTC).isoformat(timespec="seconds"),
+                          "pitr_enabled_by_backfill": bool(eb.ex.get("pitr_enabled_by_backfill"))}
+        if res.export.get("pitr_enabled_by_backfill") and not cfg.source.point_in_time_recovery:
+            res.notes.append("point-in-time recovery stays on (it is billed); `s3tstream up` turns it off again "
+                             "unless source.point_in_time_recovery = true")
         since = float(eb.ex["export_time"])
     if doc["phase"] == "catch_up":
         if cfg.table.mode == "upsert" and cfg.backfill.catch_up:
