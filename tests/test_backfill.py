@@ -524,6 +524,15 @@ def phase_verify_export_returns_only_confirmed_differences(env, monkeypatch):
     with tbl.transaction() as tx:
         tx.overwrite(pa.Table.from_pylist(kept, schema=tbl.scan().to_arrow().schema))
     ddb = env.client("dynamodb")
+    import s3tstream.verify_export as ve
+
+    # at most CONFIRM_LIMIT differing keys come back; the totals still count the others
+    monkeypatch.setattr(ve, "CONFIRM_LIMIT", 2)
+    r = env.cli("verify", "--export", "--output", "json", ok=False)
+    monkeypatch.setattr(ve, "CONFIRM_LIMIT", 100_000)
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 and doc["ok"] is False and doc["export"]["differences_returned"] == 2
+    assert doc["export"]["not_returned"] == 3 + 1 + 2 + 1 - 2 and "5 more not returned" in doc["error"]["message"]
     real = bf.ExportBackfill.create_temp_table
 
     def change_after_the_export(self):
@@ -762,3 +771,34 @@ def test_abort_stops_the_load_and_removes_what_the_export_backfill_made(stack, m
     r = stack.cli("backfill", "--abort", "--restart", ok=False)
     assert r.exit_code == 2 and "--abort" in r.output
 
+
+
+@pytest.mark.parametrize("earlier, loads_again", [("SUCCEEDED", False), ("CANCELLED", True)])
+def test_a_stopped_load_that_committed_after_all_is_not_run_again(tmp_path, earlier, loads_again):
+    """Ctrl-C stops the load, but a stop is asynchronous: the next run first asks how it ended."""
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from s3tstream.backfill import Checkpoints, ExportBackfill
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    cfg.athena.output_location = "s3://res/q/"
+    athena = boto3.client("athena", region_name="us-east-1")
+    stub = Stubber(athena)
+    store = Checkpoints(cfg)
+    doc = store.new("export", export={"id": "e1", "export_time": 1_700_000_000.0, "failed_query_id": "q0"})
+    stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": earlier},
+                                                                 "Statistics": {"DataScannedInBytes": 5}}},
+                      {"QueryExecutionId": "q0"})
+    if loads_again:
+        stub.add_response("start_query_execution", {"QueryExecutionId": "q1"}, {
+            "QueryString": ANY, "ClientRequestToken": ANY, "WorkGroup": ANY, "QueryExecutionContext": ANY,
+            "ResultConfiguration": ANY})
+        stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": "SUCCEEDED"}}},
+                          {"QueryExecutionId": "q1"})
+    with stub:
+        info = ExportBackfill(cfg, FakeAws(athena=athena), store, doc, enable_pitr=False).load("src")
+    stub.assert_no_pending_responses()
+    assert info["query_id"] == ("q1" if loads_again else "q0")
+    assert json.loads(store.path.read_text())["jobs"]["backfill"]["export"]["loaded"] is True

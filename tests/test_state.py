@@ -137,3 +137,18 @@ def test_job_checkpoints_live_in_the_state_file_beside_the_resources(tmp_path):
     assert again.job("backfill")["phase"] == "scan"
     again.drop_job("backfill")
     assert StateStore(path, "shop", "us-east-1").doc.jobs == {} and [r.name for r in again.doc.resources] == ["shop"]
+
+
+def test_a_version_1_file_is_read_and_saved_as_version_2(tmp_path):
+    import json
+
+    from s3tstream.state import STATE_VERSION, StateStore
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"version": 1, "stack": "shop", "region": "us-east-1", "resources": [
+        {"step": "create-source", "kind": "dynamodb-table", "name": "shop", "status": "present"}]}))
+    st = StateStore(path, "shop", "us-east-1")
+    assert [r.name for r in st.doc.resources] == ["shop"] and st.doc.jobs == {}
+    st.save_job("backfill", {"phase": "scan"})
+    raw = json.loads(path.read_text())
+    assert STATE_VERSION == 2 and raw["version"] == 2 and raw["jobs"] == {"backfill": {"phase": "scan"}}

@@ -101,6 +101,10 @@ class Checkpoints:
 
     JOB = "backfill"
     RESTART_HINT = "run `s3tstream backfill --restart` to start over, or `s3tstream backfill --abort` to give it up"
+    COMMAND = "s3tstream backfill"  # who runs an export with this checkpoint (messages)
+    AFTER_FAILED_EXPORT = "`s3tstream backfill --restart`"
+    OTHERWISE = "use --strategy scan"  # what to do instead of an export
+    LEGACY = "{stack}.backfill.json"  # where s3tstream 0.1 kept it, beside the state file
 
     def __init__(self, cfg: "Config", state: "StateStore | None" = None) -> None:
         self.cfg = cfg
@@ -121,6 +125,8 @@ class Checkpoints:
     def load(self) -> dict[str, Any] | None:
         doc = self.state.job(self.JOB)
         if doc is None:
+            doc = self._adopt_legacy()
+        if doc is None:
             return None
         where = f"{self.JOB} checkpoint (jobs.{self.JOB} in {self.path})"
         if doc.get("version") != CHECKPOINT_VERSION:
@@ -131,6 +137,21 @@ class Checkpoints:
             if doc.get(k) != v:
                 raise StateError(f"{where} is for {k} {doc.get(k)!r}, but the config says {v!r}", self.RESTART_HINT)
         return doc
+
+    def _adopt_legacy(self) -> dict[str, Any] | None:
+        """A checkpoint an older s3tstream kept in a file of its own: moved into the state file,
+        so an upgrade in the middle of a backfill continues it (and never exports twice)."""
+        old = self.cfg.state_dir / self.LEGACY.format(stack=self.cfg.stack.name)
+        if not self.LEGACY or not old.exists():
+            return None
+        try:
+            doc = json.loads(old.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise StateError(f"the {self.JOB} checkpoint {old} (from an older s3tstream) is corrupt: {e}",
+                             f"delete it, then {self.RESTART_HINT.removeprefix('run ')}") from None
+        self.save(doc)
+        old.unlink()
+        return self.state.job(self.JOB)
 
     def save(self, doc: dict[str, Any]) -> None:
         doc["updated_at"] = _now_iso()
@@ -951,11 +972,11 @@ def load_permission_hint(cfg: "Config") -> str:
             "`s3tstream backfill` again (the export is kept)")
 
 
-def check_exportable(cfg: "Config") -> None:
+def check_exportable(cfg: "Config", what: str = "strategy export", otherwise: str = "use --strategy scan") -> None:
     if cfg.table.extra_column:
         raise UsageError(
-            "strategy export cannot fill table.extra_column the way the transform does",
-            "use --strategy scan (it sends every item through the transform)",
+            f"{what} cannot fill table.extra_column the way the transform does",
+            f"{otherwise} (it maps every item with the transform)",
         )
 
 
@@ -993,7 +1014,7 @@ def pitr_enabled(cfg: "Config", aws: "Aws") -> bool:
 
 
 def ensure_pitr(cfg: "Config", aws: "Aws", enable: bool, progress: Progress,
-                before_enable: Callable[[], None] = lambda: None) -> bool:
+                before_enable: Callable[[], None] = lambda: None, otherwise: str = "use --strategy scan") -> bool:
     """True when this call turned point-in-time recovery on; exit 2 when it is off and not
     allowed. ``before_enable`` runs just before the call (to record the intent)."""
     if pitr_enabled(cfg, aws):
@@ -1001,9 +1022,9 @@ def ensure_pitr(cfg: "Config", aws: "Aws", enable: bool, progress: Progress,
     table = cfg.names.source_table
     if not enable:
         raise UsageError(
-            f"strategy export needs point-in-time recovery on table {table}, and it is off",
+            f"a DynamoDB export needs point-in-time recovery on table {table}, and it is off",
             "run again with --enable-pitr (PITR is billed per GB-month; set source.point_in_time_recovery = true so "
-            "`s3tstream up` keeps it on), or use --strategy scan",
+            f"`s3tstream up` keeps it on), or {otherwise}",
         )
     before_enable()
     progress(f"enabling point-in-time recovery on {table}")
@@ -1040,7 +1061,8 @@ class ExportBackfill:
         if self.ex.get("arn"):
             return
         # the intent first: a run killed right after enabling PITR still knows, on resume, that it was this one
-        enabled = ensure_pitr(cfg, aws, self.enable_pitr, self.progress, lambda: self._save(pitr_enabling=True))
+        enabled = ensure_pitr(cfg, aws, self.enable_pitr, self.progress, lambda: self._save(pitr_enabling=True),
+                              otherwise=self.store.OTHERWISE)
         self.ex["pitr_enabled_by_backfill"] = enabled or bool(self.ex.get("pitr_enabling"))
         bucket, prefix = export_location(cfg, aws, self.progress)
         s3_prefix = f"{prefix}{self.doc['run_id']}"
@@ -1054,7 +1076,7 @@ class ExportBackfill:
             if error_code(e) == "PointInTimeRecoveryUnavailableException":
                 raise UsageError(f"DynamoDB says point-in-time recovery is unavailable on {cfg.names.source_table}: "
                                  f"{e.response.get('Error', {}).get('Message', '')}",
-                                 "run again with --enable-pitr, or use --strategy scan") from None
+                                 f"run again with --enable-pitr, or {self.store.OTHERWISE}") from None
             raise translate(e, f"exporting {cfg.names.source_table} to s3://{bucket}/{s3_prefix}") from None
         except BotoCoreError as e:
             raise translate(e, "starting the export") from None
@@ -1073,8 +1095,9 @@ class ExportBackfill:
             last.update(d)
             st = d.get("ExportStatus", "IN_PROGRESS")
             if st == "FAILED":
+                self._save(status="FAILED")
                 raise AwsError(f"export {self.ex['id']} failed: {d.get('FailureCode')}: {d.get('FailureMessage')}",
-                               "fix the cause (bucket permissions, KMS), then `s3tstream backfill --restart`")
+                               f"fix the cause (bucket permissions, KMS), then {self.store.AFTER_FAILED_EXPORT}")
             return st == "COMPLETED", st
 
         # exports of large tables take hours; a timeout (or Ctrl-C) leaves the ARN in the checkpoint
@@ -1093,6 +1116,7 @@ class ExportBackfill:
     def create_temp_table(self) -> str:
         glue = self.aws.client("glue")
         db, tbl = temp_names(self.cfg, self.ex["id"])
+        self._save(glue_database=db, glue_table=tbl)  # the intent first: a killed run's leftovers stay named
         tags = {**self.cfg.stack.tags, **self.cfg.names.stack_tag()}
         try:
             try:
@@ -1127,15 +1151,42 @@ class ExportBackfill:
                     raise
         except ClientError as e:
             raise translate(e, f"creating the temporary Glue table {db}.{tbl}") from None
-        self._save(glue_database=db, glue_table=tbl)
         return f"\"awsdatacatalog\".{_qi(db)}.{_qi(tbl)}"
 
     # -- phase 3: the Athena load
+    def _earlier_load(self, eng: Any) -> dict[str, Any] | None:
+        """The earlier load's final QueryExecution when it SUCCEEDED after all. A stop (Ctrl-C) is
+        asynchronous: the stopped DML may still commit, and loading again would add the rows twice."""
+        qid = self.ex.get("failed_query_id")
+        if not qid:
+            return None
+        try:
+            qe = eng.client.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
+        except ClientError as e:
+            if error_code(e) == "InvalidRequestException":  # unknown (expired) query: it did not load
+                return None
+            raise translate(e, f"reading the earlier load {qid}") from None
+        state = qe.get("Status", {}).get("State")
+        if state in ("QUEUED", "RUNNING"):
+            self.progress(f"the earlier load {qid} is still {state} (stopped, not yet ended): waiting for its end")
+            try:
+                qe = eng.wait(qid)
+            except AwsError:
+                return None  # it ended FAILED or CANCELLED: it committed nothing
+            state = "SUCCEEDED"
+        return qe if state == "SUCCEEDED" else None
+
     def load(self, source: str) -> dict[str, Any]:
         from s3tstream.query import open_engine
 
         cfg = self.cfg
         eng = open_engine(cfg, self.aws, "athena", progress=self.progress)
+        earlier = self._earlier_load(eng)
+        if earlier is not None:
+            self._save(loaded=True, query_id=self.ex["failed_query_id"])
+            self.progress(f"the earlier load {self.ex['failed_query_id']} committed after all: not loading again")
+            return {"query_id": self.ex["query_id"], "statement": "INSERT" if cfg.table.mode == "changelog" else "MERGE",
+                    "data_scanned_bytes": earlier.get("Statistics", {}).get("DataScannedInBytes")}
         iso = datetime.fromtimestamp(self.ex["export_time"], UTC).isoformat().replace("+00:00", "Z")
         sql = load_sql(cfg, source, self.ex["id"], iso)
         if not self.ex.get("query_token"):
@@ -1259,9 +1310,9 @@ def run(cfg: "Config", aws: "Aws", *, strategy: str = "auto", segments: int | No
     check_destination(cfg, aws)
     check_firehose(cfg, aws)
     t0 = time.monotonic()
-    if restart and store.exists():
-        discard(store, aws, progress)
+    restart_notes = discard(store, aws, progress)["notes"] if restart and store.exists() else []
     res = Result(strategy=chosen, table=cfg.names.source_table, stream=cfg.names.stream, resumed=doc is not None)
+    res.notes += restart_notes
     follower: Follower | None = None
     if chosen == "scan":
         if doc is not None and segments and segments != doc["segments"]:
@@ -1372,11 +1423,11 @@ def discard(store: Checkpoints, aws: "Aws", progress: Progress = lambda m: None)
         eb = ExportBackfill(cfg, aws, store, doc, enable_pitr=False, progress=progress)
         eb.drop_temp_table()
         out["removed_objects"] = eb.remove_export_files()
-        if ex.get("arn") and ex.get("status") != "COMPLETED":
-            # DynamoDB has no call to cancel an export
-            out["notes"].append(f"export {ex.get('id')} may still be running and will write its files under "
-                                f"s3://{ex.get('bucket')}/{ex.get('prefix')}/; delete them once it ends")
-        if ex.get("pitr_enabled_by_backfill") and not cfg.source.point_in_time_recovery:
+        if (ex.get("arn") or ex.get("client_token")) and ex.get("status") not in ("COMPLETED", "FAILED"):
+            # DynamoDB has no call to cancel an export (and a run killed right after starting one never saw its ARN)
+            out["notes"].append(f"an export ({ex.get('id') or 'started, id not recorded'}) may still be running and "
+                                f"write its files under s3://{ex.get('bucket')}/{ex.get('prefix')}/; delete them once it ends")
+        if (ex.get("pitr_enabled_by_backfill") or ex.get("pitr_enabling")) and not cfg.source.point_in_time_recovery:
             out["notes"].append("point-in-time recovery stays on; `s3tstream up` turns it off again")
     store.delete()
     return out
@@ -1391,34 +1442,64 @@ def abort(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None,
     return {"aborted": True, **discard(store, aws, progress)}
 
 
-def remove_leftovers(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None,
-                     state: "StateStore | None" = None) -> list[tuple[str, str]]:
-    """(kind, name) of what an interrupted export backfill or `verify --export` left and this
-    removed (for `down`): its checkpoint, export files and temporary Glue table, and the
-    temporary Glue database, only when its parameters name this stack."""
+def _job_stores(cfg: "Config", state: "StateStore | None") -> list[Checkpoints]:
     from s3tstream.verify_export import VerifyCheckpoint
 
-    removed: list[tuple[str, str]] = []
-    for store in (Checkpoints(cfg, state), VerifyCheckpoint(cfg, state)):
-        if not store.exists():
+    return [Checkpoints(cfg, state), VerifyCheckpoint(cfg, state)]
+
+
+def _own_temp_database(cfg: "Config", aws: "Aws", progress: Progress) -> bool:
+    """Whether the temporary Glue database exists and its parameters name this stack."""
+    db = temp_database(cfg)
+    try:
+        params = aws.client("glue").get_database(Name=db)["Database"].get("Parameters") or {}
+    except ClientError as e:
+        if not is_not_found(e):  # e.g. no Glue rights: `down` of everything else goes on
+            progress(f"could not check for a leftover temporary Glue database {db}: {error_code(e)}")
+        return False
+    return params.get("s3tstream:stack") == cfg.stack.name
+
+
+def leftovers(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None,
+              state: "StateStore | None" = None) -> list[tuple[str, str]]:
+    """(kind, name) of what an interrupted export backfill or `verify --export` left, for `down`
+    to list before it asks (read calls only): its checkpoint, export files, and the temporary
+    Glue database when its parameters name this stack."""
+    out: list[tuple[str, str]] = []
+    for store in _job_stores(cfg, state):
+        job = store.state.job(store.JOB)
+        if job is None:
             continue
-        job = store.state.job(store.JOB) or {}
+        out.append(("checkpoint", f"jobs.{store.JOB} in {store.path}"))
+        ex = job.get("export") or {}
+        if ex.get("bucket") and ex.get("prefix"):
+            out.append(("s3-export-files", f"s3://{ex['bucket']}/{ex['prefix']}/"))
+    if _own_temp_database(cfg, aws, progress):
+        out.append(("glue-database", temp_database(cfg)))
+    return out
+
+
+def remove_leftovers(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None,
+                     state: "StateStore | None" = None) -> list[tuple[str, str]]:
+    """Remove what :func:`leftovers` lists; (kind, name) of what was removed."""
+    removed: list[tuple[str, str]] = []
+    for store in _job_stores(cfg, state):
+        job = store.state.job(store.JOB)
+        if job is None:
+            continue
         out = discard(store, aws, progress)
+        for note in out["notes"]:
+            progress(note)
         if out["removed_objects"]:
             ex = job.get("export") or {}
             removed.append(("s3-export-files", f"s3://{ex.get('bucket')}/{ex.get('prefix')}/ ({out['removed_objects']} object(s))"))
         removed.append(("checkpoint", f"jobs.{store.JOB} in {store.path}"))
-    db = temp_database(cfg)
-    glue = aws.client("glue")
-    try:
-        params = glue.get_database(Name=db)["Database"].get("Parameters") or {}
-        if params.get("s3tstream:stack") == cfg.stack.name:
-            for page in glue.get_paginator("get_tables").paginate(DatabaseName=db):
-                for t in page.get("TableList", []):
-                    glue.delete_table(DatabaseName=db, Name=t["Name"])
-            glue.delete_database(Name=db)
-            removed.append(("glue-database", db))
-    except ClientError as e:
-        if not is_not_found(e):
-            raise translate(e, f"removing the temporary Glue database {db}") from None
+    if _own_temp_database(cfg, aws, progress):
+        db = temp_database(cfg)
+        try:
+            aws.client("glue").delete_database(Name=db)  # Glue deletes its tables with it
+        except ClientError as e:
+            if not is_not_found(e):
+                raise translate(e, f"removing the temporary Glue database {db}") from None
+        removed.append(("glue-database", db))
     return removed

@@ -23,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from s3tstream.errors import LockedError, StateError
 
-STATE_VERSION = 1
+# 2 added `jobs`; a version-1 file is read as a version-2 one without jobs (and saved as 2, so an
+# older s3tstream refuses it with "upgrade" rather than misreading it)
+STATE_VERSION = 2
 
 
 def now() -> str:
@@ -116,6 +118,7 @@ class StateStore:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise StateError(f"state file {self.path} is corrupt: {where}: {first['msg']}", hint) from None
+        doc.version = STATE_VERSION
         if doc.stack != stack:
             raise StateError(f"state file {self.path} belongs to stack {doc.stack!r}, not {stack!r}", hint)
         if doc.region != region:

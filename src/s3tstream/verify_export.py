@@ -19,7 +19,9 @@ mapping and digest as the Scan-based verify (transform.map_item, verify.Layout):
 has caught up with is counted as matching, a key deleted since then and gone from the lake too
 is dropped. Keys that changed after the export and were not in the query's answer are not
 re-checked (as with any verify, changes younger than the Firehose buffer may be in flight).
-Past CONFIRM_LIMIT differences, the rest are reported as the query classed them, unconfirmed.
+The query returns at most CONFIRM_LIMIT differing keys (its totals count them all): the rest
+are only counted (``not_returned``), never repaired blind; fix the bulk (a backfill), then verify
+again.
 
 Afterwards the temporary Glue table and the export files are removed, and the checkpoint
 (``jobs.verify-export`` in the state file: the export in progress, so a run stopped while
@@ -42,7 +44,7 @@ from s3tstream.backfill import (
     discard,
     export_items_sql,
 )
-from s3tstream.errors import StateError, UsageError
+from s3tstream.errors import AwsError, StateError
 from s3tstream.verify import Layout, Report, current_rows_sql, typed_key_value
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 CONFIRM_LIMIT = 100_000
 KIND, DUPS = "__s3t_kind", "__s3t_n"
-SOURCE_N, LAKE_N, MATCH_N = "__s3t_source", "__s3t_lake", "__s3t_match"
+SOURCE_N, LAKE_N, MATCH_N, DIFF_N = "__s3t_source", "__s3t_lake", "__s3t_match", "__s3t_diffs"
 
 
 class VerifyCheckpoint(Checkpoints):
@@ -63,10 +65,16 @@ class VerifyCheckpoint(Checkpoints):
 
     JOB = "verify-export"
     RESTART_HINT = "run `s3tstream verify --export` again: it gives up an unusable checkpoint and exports anew"
+    COMMAND = "s3tstream verify --export"
+    AFTER_FAILED_EXPORT = "run `s3tstream verify --export` again (it exports anew)"
+    OTHERWISE = "run `s3tstream verify` without --export"
+    LEGACY = ""
 
 
-def diff_sql(cfg: "Config", layout: Layout, select_expr: Callable[[str, str], str], source_table: str) -> str:
-    """One Athena statement: the keys whose source and lake rows differ, with the totals.
+def diff_sql(cfg: "Config", layout: Layout, select_expr: Callable[[str, str], str], source_table: str,
+             limit: int = CONFIRM_LIMIT) -> str:
+    """One Athena statement: the keys whose source and lake rows differ (at most ``limit`` of
+    them), with the totals (the number of differing keys included, returned or not).
 
     Run in the sandbox (DuckDB through sqlglot), not on Athena. UNCONFIRMED on Athena engine v3:
     IS DISTINCT FROM on MAP columns (Trino documents maps as comparable for equality) and
@@ -88,11 +96,12 @@ def diff_sql(cfg: "Config", layout: Layout, select_expr: Callable[[str, str], st
               f"FROM ({src}) s\nFULL OUTER JOIN (SELECT * FROM ({ranked}) WHERE \"__s3t_rn\" = 1) l ON {on}")
     counts = (f"SELECT count_if({_qi(KIND)} <> 'extra') AS {_qi(SOURCE_N)}, "
               f"CAST(sum(COALESCE({_qi(DUPS)}, 0)) AS BIGINT) AS {_qi(LAKE_N)}, "
-              f"count_if({_qi(KIND)} = 'match') AS {_qi(MATCH_N)} FROM j")
-    diffs = f"SELECT * FROM j WHERE {_qi(KIND)} <> 'match' OR {_qi(DUPS)} > 1"
+              f"count_if({_qi(KIND)} = 'match') AS {_qi(MATCH_N)}, "
+              f"count_if({_qi(KIND)} <> 'match' OR {_qi(DUPS)} > 1) AS {_qi(DIFF_N)} FROM j")
+    diffs = f"SELECT * FROM j WHERE {_qi(KIND)} <> 'match' OR {_qi(DUPS)} > 1 LIMIT {int(limit)}"
     shown = [select_expr(n, str(t)) for n, t in layout.columns]
     return (f"WITH j AS ({joined}),\nc AS ({counts}),\nd AS ({diffs})\n"
-            f"SELECT c.{_qi(SOURCE_N)}, c.{_qi(LAKE_N)}, c.{_qi(MATCH_N)}, d.{_qi(KIND)}, d.{_qi(DUPS)}, "
+            f"SELECT c.{_qi(SOURCE_N)}, c.{_qi(LAKE_N)}, c.{_qi(MATCH_N)}, c.{_qi(DIFF_N)}, d.{_qi(KIND)}, d.{_qi(DUPS)}, "
             f"{', '.join(shown)}\nFROM c LEFT JOIN d ON true")
 
 
@@ -120,16 +129,17 @@ def confirm(cfg: "Config", settings: "Settings", layout: Layout, ddb: Any, rows:
             continue
         cands.append((key, kind, r))
     names = layout.names
-    checked, rest = cands[:CONFIRM_LIMIT], cands[CONFIRM_LIMIT:]
-    wire = [{a: typed_key_value(t, v) for (a, t), v in zip(layout.key_attrs, key)} for key, _, _ in checked]
-    if checked:
-        progress(f"confirming {len(checked)} difference(s) against the current items")
+    wire = [{a: typed_key_value(t, v) for (a, t), v in zip(layout.key_attrs, key)} for key, _, _ in cands]
+    if cands:
+        progress(f"confirming {len(cands)} difference(s) against the current items")
     current = batch_get(ddb, cfg.names.source_table, wire, sleep=sleep) if wire else {}
-    for (key, kind, lake_row), w in zip(checked, wire):
+    for (key, kind, lake_row), w in zip(cands, wire):
         item = current.get(_key_id(w))
         if kind == "match":  # a duplicated key whose row matches
             if item is not None:
-                rep.items[key] = item
+                rep.items[key] = item  # --repair sends it: an update leaves one row
+            else:
+                rep.extra.append(key)  # deleted since the export: --repair removes its rows
             continue
         in_lake = kind != "missing"
         if item is None:
@@ -152,10 +162,6 @@ def confirm(cfg: "Config", settings: "Settings", layout: Layout, ddb: Any, rows:
         cols = [names[i] for i in range(len(names)) if have[i * 8:(i + 1) * 8] != want[i * 8:(i + 1) * 8]]
         rep.differing.append((key, cols))
         rep.items[key] = item
-    for key, kind, _ in rest:  # unconfirmed: as the export-time comparison classed them (no --repair)
-        {"missing": rep.missing, "extra": rep.extra}.get(kind, []).append(key)
-        if kind == "differing":
-            rep.differing.append((key, ["(unconfirmed)"]))
     for lst in (rep.missing, rep.extra, rep.duplicates):
         lst.sort(key=repr)
     rep.differing.sort(key=lambda x: repr(x[0]))
@@ -171,10 +177,7 @@ def compare_export(cfg: "Config", settings: "Settings", aws: "Aws", *, enable_pi
 
     from s3tstream.query import open_engine
 
-    if cfg.table.extra_column:
-        raise UsageError("verify --export cannot rebuild table.extra_column the way the transform does",
-                         "run `s3tstream verify` (it maps every item with the transform)")
-    check_exportable(cfg)
+    check_exportable(cfg, "verify --export", VerifyCheckpoint.OTHERWISE)
     layout = Layout.from_config(cfg, settings)
     engine = open_engine(cfg, aws, "athena", progress=progress)
     store = VerifyCheckpoint(cfg, state)
@@ -192,24 +195,31 @@ def compare_export(cfg: "Config", settings: "Settings", aws: "Aws", *, enable_pi
     eb = ExportBackfill(cfg, aws, store, doc, enable_pitr=enable_pitr, progress=progress, sleep=sleep)
     eb.start_export()
     if eb.ex.get("status") != "COMPLETED":
-        eb.wait_export()
+        try:
+            eb.wait_export()
+        except AwsError:
+            if eb.ex.get("status") == "FAILED":
+                discard(store, aws, progress)  # of no use: the next run exports anew
+            raise
     try:
         source = eb.create_temp_table()
         progress(f"comparing export {eb.ex['id']} with {cfg.names.namespace}.{cfg.names.table} in Athena")
-        res = engine.run(diff_sql(cfg, layout, engine.select_expr, source))
+        res = engine.run(diff_sql(cfg, layout, engine.select_expr, source, limit=CONFIRM_LIMIT))
     finally:
         try:
             eb.drop_temp_table()
         except Exception as e:  # noqa: BLE001 - never hide the query's own error
             progress(f"could not remove the temporary Glue table: {e}")
     rows = res.records()
+    returned = sum(1 for r in rows if r.get(KIND) is not None)
     rep = confirm(cfg, settings, layout, aws.client("dynamodb"), rows, progress=progress, sleep=sleep)
     rep.engine = "athena+export"
     rep.data_scanned_bytes = res.data_scanned_bytes
     removed = eb.remove_export_files()
     info = {"export_arn": eb.ex["arn"], "export_time": datetime.fromtimestamp(eb.ex["export_time"], UTC)
             .isoformat(timespec="seconds"), "resumed": resumed, "query_id": res.query_id,
-            "differences_returned": sum(1 for r in rows if r.get(KIND) is not None),
+            "differences_returned": returned,
+            "not_returned": max(0, int(rows[0][DIFF_N] or 0) - returned) if rows else 0,
             "removed_objects": removed, "pitr_enabled_by_verify": bool(eb.ex.get("pitr_enabled_by_backfill"))}
     store.delete()
     return rep, layout, info

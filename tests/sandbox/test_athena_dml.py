@@ -180,3 +180,42 @@ def test_a_glue_text_table_with_typed_columns_reads_unparseable_fields_as_null(l
     assert qe["Status"]["State"] == "SUCCEEDED", qe["Status"]
     rows = lake.c("athena").get_query_results(QueryExecutionId=qe["QueryExecutionId"])["ResultSet"]["Rows"]
     assert [[d.get("VarCharValue") for d in r["Data"]] for r in rows] == [["k", "n", "f"], ["a", "2", "true"], ["b", None, None]]
+
+
+def test_merge_honours_the_not_matched_condition(lake) -> None:
+    qe = _run(lake, "MERGE INTO t USING (SELECT * FROM (VALUES 'c1', 'c2', 'c9') AS v(pk)) AS s ON (t.pk = s.pk) "
+                    "WHEN NOT MATCHED AND s.pk > 'c5' THEN INSERT (pk) VALUES (s.pk)")
+    assert qe["Status"]["State"] == "SUCCEEDED", qe["Status"]
+    rows = _rows(lake)
+    assert "c9" in rows and "c1" not in rows and "c2" not in rows
+
+
+def test_an_insert_stopped_while_it_runs_commits_nothing(lake, monkeypatch) -> None:
+    """StopQueryExecution after the rows are computed, before the commit: nothing is written."""
+    import threading
+
+    from s3tstream.sandbox import athena_dml
+
+    athena = lake.c("athena")
+    real, started, go = athena_dml.conform, {}, threading.Event()
+
+    def stop_then_conform(rows, schema, table):
+        assert go.wait(10)
+        athena.stop_query_execution(QueryExecutionId=started["qid"])
+        return real(rows, schema, table)
+
+    monkeypatch.setattr(athena_dml, "conform", stop_then_conform)
+    snap = lake.load().current_snapshot()
+    started["qid"] = athena.start_query_execution(
+        QueryString="INSERT INTO t (pk) VALUES ('stopped')",
+        QueryExecutionContext={"Catalog": f"s3tablescatalog/{lake.bucket}", "Database": lake.namespace},
+        ResultConfiguration={"OutputLocation": f"s3://res-{lake.bucket}/athena/"})["QueryExecutionId"]
+    go.set()
+    status = athena.get_query_execution(QueryExecutionId=started["qid"])["QueryExecution"]["Status"]
+    assert status["State"] == "CANCELLED", status
+    from s3tstream.sandbox.ext import athena as athena_ext
+
+    ex = next(e for store in list(athena_ext._executions.values()) for q, e in store.items() if q == started["qid"])
+    ex.thread.join(10)  # the query's worker has finished (committed, or not)
+    assert not ex.thread.is_alive()
+    assert lake.load().current_snapshot() == snap and "stopped" not in _rows(lake)

@@ -69,7 +69,9 @@ def backfill(
         rows += [["segments", f"{res.segments} ({res.segments_done_before} done before this run)"],
                  ["all runs", f"{res.total_read:,} read, {res.total_sent:,} sent"],
                  # the limit is an average: the token bucket lets one second's worth through at once
-                 ["rate", f"{res.items_per_second:,.0f} items/s (limit {res.rate_limit} on average, 1 s bursts)"]]
+                 ["rate", f"{res.items_per_second:,.0f} items/s ("
+                          + ("no read-rate limit)" if res.rate_limit == "none" else
+                             f"limit {res.rate_limit} on average, 1 s bursts)")]]
     if res.export:
         rows += [["export", str(res.export.get("export_arn", ""))],
                  ["export time", str(res.export.get("export_time", ""))]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -159,16 +159,6 @@ def status(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
               [[r["step"], r["kind"], r["name"], r["ownership"], r["recorded"], r["live"], r["detail"]] for r in rows])
 
 
-def _remove_backfill_leftovers(stack: Any, ctx: Any, done: list) -> None:
-    """What an interrupted export backfill or `verify --export` left (temporary Glue objects,
-    export files, checkpoints): unrecorded in the state file, named and tagged for the stack."""
-    from s3tstream.backfill import remove_leftovers
-    from s3tstream.engine import Change
-
-    for kind, name in remove_leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state):
-        done.append(Change("backfill", kind, name, "delete"))
-
-
 @handle_errors
 def down(
     config: ConfigOpt = None,
@@ -190,14 +180,16 @@ def down(
         ctx = stack.ctx(purge_errors=purge_errors)
         engine.load_all_kinds()
         todo = engine.destroy(ctx, step=step_name, keep_data=keep_data, dry_run=True)
+        if step_name is None:
+            # what an interrupted export backfill or `verify --export` left: unrecorded resources,
+            # named for the stack (also on a stack already down)
+            from s3tstream.backfill import leftovers
+
+            todo += [engine.Change("backfill", k, n, "delete")
+                     for k, n in leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state)]
         if not todo:
-            left: list = []
-            if step_name is None:  # a stack already down may still hold an interrupted backfill's temporaries
-                _remove_backfill_leftovers(stack, ctx, left)
             if out.is_json:
-                out.json({"stack": stack.cfg.stack.name, "deleted": [c.to_dict() for c in left], "kept": []})
-            elif left:
-                out.line(f"deleted {len(left)} leftover(s) of an interrupted backfill or verify --export")
+                out.json({"stack": stack.cfg.stack.name, "deleted": [], "kept": []})
             else:
                 out.line(f"stack {stack.cfg.stack.name}: nothing to remove")
             return
@@ -210,7 +202,10 @@ def down(
                 raise UsageError("cancelled; nothing was deleted")
         done = engine.destroy(ctx, step=step_name, keep_data=keep_data)
         if step_name is None:
-            _remove_backfill_leftovers(stack, ctx, done)
+            from s3tstream.backfill import remove_leftovers
+
+            done += [engine.Change("backfill", k, n, "delete")
+                     for k, n in remove_leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state)]
             # Athena results land in a bucket `query` creates on first use (unrecorded); it
             # carries the stack tag, and only a bucket with that tag is removed.
             from s3tstream.query import remove_results_bucket

@@ -300,8 +300,13 @@ def verify(
     notes = []
     if info is not None:
         doc["export"] = info
-        notes.append(f"compared as of the export ({info['export_time']}); each difference was checked against "
-                     "the item as it is now")
+        notes.append(f"compared as of the export ({info['export_time']}); each difference returned was checked "
+                     "against the item as it is now")
+        if info["not_returned"]:
+            doc["ok"] = False
+            notes.append(f"{info['not_returned']:,} more differing key(s) were counted but not returned (at most "
+                         f"{info['differences_returned']:,} come back); --repair leaves them: run `s3tstream backfill` "
+                         "for a lake this far off, then verify again")
         if info["pitr_enabled_by_verify"] and not cfg.source.point_in_time_recovery:
             notes.append("point-in-time recovery stays on (it is billed); `s3tstream up` turns it off again "
                          "unless source.point_in_time_recovery = true")
@@ -318,11 +323,12 @@ def verify(
         inserts = sum(1 for r in recs if r["eventName"] == "INSERT")
         doc["repair"] = {"sent": sent, "inserts": inserts, "removes": len(recs) - inserts, "stream": cfg.names.stream}
     err = None
-    if not rep.ok:
+    if not doc["ok"]:
         c = doc["counts"]
+        more = f", and {info['not_returned']:,} more not returned" if info and info["not_returned"] else ""
         err = S3tError(
             f"source and lake differ: {c['missing']} missing, {c['extra']} extra, {c['differing']} differing, "
-            f"{c['duplicates']} duplicate, {c['unmappable']} unmappable key(s)",
+            f"{c['duplicates']} duplicate, {c['unmappable']} unmappable key(s){more}",
             ("repair records were sent; run `s3tstream verify` again after the Firehose buffer interval "
              f"(~{cfg.firehose.buffer_interval_seconds + 30}s)") if "repair" in doc
             else "run `s3tstream verify --repair` to send the mismatched keys through the pipeline again"

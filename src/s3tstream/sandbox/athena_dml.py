@@ -75,6 +75,7 @@ def _plan(tree: Any) -> tuple[Any, list[str] | None, Any, Any]:
             raise QueryError("NOT_SUPPORTED", "line 1:1: the sandbox's MERGE INTO runs one clause, "
                              "WHEN NOT MATCHED THEN INSERT (it writes no delete files)")
         ins = whens[0].args["then"]
+        condition = whens[0].args.get("condition")  # WHEN NOT MATCHED AND <condition> THEN INSERT
         cols = [_name(c) for c in ins.this.expressions] if isinstance(ins.this, exp.Tuple) else None
         values = list(ins.expression.expressions) if isinstance(ins.expression, exp.Tuple) else [ins.expression]
         if cols is not None and len(cols) != len(values):
@@ -86,8 +87,11 @@ def _plan(tree: Any) -> tuple[Any, list[str] | None, Any, Any]:
             target_rows = exp.to_table(view).as_(t_alias)
             matched = exp.select("1").from_(target_rows).where(on.copy())
             names = cols or [f"_col{i}" for i in range(len(values))]
+            where = exp.not_(exp.Exists(this=matched))
+            if condition is not None:
+                where = exp.and_(where, condition.copy())
             return (exp.select(*[exp.alias_(v.copy(), n, quoted=True) for v, n in zip(values, names)])
-                    .from_(src.copy()).where(exp.not_(exp.Exists(this=matched))))
+                    .from_(src.copy()).where(where))
 
         return target, cols, using, rows
     raise QueryError("NOT_SUPPORTED", "line 1:1: the sandbox's Athena writes with INSERT INTO and MERGE INTO only")

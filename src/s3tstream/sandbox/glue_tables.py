@@ -75,7 +75,9 @@ def _lines(account: str, location: str) -> tuple[list[str], int]:
         scanned += len(body)
         if base.endswith(".gz"):
             body = gzip.decompress(body)
-        lines += body.decode("utf-8").splitlines()
+        # Hadoop's LineRecordReader ends a line at \n, \r or \r\n only (not at str.splitlines' others)
+        text = body.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        lines += text.split("\n")[:-1] if text.endswith("\n") else text.split("\n") if text else []
     return lines, scanned
 
 

@@ -210,27 +210,32 @@ COMMIT_ATTEMPTS = 4
 
 
 def _writer(ex: Execution) -> engine.Writer:
-    """Appends a DML statement's rows to the target Iceberg table in one commit. A commit that
-    loses a race (Firehose committed meanwhile) is recomputed against the new rows, as Iceberg's
-    own commit retry does; UNCONFIRMED how many times Athena retries before ICEBERG_COMMIT_ERROR."""
+    """Appends a DML statement's rows to the target Iceberg table in one commit. The rows are
+    computed once, against the table as the query found it (Athena reads one snapshot); a commit
+    that loses a race (Firehose committed meanwhile) appends the same rows to the new snapshot,
+    as Iceberg's own retry of an append does. A query stopped meanwhile commits nothing.
+    UNCONFIRMED: how many times Athena retries a commit before ICEBERG_COMMIT_ERROR."""
     def write(ref: engine.TableRef, rows_for: Any) -> int:
         from pyiceberg.exceptions import CommitFailedException
 
         from s3tstream.sandbox.athena_dml import conform
 
+        tbl = _iceberg_table(ex, ref.catalog, ref.schema, ref.table)
+        rows = conform(rows_for(tbl.scan().to_arrow()), tbl.schema(), ref.qualified)
+        if not rows.num_rows:
+            return 0
         for _ in range(COMMIT_ATTEMPTS):
-            tbl = _iceberg_table(ex, ref.catalog, ref.schema, ref.table)
-            rows = conform(rows_for(tbl.scan().to_arrow()), tbl.schema(), ref.qualified)
-            if not rows.num_rows:
-                return 0
+            with _lock:
+                if ex.state != "RUNNING":  # StopQueryExecution came first
+                    raise engine.QueryError("", "Query was cancelled before it committed")
             try:
                 with tbl.transaction() as tx:
                     tx.append(rows)
                 return int(rows.num_rows)
             except CommitFailedException:
-                continue
+                tbl = _iceberg_table(ex, ref.catalog, ref.schema, ref.table)
         raise engine.QueryError("ICEBERG_COMMIT_ERROR", f"Failed to commit to table {ref.qualified}: "
-                                "the table changed during the query", category=1)
+                                "the table kept changing during the query", category=1)
 
     return write
 
