@@ -802,3 +802,18 @@ def test_a_stopped_load_that_committed_after_all_is_not_run_again(tmp_path, earl
     stub.assert_no_pending_responses()
     assert info["query_id"] == ("q1" if loads_again else "q0")
     assert json.loads(store.path.read_text())["jobs"]["backfill"]["export"]["loaded"] is True
+
+
+def test_a_checkpoint_file_of_an_older_version_is_moved_into_the_state_file(tmp_path):
+    """s3tstream 0.1 kept the checkpoint in .s3tstream/<stack>.backfill.json: an upgrade mid-backfill continues it."""
+    from s3tstream.backfill import Checkpoints
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    old = tmp_path / ".s3tstream" / "shop.backfill.json"
+    old.parent.mkdir()
+    doc = Checkpoints(cfg).new("export", export={"arn": "arn:x", "id": "x"})
+    old.write_text(json.dumps(doc))
+    got = Checkpoints(cfg).load()
+    assert got["export"] == {"arn": "arn:x", "id": "x"} and got["run_id"] == doc["run_id"]
+    assert not old.exists() and json.loads(cfg.state_path.read_text())["jobs"]["backfill"]["run_id"] == doc["run_id"]
