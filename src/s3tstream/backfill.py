@@ -543,6 +543,9 @@ class ScanBackfill:
                     self._report()
                     if self.stop.is_set():
                         return
+            except BaseException:
+                self.stop.set()  # the run stops anyway: a read ahead waiting on the rate limit need not finish
+                raise
             finally:
                 if pending is not None:
                     pending.cancel()  # not started yet: never reads; else its page is dropped
