@@ -10,6 +10,7 @@ itself: tests/sandbox/test_athena_dml.py).
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 import threading
 import uuid
 from pathlib import Path
@@ -569,21 +570,39 @@ def ITEMS_NOW(env) -> int:
     return env.client("dynamodb").scan(TableName=env.name, Select="COUNT")["Count"]
 
 
-def test_athena_load_phase_calls_in_order_with_the_checkpointed_token(tmp_path, monkeypatch):
-    """The export's Athena phase against botocore's Stubber: the calls, their order and the token."""
+@pytest.fixture
+def stubbed(tmp_path, monkeypatch):
+    """An export backfill's Athena phase against botocore's Stubber: (cfg, athena client, stub, store);
+    make(export) builds the ExportBackfill of a new checkpoint with that export section."""
     import boto3
-    from botocore.stub import ANY, Stubber
+    from botocore.stub import Stubber
 
+    import s3tstream.query as q
     from s3tstream.backfill import Checkpoints, ExportBackfill
 
     cfg = _cfg()
     cfg.path = tmp_path / "s3tstream.toml"
     cfg.athena.output_location = "s3://res/q/"
     athena = boto3.client("athena", region_name="us-east-1")
-    stub = Stubber(athena)
     store = Checkpoints(cfg)
-    doc = store.new("export", export={"id": "01700000000000-abcd1234", "export_time": 1_700_000_000.5,
-                                      "query_token": "t" * 40})
+    real = q.AthenaEngine.__init__
+    monkeypatch.setattr(q.AthenaEngine, "__init__", lambda self, *a, **kw: real(self, *a, **{**kw, "sleep": lambda s: None}))
+
+    def make(**export):
+        return ExportBackfill(cfg, FakeAws(athena=athena), store, store.new("export", export=export), enable_pitr=False)
+
+    return SimpleNamespace(cfg=cfg, athena=athena, stub=Stubber(athena), store=store, make=make)
+
+
+def saved_export(store) -> dict:
+    return json.loads(store.path.read_text())["jobs"]["backfill"]["export"]
+
+
+def test_athena_load_phase_calls_in_order_with_the_checkpointed_token(stubbed):
+    """The export's Athena phase against botocore's Stubber: the calls, their order and the token."""
+    from botocore.stub import ANY
+
+    stub = stubbed.stub
     load_sql_prefix = 'MERGE INTO "shop"."shop" AS t\nUSING (SELECT '
     stub.add_response("start_query_execution", {"QueryExecutionId": "q1"}, {
         "QueryString": ANY, "ClientRequestToken": "t" * 40, "WorkGroup": "primary",
@@ -593,20 +612,16 @@ def test_athena_load_phase_calls_in_order_with_the_checkpointed_token(tmp_path, 
     stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": "SUCCEEDED"}, "StatementType": "DML",
                                                                  "Statistics": {"DataScannedInBytes": 7}}},
                       {"QueryExecutionId": "q1"})
-    eb = ExportBackfill(cfg, FakeAws(athena=athena), store, doc, enable_pitr=False)
-    import s3tstream.query as q
-
-    real = q.AthenaEngine.__init__
-    monkeypatch.setattr(q.AthenaEngine, "__init__", lambda self, *a, **kw: real(self, *a, **{**kw, "sleep": lambda s: None}))
+    eb = stubbed.make(id="01700000000000-abcd1234", export_time=1_700_000_000.5, query_token="t" * 40)
     sent: list[str] = []
-    athena.meta.events.register("provide-client-params.athena.StartQueryExecution",
-                                lambda params, **_: sent.append(params["QueryString"]))
+    stubbed.athena.meta.events.register("provide-client-params.athena.StartQueryExecution",
+                                        lambda params, **_: sent.append(params["QueryString"]))
     with stub:
         info = eb.load('"awsdatacatalog"."db"."export_x"')
     stub.assert_no_pending_responses()
     assert info == {"query_id": "q1", "statement": "MERGE", "data_scanned_bytes": 7}
     assert sent[0].startswith(load_sql_prefix) and '"awsdatacatalog"."db"."export_x"' in sent[0]
-    saved = json.loads(store.path.read_text())["jobs"]["backfill"]["export"]
+    saved = saved_export(stubbed.store)
     assert saved["query_id"] == "q1" and saved["loaded"] is True
 
 
@@ -683,29 +698,22 @@ def test_auto_strategy_by_item_count_and_a_backfill_in_progress_keeps_its_strate
     ("AccessDeniedException: Insufficient Lake Formation permission(s): Required Insert on shop",
      "Lake Formation SELECT, INSERT, DELETE and DESCRIBE on shop.shop"),
 ])
-def test_a_failed_athena_load_gets_a_new_token_next_time(tmp_path, reason, hint):
-    import boto3
-    from botocore.stub import ANY, Stubber
+def test_a_failed_athena_load_gets_a_new_token_next_time(stubbed, reason, hint):
+    from botocore.stub import ANY
 
-    from s3tstream.backfill import AwsError, Checkpoints, ExportBackfill
+    from s3tstream.backfill import AwsError
 
-    cfg = _cfg()
-    cfg.path = tmp_path / "s3tstream.toml"
-    cfg.athena.output_location = "s3://res/q/"
-    athena = boto3.client("athena", region_name="us-east-1")
-    stub = Stubber(athena)
-    store = Checkpoints(cfg)
-    doc = store.new("export", export={"id": "e1", "export_time": 1_700_000_000.0, "query_token": "a" * 40})
+    stub = stubbed.stub
     stub.add_response("start_query_execution", {"QueryExecutionId": "q1"},
                       {"QueryString": ANY, "ClientRequestToken": "a" * 40, "WorkGroup": ANY,
                        "QueryExecutionContext": ANY, "ResultConfiguration": ANY})
     stub.add_response("get_query_execution", {"QueryExecution": {"Status": {
         "State": "FAILED", "StateChangeReason": reason}}}, {"QueryExecutionId": "q1"})
-    eb = ExportBackfill(cfg, FakeAws(athena=athena), store, doc, enable_pitr=False)
+    eb = stubbed.make(id="e1", export_time=1_700_000_000.0, query_token="a" * 40)
     with stub, pytest.raises(AwsError) as e:
         eb.load("src")
     assert reason in e.value.message and hint in e.value.hint
-    saved = json.loads(store.path.read_text())["jobs"]["backfill"]["export"]
+    saved = saved_export(stubbed.store)
     assert "query_token" not in saved and saved["failed_query_id"] == "q1" and not saved.get("loaded")
 
 
@@ -774,20 +782,11 @@ def test_abort_stops_the_load_and_removes_what_the_export_backfill_made(stack, m
 
 
 @pytest.mark.parametrize("earlier, loads_again", [("SUCCEEDED", False), ("CANCELLED", True)])
-def test_a_stopped_load_that_committed_after_all_is_not_run_again(tmp_path, earlier, loads_again):
+def test_a_stopped_load_that_committed_after_all_is_not_run_again(stubbed, earlier, loads_again):
     """Ctrl-C stops the load, but a stop is asynchronous: the next run first asks how it ended."""
-    import boto3
-    from botocore.stub import ANY, Stubber
+    from botocore.stub import ANY
 
-    from s3tstream.backfill import Checkpoints, ExportBackfill
-
-    cfg = _cfg()
-    cfg.path = tmp_path / "s3tstream.toml"
-    cfg.athena.output_location = "s3://res/q/"
-    athena = boto3.client("athena", region_name="us-east-1")
-    stub = Stubber(athena)
-    store = Checkpoints(cfg)
-    doc = store.new("export", export={"id": "e1", "export_time": 1_700_000_000.0, "failed_query_id": "q0"})
+    stub = stubbed.stub
     stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": earlier},
                                                                  "Statistics": {"DataScannedInBytes": 5}}},
                       {"QueryExecutionId": "q0"})
@@ -797,11 +796,12 @@ def test_a_stopped_load_that_committed_after_all_is_not_run_again(tmp_path, earl
             "ResultConfiguration": ANY})
         stub.add_response("get_query_execution", {"QueryExecution": {"Status": {"State": "SUCCEEDED"}}},
                           {"QueryExecutionId": "q1"})
+    eb = stubbed.make(id="e1", export_time=1_700_000_000.0, failed_query_id="q0")
     with stub:
-        info = ExportBackfill(cfg, FakeAws(athena=athena), store, doc, enable_pitr=False).load("src")
+        info = eb.load("src")
     stub.assert_no_pending_responses()
     assert info["query_id"] == ("q1" if loads_again else "q0")
-    assert json.loads(store.path.read_text())["jobs"]["backfill"]["export"]["loaded"] is True
+    assert saved_export(stubbed.store)["loaded"] is True
 
 
 def test_a_checkpoint_file_of_an_older_version_is_moved_into_the_state_file(tmp_path):
