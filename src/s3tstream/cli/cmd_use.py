@@ -62,6 +62,16 @@ def _emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def _emit_json_result(doc: dict[str, Any], err: Any) -> None:
+    """One JSON document for a command that may end in an error: the error goes in the document
+    (as {"error": ...}) and sets the exit code."""
+    if err:
+        doc["error"] = err.to_dict()
+    _emit_json(doc)
+    if err:
+        raise SystemExit(err.exit_code)
+
+
 def _cell(v: Any) -> str:
     from s3tstream.query import csv_value
 
@@ -227,12 +237,7 @@ def test_insert(
             "check the Firehose stream (`s3tstream status`), failed records (`s3tstream errors`), or raise --timeout",
         )
     if out.is_json:
-        if err:
-            doc["error"] = err.to_dict()
-        _emit_json(doc)
-        if err:
-            raise SystemExit(err.exit_code)
-        return
+        return _emit_json_result(doc, err)
     rows = []
     for kind in ("insert", "update", "delete"):
         if kind in res.latency:
@@ -337,12 +342,7 @@ def verify(
             code="differs",
         )
     if out.is_json:
-        if err:
-            doc["error"] = err.to_dict()
-        _emit_json(doc)
-        if err:
-            raise SystemExit(err.exit_code)
-        return
+        return _emit_json_result(doc, err)
     c = doc["counts"]
     out.table(f"verify: {cfg.names.source_table} -> {cfg.names.namespace}.{cfg.names.table} ({rep.engine})",
               ["", "count"], [[k.replace("_", " "), str(v)] for k, v in c.items()])
