@@ -38,11 +38,11 @@ def main() -> None:
     import boto3
     from typer.testing import CliRunner
 
-    from s3tstream import backfill as bf
-    from s3tstream import config
-    from s3tstream.aws import Aws
+    from s3tstream.data import backfill as bf
+    from s3tstream.config import model as config
+    from s3tstream.aws.client import Aws
     from s3tstream.cli.app import app
-    from s3tstream.items import from_boto
+    from s3tstream.data.items import from_boto
 
     # the sandbox in its own process, as a remote endpoint would be: client and server do not
     # share one interpreter lock

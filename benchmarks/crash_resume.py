@@ -25,6 +25,11 @@ import time
 import uuid
 from pathlib import Path
 
+# the harness lives in tests/support (not shipped): import it, and let subprocesses import it, from the root
+ROOT = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+
 for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
              "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
              "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "S3TSTREAM_SANDBOX_TIME_SCALE": "0"}.items():
@@ -33,7 +38,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 def sweep(endpoint_url: str, root: Path, ups: list[int] | None, downs: list[int] | None) -> bool:
-    from s3tstream.testing.crashsweep import CrashSweep
+    from tests.support.crashsweep import CrashSweep
 
     sw = CrashSweep(endpoint_url, root / "sweep", "b" + uuid.uuid4().hex[:5], progress=lambda m: print(m, flush=True))
     t0 = time.monotonic()
@@ -57,7 +62,7 @@ def sweep(endpoint_url: str, root: Path, ups: list[int] | None, downs: list[int]
 
 def faults(endpoint_url: str, root: Path, rate: float = 0.2, seed: int = 20240917) -> bool:
     from s3tstream.sandbox import client as sandbox_client
-    from s3tstream.testing.e2e import in_process_cli
+    from tests.support.e2e import in_process_cli
 
     cols = '{ name = "pk", type = "string", required = true }, { name = "note", type = "string" }'
 

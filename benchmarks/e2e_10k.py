@@ -15,6 +15,11 @@ import time
 import uuid
 from pathlib import Path
 
+# the harness lives in tests/support (not shipped): import it, and let subprocesses import it, from the root
+ROOT = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+
 for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
              "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
              "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "S3TSTREAM_SANDBOX_TIME_SCALE": "0"}.items():
@@ -25,7 +30,7 @@ os.environ.pop("AWS_PROFILE", None)
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     from s3tstream.sandbox.server import SandboxServer
-    from s3tstream.testing import e2e
+    from tests.support import e2e
 
     ok = True
     results = {}

@@ -2,7 +2,7 @@
 
 The sandbox (``latency="realistic"``) makes resources take AWS-like times to become ready
 (``s3tstream.sandbox.latency.REALISTIC_SECONDS``). The floor is the longest dependency chain of
-those waits through the steps' ``requires`` (``s3tstream.steps.catalog``): no `up` can beat it.
+those waits through the steps' ``requires`` (``s3tstream.provision.catalog``): no `up` can beat it.
 The benchmark prints the wall time of a real `up` (the CLI, in process), the floor, their ratio
 (target <= 1.15), and the ratio a strictly sequential `up` (one step at a time) would give.
 Measured in the same run: `up` under the instant profile (what the calls themselves cost) and,
@@ -48,7 +48,7 @@ STEP_WAITS: dict[str, tuple[str, ...]] = {
 
 def step_seconds(scale: float) -> dict[str, float]:
     from s3tstream.sandbox import latency
-    from s3tstream.steps.catalog import PROVISIONING
+    from s3tstream.provision.catalog import PROVISIONING
 
     names = {s.name for s in PROVISIONING if s.module is not None}
     if names != set(STEP_WAITS):
@@ -61,7 +61,7 @@ def step_seconds(scale: float) -> dict[str, float]:
 
 def critical_path(seconds: dict[str, float]) -> tuple[float, list[str]]:
     """Longest chain through the catalog's requires: (its length, the steps on it)."""
-    from s3tstream.steps.catalog import BY_NAME
+    from s3tstream.provision.catalog import BY_NAME
 
     memo: dict[str, tuple[float, list[str]]] = {}
 
@@ -93,7 +93,7 @@ def run_up(endpoint: str, poll: float, max_workers: int | None = None, detail: b
     detail, each resource's too)."""
     from typer.testing import CliRunner
 
-    from s3tstream import engine
+    from s3tstream.provision import engine
     from s3tstream.cli.app import app
 
     spans: dict[str, tuple[float, float]] = {}

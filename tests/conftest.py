@@ -22,6 +22,9 @@ for var in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(var, None)
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+# subprocesses (`python -m tests.support.crash`) import the harness from the repository root
+_ROOT = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture(scope="session")
@@ -148,7 +151,7 @@ def teardown(env: StackEnv) -> None:
     """Leave nothing behind: the sandbox is shared by every test of this process, and its
     quotas (10 table buckets a Region) are checked like AWS's. Tests call it as stack.purge()
     when they must clean up before restoring shared sandbox settings."""
-    from s3tstream.aws import CALLS
+    from s3tstream.aws.client import CALLS
 
     before = list(CALLS.calls)
     try:
@@ -170,7 +173,7 @@ def teardown(env: StackEnv) -> None:
 @pytest.fixture
 def calls():
     """The process-wide AWS call log, cleared for the test."""
-    from s3tstream.aws import CALLS
+    from s3tstream.aws.client import CALLS
 
     CALLS.clear()
     yield CALLS

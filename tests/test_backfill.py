@@ -57,8 +57,8 @@ def drain(env) -> None:
 
 
 def cfg_aws(env):
-    from s3tstream import config
-    from s3tstream.aws import Aws
+    from s3tstream.config import model as config
+    from s3tstream.aws.client import Aws
 
     cfg = config.load(env.config_path)
     return cfg, Aws(cfg)
@@ -114,7 +114,7 @@ def phase_interrupted_backfill_continues_while_items_change(env, monkeypatch):
     """Killed midway by a Kinesis fault; the rerun reads only what the checkpoints had not covered,
     while items of its pages change between their read and their sending (the stale-snapshot
     race): the catch-up sends those keys again, so the lake ends equal to the table, one row a key."""
-    import s3tstream.backfill as bf
+    import s3tstream.data.backfill as bf
 
     real = bf.put_records
     calls = {"n": 0}
@@ -182,7 +182,7 @@ def phase_interrupted_backfill_continues_while_items_change(env, monkeypatch):
 
 @pytest.mark.sandbox
 def test_changelog_rows_of_a_backfill_have_op_backfill_and_newer_changes_win(request, sandbox, tmp_path_factory):
-    import s3tstream.backfill as bf
+    import s3tstream.data.backfill as bf
     from tests.conftest import teardown
 
     env = _stack_env(request, sandbox, tmp_path_factory, "changelog")
@@ -271,9 +271,9 @@ def test_bad_options_exit_2_naming_the_option(tmp_path, args, needle, calls):
 
 
 def test_verify_export_refuses_the_catch_all_column(tmp_path):
-    from s3tstream import config
-    from s3tstream.items import transform_settings
-    from s3tstream.verify_export import compare_export
+    from s3tstream.config import model as config
+    from s3tstream.data.items import transform_settings
+    from s3tstream.data.verify_export import compare_export
 
     cfg = config.build({"stack": {"name": "shop"}, "table": {"extra_column": "extra", "columns": [
         {"name": "pk", "type": "string", "required": True}]}})
@@ -305,7 +305,7 @@ def test_bad_backfill_config_exits_2_naming_the_key(tmp_path, extra, key):
 
 
 def test_export_prefix_forms():
-    from s3tstream import config as c
+    from s3tstream.config import model as c
 
     assert c.build({"stack": {"name": "a"}, "backfill": {"export_prefix": "x/y"}}).backfill.export_prefix == "x/y/"
     assert c.build({"stack": {"name": "a"}, "backfill": {"export_prefix": "s3://my-bucket"}}).backfill.export_prefix == "s3://my-bucket/"
@@ -327,7 +327,7 @@ class FakeClock:
 
 
 def test_token_bucket_holds_the_average_rate():
-    from s3tstream.backfill import TokenBucket
+    from s3tstream.data.backfill import TokenBucket
 
     clock = FakeClock()
     b = TokenBucket(10.0, clock=clock, sleep=clock.sleep)  # 10 units a second, burst 10
@@ -343,14 +343,14 @@ def test_token_bucket_holds_the_average_rate():
 
 
 def _cfg(**backfill):
-    from s3tstream import config as c
+    from s3tstream.config import model as c
 
     return c.build({"stack": {"name": "shop"}, "backfill": backfill,
                     "table": {"columns": [{"name": "pk", "type": "string", "required": True}]}})
 
 
 def test_read_rate_from_provisioned_capacity_or_items_per_second():
-    from s3tstream.backfill import read_rate
+    from s3tstream.data.backfill import read_rate
 
     prov = {"BillingModeSummary": {"BillingMode": "PROVISIONED"}, "ProvisionedThroughput": {"ReadCapacityUnits": 40}}
     assert read_rate(_cfg(max_read_share=0.25), prov)[:2] == (10.0, "rcu")
@@ -395,7 +395,7 @@ class FakeAws:
 
 
 def test_scan_is_held_to_the_share_of_provisioned_capacity(tmp_path):
-    from s3tstream.backfill import Checkpoints, ScanBackfill, TokenBucket
+    from s3tstream.data.backfill import Checkpoints, ScanBackfill, TokenBucket
 
     cfg = _cfg(max_read_share=0.5)
     cfg.path = tmp_path / "s3tstream.toml"
@@ -423,7 +423,7 @@ def test_scan_is_held_to_the_share_of_provisioned_capacity(tmp_path):
 
 
 def test_a_corrupt_or_foreign_checkpoint_is_refused_with_restart_hint(tmp_path):
-    from s3tstream.backfill import Checkpoints
+    from s3tstream.data.backfill import Checkpoints
     from s3tstream.errors import StateError
 
     cfg = _cfg()
@@ -455,7 +455,7 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
     puts them back with the sandbox's Athena (MERGE over a Glue table on the export's files)."""
     import pyarrow as pa
 
-    import s3tstream.backfill as bf
+    import s3tstream.data.backfill as bf
 
     r = env.cli("backfill", "--strategy", "export", "--output", "json", ok=False)
     err = json.loads(r.stdout)["error"]
@@ -514,7 +514,7 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
 def phase_verify_export_returns_only_confirmed_differences(env, monkeypatch):
     import pyarrow as pa
 
-    import s3tstream.backfill as bf
+    import s3tstream.data.backfill as bf
 
     tbl = lake_table(env)
     rows = tbl.scan().to_arrow().sort_by("pk").to_pylist()
@@ -525,7 +525,7 @@ def phase_verify_export_returns_only_confirmed_differences(env, monkeypatch):
     with tbl.transaction() as tx:
         tx.overwrite(pa.Table.from_pylist(kept, schema=tbl.scan().to_arrow().schema))
     ddb = env.client("dynamodb")
-    import s3tstream.verify_export as ve
+    import s3tstream.data.verify_export as ve
 
     # at most CONFIRM_LIMIT differing keys come back; the totals still count the others
     monkeypatch.setattr(ve, "CONFIRM_LIMIT", 2)
@@ -577,8 +577,8 @@ def stubbed(tmp_path, monkeypatch):
     import boto3
     from botocore.stub import Stubber
 
-    import s3tstream.query as q
-    from s3tstream.backfill import Checkpoints, ExportBackfill
+    import s3tstream.lake.query as q
+    from s3tstream.data.backfill import Checkpoints, ExportBackfill
 
     cfg = _cfg()
     cfg.path = tmp_path / "s3tstream.toml"
@@ -643,8 +643,8 @@ TYPES_CFG = {
 
 
 def test_load_sql_maps_dynamodb_json_to_each_column_type():
-    from s3tstream import config as c
-    from s3tstream.backfill import load_sql
+    from s3tstream.config import model as c
+    from s3tstream.data.backfill import load_sql
 
     cfg = c.build(TYPES_CFG)
     sql = load_sql(cfg, '"awsdatacatalog"."db"."t"', "0170-ab", "2024-05-01T12:00:00.123456Z")
@@ -664,8 +664,8 @@ def test_load_sql_maps_dynamodb_json_to_each_column_type():
 
 
 def test_changelog_load_is_an_insert_with_op_backfill_at_the_export_time():
-    from s3tstream import config as c
-    from s3tstream.backfill import check_exportable, load_sql
+    from s3tstream.config import model as c
+    from s3tstream.data.backfill import check_exportable, load_sql
     from s3tstream.errors import UsageError
 
     cfg = c.build({**TYPES_CFG, "table": {**TYPES_CFG["table"], "mode": "changelog"}})
@@ -678,7 +678,7 @@ def test_changelog_load_is_an_insert_with_op_backfill_at_the_export_time():
 
 
 def test_auto_strategy_by_item_count_and_a_backfill_in_progress_keeps_its_strategy(tmp_path):
-    from s3tstream.backfill import choose_strategy
+    from s3tstream.data.backfill import choose_strategy
     from s3tstream.errors import UsageError
 
     cfg = _cfg(scan_threshold_items=1000)
@@ -701,7 +701,7 @@ def test_auto_strategy_by_item_count_and_a_backfill_in_progress_keeps_its_strate
 def test_a_failed_athena_load_gets_a_new_token_next_time(stubbed, reason, hint):
     from botocore.stub import ANY
 
-    from s3tstream.backfill import AwsError
+    from s3tstream.data.backfill import AwsError
 
     stub = stubbed.stub
     stub.add_response("start_query_execution", {"QueryExecutionId": "q1"},
@@ -721,8 +721,8 @@ def test_a_failed_athena_load_gets_a_new_token_next_time(stubbed, reason, hint):
 def test_down_removes_what_an_interrupted_export_left_and_nothing_else(stack):
     """A run killed mid-export leaves its checkpoint, export files and temporary Glue database;
     `down` removes them (also when nothing else is left), but not a database of another stack."""
-    import s3tstream.backfill as bf
-    from s3tstream.verify_export import VerifyCheckpoint
+    import s3tstream.data.backfill as bf
+    from s3tstream.data.verify_export import VerifyCheckpoint
 
     cfg, _ = cfg_aws(stack)
     s3, glue = stack.client("s3"), stack.client("glue")
@@ -754,7 +754,7 @@ def test_down_removes_what_an_interrupted_export_left_and_nothing_else(stack):
 
 @pytest.mark.sandbox
 def test_abort_stops_the_load_and_removes_what_the_export_backfill_made(stack, monkeypatch):
-    import s3tstream.backfill as bf
+    import s3tstream.data.backfill as bf
 
     cfg, aws = cfg_aws(stack)
     s3 = stack.client("s3")
@@ -806,7 +806,7 @@ def test_a_stopped_load_that_committed_after_all_is_not_run_again(stubbed, earli
 
 def test_a_checkpoint_file_of_an_older_version_is_moved_into_the_state_file(tmp_path):
     """s3tstream 0.1 kept the checkpoint in .s3tstream/<stack>.backfill.json: an upgrade mid-backfill continues it."""
-    from s3tstream.backfill import Checkpoints
+    from s3tstream.data.backfill import Checkpoints
 
     cfg = _cfg()
     cfg.path = tmp_path / "s3tstream.toml"

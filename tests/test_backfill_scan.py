@@ -18,7 +18,7 @@ import pytest
 
 
 def _cfg(tmp_path=None, **table):
-    from s3tstream import config as c
+    from s3tstream.config import model as c
 
     cfg = c.build({"stack": {"name": "shop", "region": "eu-west-1"}, "backfill": {"items_per_second": 0},
                    "source": {"partition_key": {"name": "pk", "type": "S"}, "sort_key": {"name": "sk", "type": "N"}},
@@ -38,8 +38,8 @@ ITEMS = [
 
 @pytest.mark.parametrize("precision", ["MICROSECOND", "MILLISECOND"])
 def test_build_entries_are_the_bytes_of_change_record(precision):
-    from s3tstream import backfill as bf
-    from s3tstream.verify import change_record
+    from s3tstream.data import backfill as bf
+    from s3tstream.data.verify import change_record
 
     cfg = _cfg()
     cfg.stream.timestamp_precision = precision
@@ -64,8 +64,8 @@ def test_wire_items_and_records_equal_botocore_parse(sandbox):
     """Scan pages and GetRecords taken as wire JSON give what botocore's parse (+ from_boto) gives."""
     import boto3
 
-    from s3tstream import backfill as bf
-    from s3tstream.items import from_boto
+    from s3tstream.data import backfill as bf
+    from s3tstream.data.items import from_boto
 
     ddb, kin = (boto3.client(s, region_name="us-east-1", endpoint_url=sandbox.endpoint_url) for s in ("dynamodb", "kinesis"))
     table = stream = "w" + uuid.uuid4().hex[:8]
@@ -100,7 +100,7 @@ def test_wire_items_and_records_equal_botocore_parse(sandbox):
 def test_epoch_of_every_arrival_timestamp_form():
     from datetime import UTC, datetime
 
-    from s3tstream.backfill import _epoch
+    from s3tstream.data.backfill import _epoch
 
     t = datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)
     assert _epoch(t) == _epoch(t.timestamp()) == _epoch(str(t.timestamp())) == _epoch("2026-01-02T03:04:05.5Z")
@@ -154,7 +154,7 @@ class Aws:
 
 
 def _scan(tmp_path, ddb, kin, doc=None):
-    from s3tstream.backfill import Checkpoints, ScanBackfill
+    from s3tstream.data.backfill import Checkpoints, ScanBackfill
 
     cfg = _cfg(tmp_path)
     store = Checkpoints(cfg)

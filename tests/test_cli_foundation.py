@@ -10,7 +10,7 @@ import sys
 import pytest
 from botocore.exceptions import ClientError
 
-from s3tstream.steps.catalog import BY_NAME
+from s3tstream.provision.catalog import BY_NAME
 
 SOURCE_STEPS = ["create-source", "create-stream"]
 

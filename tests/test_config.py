@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from s3tstream import config as c
+from s3tstream.config import model as c
 from s3tstream.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

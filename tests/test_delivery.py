@@ -13,11 +13,11 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 
-from s3tstream import lambda_zip
-from s3tstream import policies as pol
-from s3tstream.aws import Identity
-from s3tstream.config import build
-from s3tstream.steps import delivery as d
+from s3tstream.provision import lambda_zip
+from s3tstream.aws import policies as pol
+from s3tstream.aws.client import Identity
+from s3tstream.config.model import build
+from s3tstream.provision.steps import delivery as d
 
 IDENT = Identity("123456789012", "arn:aws:sts::123456789012:assumed-role/admin/me", "AROAEXAMPLE")
 BUCKET = "demo-err-123456789012-us-east-1"
@@ -300,7 +300,7 @@ def test_transform_settings_encode_and_add_undeclared_keys() -> None:
 
 
 def test_the_step_uses_policies_py_documents_and_a_tls_only_bucket_policy() -> None:
-    from s3tstream import policies
+    from s3tstream.aws import policies
 
     cfg = cfg_of()
     ctx = _FakeCtx(cfg)
@@ -407,7 +407,7 @@ def test_up_creates_the_delivery_stream_as_specified(stack: Any) -> None:
     iam = stack.client("iam")
     trust = iam.get_role(RoleName=f"s3tstream-{name}-transform")["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": acct}}
-    from s3tstream import policies
+    from s3tstream.aws import policies
 
     delivery = iam.get_role_policy(RoleName=f"s3tstream-{name}-firehose", PolicyName=policies.DELIVERY_POLICY_NAME)
     assert {s["Sid"] for s in delivery["PolicyDocument"]["Statement"]} >= {"ReadSourceStream", "TransformFunction", "DeliveryLogs"}

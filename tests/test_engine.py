@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from s3tstream import config as cfgmod
-from s3tstream import engine
+from s3tstream.config import model as cfgmod
+from s3tstream.provision import engine
 from s3tstream.errors import PlanError
 from s3tstream.state import StateStore
-from s3tstream.steps.base import Ctx, Observed, ResourceSpec
-from s3tstream.steps.catalog import StepInfo, closure, dependents
+from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
+from s3tstream.provision.catalog import StepInfo, closure, dependents
 
 WORLD: dict[str, dict[str, Any]] = {}
 LOG: list[tuple[str, str, float]] = []

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from s3tstream import config as c
-from s3tstream import failed_records as F
+from s3tstream.config import model as c
+from s3tstream.data import failed_records as F
 from s3tstream.errors import AwsError
-from s3tstream.items import to_boto
+from s3tstream.data.items import to_boto
 
 
 def cfg_for(mode="upsert"):

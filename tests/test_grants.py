@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from s3tstream import config, policies
-from s3tstream.aws import Identity
-from s3tstream.sandbox.ext import lakeformation as lf_ext
+from s3tstream.config import model as config
+from s3tstream.aws import policies
+from s3tstream.aws.client import Identity
+from s3tstream.sandbox.services import lakeformation as lf_ext
 
 MOTO_CALLER = "arn:aws:sts::123456789012:user/moto"
 OTHER_ADMIN = "arn:aws:iam::123456789012:role/SomeoneElse"

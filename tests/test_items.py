@@ -10,8 +10,8 @@ from botocore.stub import Stubber
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from s3tstream import config as c
-from s3tstream import items as I
+from s3tstream.config import model as c
+from s3tstream.data import items as I
 from s3tstream.errors import AwsError
 from s3tstream.transform import map_item
 

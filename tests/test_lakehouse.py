@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from s3tstream import config, schema
-from s3tstream.aws import Aws
-from s3tstream.iceberg_catalog import S3TablesCatalog
+from s3tstream.config import model as config
+from s3tstream.lake import schema
+from s3tstream.aws.client import Aws
+from s3tstream.lake.catalog import S3TablesCatalog
 
 LF_OK = "[lakeformation]\nintegrate = true\nmake_caller_admin = true\n"
 BASE_COLUMNS = (

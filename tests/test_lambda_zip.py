@@ -13,7 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from s3tstream import lambda_zip
+from s3tstream.provision import lambda_zip
 
 
 def test_build_twice_gives_the_same_bytes_and_sha() -> None:

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from s3tstream import config, lakeformation, policies
-from s3tstream.aws import Identity
+from s3tstream.config import model as config
+from s3tstream.provision import lakeformation
+from s3tstream.aws import policies
+from s3tstream.aws.client import Identity
 
 AWS = Identity(account="111122223333", arn="arn:aws:sts::111122223333:assumed-role/Admin/me", user_id="AID")
 CN = Identity(account="444455556666", arn="arn:aws-cn:iam::444455556666:user/ops", user_id="AID")

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from botocore.stub import ANY, Stubber
 
-from s3tstream import query as Q
+from s3tstream.lake import query as Q
 from s3tstream.errors import Interrupted, UsageError, WaitTimeout
 
 QID = "11111111-2222-3333-4444-555555555555"
@@ -275,7 +275,7 @@ def test_select_expressions_make_values_comparable():
 def test_results_location_uses_the_workgroups_own(conf, want):
     from types import SimpleNamespace
 
-    from s3tstream import config as c
+    from s3tstream.config import model as c
 
     cfg = c.build({"stack": {"name": "shop"}})
     a = athena()
@@ -290,7 +290,7 @@ def test_results_location_uses_the_workgroups_own(conf, want):
 def test_results_location_unknown_workgroup_is_a_usage_error():
     from types import SimpleNamespace
 
-    from s3tstream import config as c
+    from s3tstream.config import model as c
 
     cfg = c.build({"stack": {"name": "shop"}, "athena": {"workgroup": "nope"}})
     a = athena()

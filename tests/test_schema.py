@@ -10,7 +10,8 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from s3tstream import config, schema
+from s3tstream.config import model as config
+from s3tstream.lake import schema
 from s3tstream.errors import ConfigError
 from s3tstream.transform import types as T
 

@@ -54,10 +54,10 @@ def drain(stack):
 
 
 def lake_table(stack):
-    from s3tstream import config
-    from s3tstream.aws import Aws
-    from s3tstream.iceberg_catalog import S3TablesCatalog
-    from s3tstream.query import bucket_arn
+    from s3tstream.config import model as config
+    from s3tstream.aws.client import Aws
+    from s3tstream.lake.catalog import S3TablesCatalog
+    from s3tstream.lake.query import bucket_arn
 
     cfg = config.load(stack.config_path)
     aws = Aws(cfg)
@@ -131,10 +131,10 @@ def test_query_failure_is_exit_1_with_athenas_reason(typed):
 
 @pytest.mark.sandbox
 def test_ctrl_c_stops_a_running_athena_query(typed):
-    from s3tstream import config
-    from s3tstream.aws import Aws
+    from s3tstream.config import model as config
+    from s3tstream.aws.client import Aws
     from s3tstream.errors import Interrupted
-    from s3tstream.query import open_engine
+    from s3tstream.lake.query import open_engine
 
     cfg = config.load(typed.config_path)
     eng = open_engine(cfg, Aws(cfg))
@@ -167,9 +167,9 @@ def test_results_bucket_is_created_and_tagged(typed):
     assert rules[0]["Expiration"]["Days"] == 7
 
     # what `down` should call: only this stack's (tagged) bucket is removed, objects first
-    from s3tstream import config
-    from s3tstream.aws import Aws
-    from s3tstream.query import remove_results_bucket
+    from s3tstream.config import model as config
+    from s3tstream.aws.client import Aws
+    from s3tstream.lake.query import remove_results_bucket
 
     cfg = config.load(typed.config_path)
     assert remove_results_bucket(cfg, Aws(cfg)) is True
@@ -290,7 +290,7 @@ class FakePipeline:
     name = "fake"
 
     def __init__(self, cfg, clock, deliver=True):
-        from s3tstream.items import ItemSchema
+        from s3tstream.data.items import ItemSchema
 
         self.schema = ItemSchema.from_config(cfg)
         self.clock = clock
@@ -300,7 +300,7 @@ class FakePipeline:
 
     # DynamoDB
     def batch_write_item(self, RequestItems):
-        from s3tstream.items import from_boto
+        from s3tstream.data.items import from_boto
 
         [(table, reqs)] = RequestItems.items()
         for r in reqs:
@@ -317,7 +317,7 @@ class FakePipeline:
         return f'"{col}"'
 
     def run(self, sql):
-        from s3tstream.query import QueryResult
+        from s3tstream.lake.query import QueryResult
         from s3tstream.transform import map_item
 
         self.sql.append(sql)
@@ -347,8 +347,8 @@ class Clock:
 
 
 def _ti(columns, deliver=True, **kw):
-    from s3tstream import config as c
-    from s3tstream.testinsert import TestInsert
+    from s3tstream.config import model as c
+    from s3tstream.data.testinsert import TestInsert
 
     cfg = c.build({"stack": {"name": "shop"}, "source": kw.pop("source", {}), "table": {"columns": columns, **kw.pop("table", {})}})
     clock = Clock()
@@ -394,7 +394,7 @@ def test_test_insert_sees_updates_through_the_extra_column():
 
 
 def test_percentiles():
-    from s3tstream.testinsert import percentile, stats
+    from s3tstream.data.testinsert import percentile, stats
 
     v = [float(x) for x in range(1, 101)]
     assert percentile(v, 50) == 50 and percentile(v, 95) == 95 and percentile([], 50) is None

@@ -11,11 +11,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from s3tstream import config as c
-from s3tstream import verify as V
+from s3tstream.config import model as c
+from s3tstream.data import verify as V
 from s3tstream.errors import AwsError
-from s3tstream.items import ItemSchema, from_boto, item_from_plain, to_boto
-from s3tstream.query import QueryResult
+from s3tstream.data.items import ItemSchema, from_boto, item_from_plain, to_boto
+from s3tstream.lake.query import QueryResult
 from s3tstream.transform import map_item
 from s3tstream.transform import types as T
 

@@ -22,13 +22,13 @@ def write_config(stack: Any, body: str = "", *, max_attempts: int = 3, columns: 
 
 
 def inventory(stack: Any) -> dict:
-    from s3tstream.testing.inventory import inventory as inv
+    from tests.support.inventory import inventory as inv
 
     return inv(stack.endpoint_url, stack.name)
 
 
 def leftovers(stack: Any) -> dict:
     """The stack's resources still there (by derived name or the stack's tag)."""
-    from s3tstream.testing.inventory import leftovers as left
+    from tests.support.inventory import leftovers as left
 
     return left(inventory(stack))

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from s3tstream.sandbox import client as sc
-from s3tstream.testing.crash import CRASH_EXIT, ENV_LOG
+from tests.support.crash import CRASH_EXIT, ENV_LOG
 
 pytestmark = pytest.mark.sandbox
 
@@ -75,7 +75,7 @@ def killed(env, point: str, *argv: str) -> tuple[int, list[str], str]:
     log = env.dir / "calls.log"
     log.unlink(missing_ok=True)
     run_env = {**os.environ, "S3TSTREAM_CONFIG": str(env.config_path), ENV_LOG: str(log)}
-    r = subprocess.run([sys.executable, "-m", "s3tstream.testing.crash", point, *argv], env=run_env,
+    r = subprocess.run([sys.executable, "-m", "tests.support.crash", point, *argv], env=run_env,
                        capture_output=True, text=True, timeout=300, cwd=env.dir)
     calls = [line.split()[1] for line in log.read_text().splitlines()] if log.exists() else []
     return r.returncode, calls, r.stderr

@@ -209,7 +209,7 @@ def test_a_second_concurrent_run_fails_at_once_naming_the_holder(stack, sandbox,
     log = tmp_path / "calls.log"
     env = {**os.environ, "S3TSTREAM_CONFIG": str(stack.config_path), "S3TSTREAM_CRASH_LOG": str(log),
            "S3TSTREAM_CRASH_ACTION": "pause"}
-    holder = subprocess.Popen([sys.executable, "-m", "s3tstream.testing.crash", "1", "up"], env=env,
+    holder = subprocess.Popen([sys.executable, "-m", "tests.support.crash", "1", "up"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

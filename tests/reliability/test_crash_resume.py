@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from s3tstream.testing.crashsweep import CrashSweep
+from tests.support.crashsweep import CrashSweep
 
 UP_POINTS = [
     "s3tables:CreateTableBucket",  # create-table-bucket, its first call
@@ -39,7 +39,7 @@ def sweep(sandbox, tmp_path_factory):
     assert sw.report.reference_problems == []
     assert len(sw.report.up_calls) >= 30 and len(sw.report.down_calls) >= 20
     yield sw
-    from s3tstream.testing.inventory import scrub
+    from tests.support.inventory import scrub
 
     for d in sw.root.iterdir():  # whatever a failed point left
         if d.is_dir():
@@ -80,14 +80,14 @@ def test_the_crash_hook_counts_only_mutating_calls_and_dies_at_once(tmp_path):
     import subprocess
     import sys
 
-    from s3tstream.testing.crash import CRASH_EXIT, parse_point
+    from tests.support.crash import CRASH_EXIT, parse_point
 
     assert parse_point(3) == (3, None) and parse_point("7") == (7, None)
     assert parse_point("s3:CreateBucket") == (1, "s3:CreateBucket") and parse_point("iam:CreateRole#2") == (2, "iam:CreateRole")
     script = (
         "import os, sys\n"
         "from types import SimpleNamespace\n"
-        "from s3tstream.testing.crash import CrashHook\n"
+        "from tests.support.crash import CrashHook\n"
         "h = CrashHook(2, sys.argv[1])\n"
         "m = lambda n: SimpleNamespace(name=n, service_model=SimpleNamespace(service_name='svc'))\n"
         "for op in ['DescribeThing', 'CreateThing', 'ListThings', 'PutThing', 'DeleteThing']:\n"

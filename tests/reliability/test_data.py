@@ -220,7 +220,7 @@ def test_1000_keys_end_to_end_verify_clean(sandbox, tmp_path, monkeypatch):
     import time
     import uuid
 
-    from s3tstream.testing import e2e
+    from tests.support import e2e
 
     monkeypatch.setenv("S3TSTREAM_SANDBOX_TIME_SCALE", "0")
     name = "e" + uuid.uuid4().hex[:8]

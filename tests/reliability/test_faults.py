@@ -117,8 +117,8 @@ def test_a_call_failing_past_max_attempts_is_exit_1_and_resumable(stack, sandbox
 
 
 def test_product_clients_use_standard_retries_with_the_configured_attempts(tmp_path):
-    from s3tstream import config
-    from s3tstream.aws import Aws
+    from s3tstream.config import model as config
+    from s3tstream.aws.client import Aws
 
     p = tmp_path / "s3tstream.toml"
     p.write_text('[stack]\nname = "retries"\nmax_attempts = 8\nendpoint_url = "http://127.0.0.1:1"\n')
@@ -139,9 +139,9 @@ def test_own_retry_loops_are_bounded(monkeypatch):
 
     from botocore.exceptions import ClientError
 
-    from s3tstream.aws import wait_until
+    from s3tstream.aws.client import wait_until
     from s3tstream.errors import WaitTimeout
-    from s3tstream.steps import delivery
+    from s3tstream.provision.steps import delivery
 
     slept: list[float] = []
     monkeypatch.setattr(delivery, "_sleep", slept.append)

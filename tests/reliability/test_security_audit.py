@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from reliability_helpers import write_config
 
-from s3tstream import policies
+from s3tstream.aws import policies
 
 ACCOUNT = "123456789012"
 
@@ -52,7 +52,7 @@ class Capture:
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from s3tstream import aws
+        from s3tstream.aws import client as aws
 
         original = aws.Aws.client
         cap = self
@@ -330,7 +330,7 @@ def test_an_unexpected_exception_shows_no_local_values(tmp_path):
     cfg = tmp_path / "s3tstream.toml"
     cfg.write_text('[stack]\nname = "tb"\n')
     script = (
-        "import s3tstream.config as c\n"
+        "import s3tstream.config.model as c\n"
         "def load(path=None, environ=None):\n"
         "    aws_secret_access_key = 'LOCALSECRETVALUE123'\n"
         "    token = {'SessionToken': 'LOCALTOKENVALUE456'}\n"
@@ -352,7 +352,7 @@ def test_an_unexpected_exception_shows_no_local_values(tmp_path):
 def test_a_bug_inside_a_step_is_reported_without_locals(stack, monkeypatch, calls):
     """Inside `up` the engine turns an unexpected exception into a step failure (exit 1) naming
     the exception only."""
-    from s3tstream.steps import source
+    from s3tstream.provision.steps import source
 
     def broken(self):
         secret_value = "STEPSECRET42"  # noqa: F841 - must not be printed

@@ -36,7 +36,7 @@ def lake(sandbox) -> Any:
 
 
 def _cfg(lake: Lake, mode: str = "upsert") -> Any:
-    from s3tstream import config
+    from s3tstream.config import model as config
 
     cols = [{"name": n, "type": t, "required": r} for n, t, r in RICH_COLUMNS]
     return config.build({"stack": {"name": "dml"}, "source": {"partition_key": {"name": "pk", "type": "S"}},
@@ -94,8 +94,8 @@ ITEMS: list[dict[str, Any]] = [
 def test_the_export_load_gives_the_rows_the_transform_gives(lake) -> None:
     """load_sql (MERGE, the backfill export path) over the export-format Glue table writes, column
     for column, what map_item + the Firehose writer write for the same items."""
-    from s3tstream import backfill as bf
-    from s3tstream.items import transform_settings
+    from s3tstream.data import backfill as bf
+    from s3tstream.data.items import transform_settings
     from s3tstream.sandbox.dataplane.iceberg_writer import parse_record, to_row
     from s3tstream.transform.mapping import dumps_exact, map_item
 
@@ -115,7 +115,7 @@ def test_the_export_load_gives_the_rows_the_transform_gives(lake) -> None:
 
 
 def test_merge_inserts_only_keys_not_in_the_table_and_a_rerun_adds_nothing(lake) -> None:
-    from s3tstream import backfill as bf
+    from s3tstream.data import backfill as bf
 
     cfg = _cfg(lake)
     items = [{"pk": {"S": f"g{i}"}, "score": {"N": str(i)}} for i in range(5)]
@@ -194,7 +194,7 @@ def test_an_insert_stopped_while_it_runs_commits_nothing(lake, monkeypatch) -> N
     """StopQueryExecution after the rows are computed, before the commit: nothing is written."""
     import threading
 
-    from s3tstream.sandbox import athena_dml
+    from s3tstream.sandbox.athena import dml as athena_dml
 
     athena = lake.c("athena")
     real, started, go = athena_dml.conform, {}, threading.Event()
@@ -213,7 +213,7 @@ def test_an_insert_stopped_while_it_runs_commits_nothing(lake, monkeypatch) -> N
     go.set()
     status = athena.get_query_execution(QueryExecutionId=started["qid"])["QueryExecution"]["Status"]
     assert status["State"] == "CANCELLED", status
-    from s3tstream.sandbox.ext import athena as athena_ext
+    from s3tstream.sandbox.services import athena as athena_ext
 
     ex = next(e for store in list(athena_ext._executions.values()) for q, e in store.items() if q == started["qid"])
     ex.thread.join(10)  # the query's worker has finished (committed, or not)

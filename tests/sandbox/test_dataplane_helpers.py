@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from s3tstream import lambda_zip
-from s3tstream.iceberg_catalog import S3TablesCatalog
+from s3tstream.provision import lambda_zip
+from s3tstream.lake.catalog import S3TablesCatalog
 from s3tstream.sandbox import client as sbc
-from s3tstream.schema import Col, TableSchema, schema_json
+from s3tstream.lake.schema import Col, TableSchema, schema_json
 from s3tstream.transform import encode_settings
 from s3tstream.transform import types as T
 from s3tstream.transform.settings import CHANGELOG_COLUMNS

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from s3tstream.sandbox.ext import lakeformation as lf_ext
+from s3tstream.sandbox.services import lakeformation as lf_ext
 
 ACCOUNT = "123456789012"
 CALLER = f"arn:aws:sts::{ACCOUNT}:user/moto"

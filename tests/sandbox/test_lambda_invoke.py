@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from test_dataplane_helpers import scripted_zip
 
-from s3tstream import lambda_zip
+from s3tstream.provision import lambda_zip
 from s3tstream.sandbox.dataplane import lambda_runner
 from s3tstream.transform import encode_settings
 

@@ -18,9 +18,9 @@ from botocore.exceptions import ClientError
 from sandbox_helpers import REGION
 
 from s3tstream.sandbox import latency
-from s3tstream.sandbox.ext import dynamodb as ddb_ext
-from s3tstream.sandbox.ext import firehose as firehose_ext
-from s3tstream.sandbox.ext import readiness
+from s3tstream.sandbox.services import dynamodb as ddb_ext
+from s3tstream.sandbox.services import firehose as firehose_ext
+from s3tstream.sandbox.services import readiness
 from s3tstream.sandbox.server import SandboxServer
 
 SECONDS = latency.REALISTIC_SECONDS
@@ -147,7 +147,7 @@ def test_destination_to_a_stream_still_creating_ends_enable_failed(slow, client,
 
 
 def test_firehose_refuses_a_new_role_then_is_creating_for_its_delay(slow, client, name, clock: Clock) -> None:
-    from s3tstream.steps.delivery import is_firehose_iam_propagation
+    from s3tstream.provision.steps.delivery import is_firehose_iam_propagation
 
     iam, fh = slow("iam"), slow("firehose")
     role = iam.create_role(RoleName=name("role"), AssumeRolePolicyDocument=json.dumps({

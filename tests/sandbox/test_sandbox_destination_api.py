@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 from sandbox_helpers import REGION, create_stream, create_table, read_records
 
-from s3tstream.sandbox.ext import dynamodb as ddb_ext
+from s3tstream.sandbox.services import dynamodb as ddb_ext
 from s3tstream.sandbox.server import SandboxServer
 
 

@@ -32,7 +32,7 @@ def _serializers(service: str, op: str):
     from moto.core.utils import get_service_model
 
     from s3tstream.sandbox import ext
-    from s3tstream.sandbox.ext import fast_responses as fr
+    from s3tstream.sandbox.services import fast_responses as fr
 
     ext.load_all()
 
@@ -65,7 +65,7 @@ def _serializers(service: str, op: str):
         {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}]}),
 ])
 def test_direct_serialization_equals_motos_walk(service, op, result, monkeypatch):
-    from s3tstream.sandbox.ext import fast_responses as fr
+    from s3tstream.sandbox.services import fast_responses as fr
 
     ours, motos = _serializers(service, op)
     direct = []
@@ -81,7 +81,7 @@ def test_direct_serialization_equals_motos_walk(service, op, result, monkeypatch
 def test_dynamo_to_dict_equals_motos():
     from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 
-    from s3tstream.sandbox.ext import fast_responses as fr
+    from s3tstream.sandbox.services import fast_responses as fr
 
     wire = {**{k: v for k, v in ITEM.items()}, "b": {"B": "AP9iaW4="}, "bs": {"BS": ["eA==", b"\x01"]},
             "m": {"M": {"inner": {"L": [{"S": "x"}, {"B": b"raw"}, {"M": {}}]}}}}
@@ -105,7 +105,7 @@ def test_other_services_keep_motos_walk(monkeypatch):
     from moto.core.utils import get_service_model
 
     from s3tstream.sandbox import ext
-    from s3tstream.sandbox.ext import fast_responses as fr
+    from s3tstream.sandbox.services import fast_responses as fr
 
     ext.load_all()
     calls = []
@@ -121,7 +121,7 @@ def test_request_id_is_still_filled_in_xml_and_json_bodies_are_kept():
     from moto.core.responses import BaseResponse
 
     from s3tstream.sandbox import ext
-    from s3tstream.sandbox.ext import fast_responses as fr
+    from s3tstream.sandbox.services import fast_responses as fr
 
     ext.load_all()
     xml = "<R><RequestId>old</RequestId></R>"

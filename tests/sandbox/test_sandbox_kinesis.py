@@ -11,7 +11,7 @@ def test_load_all_installs_the_locked_put_record():
     from moto.kinesis.models import Shard
 
     from s3tstream.sandbox import ext
-    from s3tstream.sandbox.ext import kinesis as kinesis_ext
+    from s3tstream.sandbox.services import kinesis as kinesis_ext
 
     ext.load_all()
     assert Shard.put_record is kinesis_ext._put_record
@@ -20,7 +20,7 @@ def test_load_all_installs_the_locked_put_record():
 def test_concurrent_put_records_get_distinct_sequence_numbers():
     from moto.kinesis.models import Shard
 
-    from s3tstream.sandbox.ext import kinesis as kinesis_ext
+    from s3tstream.sandbox.services import kinesis as kinesis_ext
 
     shard = Shard(0, 0, 2**128)
     threads, per = 4, 2000

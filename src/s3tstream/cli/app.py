@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from s3tstream import __version__
-from s3tstream.cli import cmd_backfill, cmd_demo, cmd_provision, cmd_sandbox, cmd_schema, cmd_setup, cmd_use
+from s3tstream.cli.commands import backfill as cmd_backfill, demo as cmd_demo, provision as cmd_provision, sandbox as cmd_sandbox, schema as cmd_schema, setup as cmd_setup, use as cmd_use
 
 app = typer.Typer(
     name="s3tstream",

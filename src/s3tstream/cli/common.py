@@ -12,10 +12,10 @@ import typer
 from s3tstream.cli.output import Format, Output
 
 if TYPE_CHECKING:
-    from s3tstream.aws import Aws
-    from s3tstream.config import Config
+    from s3tstream.aws.client import Aws
+    from s3tstream.config.model import Config
     from s3tstream.state import StateStore
-    from s3tstream.steps.base import Ctx
+    from s3tstream.provision.resource import Ctx
 
 ConfigOpt = Annotated[
     Path | None,
@@ -46,7 +46,7 @@ def handle_errors(fn: F) -> F:
 
 
 def load_config(path: Path | None) -> "Config":
-    from s3tstream import config
+    from s3tstream.config import model as config
 
     return config.load(path)
 
@@ -59,7 +59,7 @@ class Stack:
     out: Output
 
     def ctx(self, prefix: str = "", **options: Any) -> "Ctx":
-        from s3tstream.steps.base import Ctx
+        from s3tstream.provision.resource import Ctx
 
         return Ctx(self.cfg, self.aws, self.state, self.out.progress(prefix), options)
 
@@ -70,7 +70,7 @@ class Stack:
 def open_stack(path: Path | None, out: Output, command: str, *, lock: bool = True, identity: bool = True) -> Stack:
     """Config -> state (locked) -> credentials; every check before any mutating call."""
     cfg = load_config(path)
-    from s3tstream.aws import Aws
+    from s3tstream.aws.client import Aws
     from s3tstream.state import StateStore
 
     state = StateStore(cfg.state_path, cfg.stack.name, cfg.stack.region)

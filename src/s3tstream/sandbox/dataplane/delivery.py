@@ -491,7 +491,7 @@ def _required_permissions(ops: list[iceberg_writer.Op]) -> list[str]:
 
 
 def _check_grants(cfg: StreamConfig, work: TableWork, bucket: str) -> None:
-    from s3tstream.sandbox.ext import lakeformation as lf_ext
+    from s3tstream.sandbox.services import lakeformation as lf_ext
 
     catalog_id = f"{cfg.account_id}:s3tablescatalog/{bucket}"
     for perm in _required_permissions(work.ops):

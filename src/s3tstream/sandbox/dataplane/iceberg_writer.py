@@ -288,7 +288,7 @@ def _new_client(endpoint_url: str, region: str) -> Any:
 
 
 class Catalogs:
-    """PyIceberg catalogs (s3tstream.iceberg_catalog) on the sandbox's own endpoint, per bucket."""
+    """PyIceberg catalogs (s3tstream.lake.catalog) on the sandbox's own endpoint, per bucket."""
 
     def __init__(self, endpoint_url: str) -> None:
         self.endpoint_url = endpoint_url
@@ -310,7 +310,7 @@ class Catalogs:
             return self._clients[key]
 
     def catalog(self, account_id: str, region: str, bucket_arn: str) -> Any:
-        from s3tstream.iceberg_catalog import S3TablesCatalog
+        from s3tstream.lake.catalog import S3TablesCatalog
 
         key = (account_id, region, bucket_arn)
         client = self.client(account_id, region)

@@ -1,0 +1,382 @@
+"""Every IAM and Lake Formation document the stack uses, as pure functions of config + Identity.
+
+Rules (tests/test_policies.py checks them):
+- the partition comes from the caller's ARN (``Identity.partition``), never a literal "aws";
+- no wildcard actions; resources are the stack's own ARNs. A ``"*"`` (or ``/*``) resource is
+  used only where AWS offers nothing narrower, each listed in WILDCARD_RESOURCES with why;
+- every trust policy names one service principal and carries
+  ``Condition: StringEquals aws:SourceAccount = <account>`` (confused-deputy protection).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from s3tstream.aws.client import Identity
+    from s3tstream.config.model import Config
+
+VERSION = "2012-10-17"
+
+# Inline policy names on the roles (the Firehose role carries two: its Glue/Lake Formation part,
+# written by grant-lf, and its delivery part, written by create-firehose).
+LAKE_POLICY_NAME = "s3tstream-lake"
+DELIVERY_POLICY_NAME = "s3tstream-delivery"
+TRANSFORM_POLICY_NAME = "s3tstream-transform"
+LF_INTEGRATION_POLICY_NAME = "s3tstream-s3tables-integration"
+
+# Resources that are "*" or a wildcard ARN on purpose: (action, reason). Tests fail on any other.
+WILDCARD_RESOURCES: dict[str, str] = {
+    "lakeformation:GetDataAccess": "takes no resource-level permissions: '*' is the only form it accepts",
+    "s3tables:ListTableBuckets": "a list call with no resource-level permissions; scoped by aws:ResourceAccount",
+    "lf-integration:bucket/*": "the S3 Tables integration is registered for every table bucket of the account and "
+    "Region (ResourceArn bucket/*, aws-notes), so Lake Formation's role must reach all of them",
+}
+
+# Lake Formation permissions the Firehose role gets on the table. Chosen over ALL ("Super"):
+# DESCRIBE (Firehose calls glue:GetTable at stream creation and to read the schema), INSERT
+# (appends data files), DELETE (writes delete files for updates/deletes, merge-on-read), SELECT
+# (reads table data and metadata through Lake Formation's credential vending), ALTER (commits new
+# snapshots: glue:UpdateTable). Not DROP, and no grant option: nothing Firehose needs.
+# UNCONFIRMED: AWS's tutorials grant ALL; aws-notes lists this explicit set as equivalent for
+# Firehose. `lakeformation.firehose_table_permissions = "all"` switches to ALL.
+FIREHOSE_TABLE_PERMISSIONS = ("SELECT", "INSERT", "DELETE", "ALTER", "DESCRIBE")
+FIREHOSE_DATABASE_PERMISSIONS = ("DESCRIBE",)
+READER_TABLE_PERMISSIONS = ("SELECT", "DESCRIBE")
+
+
+# ------------------------------------------------------------------ ARNs
+def _arn(ident: "Identity", service: str, region: str, account: str, resource: str) -> str:
+    return f"arn:{ident.partition}:{service}:{region}:{account}:{resource}"
+
+
+def service_principal(service: str, ident: "Identity") -> str:
+    # UNCONFIRMED: China partitions use the same "<service>.amazonaws.com" principals for these
+    # services (the product refuses China Regions anyway: no Firehose Iceberg destination there).
+    return f"{service}.amazonaws.com"
+
+
+def role_arn(ident: "Identity", name: str) -> str:
+    return f"arn:{ident.partition}:iam::{ident.account}:role/{name}"
+
+
+def firehose_role_arn(cfg: "Config", ident: "Identity") -> str:
+    return role_arn(ident, cfg.names.firehose_role)
+
+
+def transform_role_arn(cfg: "Config", ident: "Identity") -> str:
+    return role_arn(ident, cfg.names.transform_role)
+
+
+def lf_integration_role_name(cfg: "Config") -> str:
+    return f"s3tstream-{cfg.stack.name}-s3tables-lf"
+
+
+def table_bucket_arn(cfg: "Config", ident: "Identity") -> str:
+    return _arn(ident, "s3tables", cfg.stack.region, ident.account, f"bucket/{cfg.names.table_bucket}")
+
+
+def s3tables_all_buckets_arn(cfg: "Config", ident: "Identity") -> str:
+    """The ResourceArn the analytics integration registers with Lake Formation (aws-notes)."""
+    return _arn(ident, "s3tables", cfg.stack.region, ident.account, "bucket/*")
+
+
+def child_catalog_id(cfg: "Config", ident: "Identity") -> str:
+    """Glue / Lake Formation catalog id of the table bucket: <account>:s3tablescatalog/<bucket>."""
+    return f"{ident.account}:s3tablescatalog/{cfg.names.table_bucket}"
+
+
+def glue_catalog_arn(cfg: "Config", ident: "Identity") -> str:
+    """Firehose's CatalogConfiguration.CatalogARN for the table bucket (no resource link needed)."""
+    return _arn(ident, "glue", cfg.stack.region, ident.account, f"catalog/s3tablescatalog/{cfg.names.table_bucket}")
+
+
+def glue_lake_arns(cfg: "Config", ident: "Identity") -> list[str]:
+    """The Glue ARNs a principal touches to reach the table through s3tablescatalog."""
+    n, r, a = cfg.names, cfg.stack.region, ident.account
+    return [
+        _arn(ident, "glue", r, a, "catalog"),  # the account's root catalog (Glue checks it on every call)
+        _arn(ident, "glue", r, a, "catalog/s3tablescatalog"),
+        _arn(ident, "glue", r, a, f"catalog/s3tablescatalog/{n.table_bucket}"),
+        _arn(ident, "glue", r, a, f"database/s3tablescatalog/{n.table_bucket}/{n.namespace}"),
+        _arn(ident, "glue", r, a, f"table/s3tablescatalog/{n.table_bucket}/{n.namespace}/{n.table}"),
+    ]
+
+
+def kinesis_stream_arn(cfg: "Config", ident: "Identity") -> str:
+    return _arn(ident, "kinesis", cfg.stack.region, ident.account, f"stream/{cfg.names.stream}")
+
+
+def transform_function_arn(cfg: "Config", ident: "Identity") -> str:
+    return _arn(ident, "lambda", cfg.stack.region, ident.account, f"function:{cfg.names.transform_function}")
+
+
+def log_group_arn(cfg: "Config", ident: "Identity", group: str) -> str:
+    return _arn(ident, "logs", cfg.stack.region, ident.account, f"log-group:{group}")
+
+
+def s3_bucket_arn(ident: "Identity", bucket: str) -> str:
+    return f"arn:{ident.partition}:s3:::{bucket}"
+
+
+# ------------------------------------------------------------------ trust policies
+def _trust(service: str, ident: "Identity", actions: list[str] | str = "sts:AssumeRole") -> dict[str, Any]:
+    return {
+        "Version": VERSION,
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": service_principal(service, ident)},
+            "Action": actions,
+            # Confused-deputy protection: only calls made on behalf of this account.
+            "Condition": {"StringEquals": {"aws:SourceAccount": ident.account}},
+        }],
+    }
+
+
+def firehose_trust(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    return _trust("firehose", ident)
+
+
+def transform_trust(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    # UNCONFIRMED: that Lambda sets aws:SourceAccount when assuming an execution role (AWS's own
+    # samples use this condition on lambda.amazonaws.com trust policies).
+    return _trust("lambda", ident)
+
+
+def lf_integration_trust(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    # aws-notes: the integration role is trusted by lakeformation.amazonaws.com for these actions.
+    return _trust("lakeformation", ident, ["sts:AssumeRole", "sts:SetContext", "sts:SetSourceIdentity"])
+
+
+# ------------------------------------------------------------------ permission policies
+def firehose_lake_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    """The Glue / Lake Formation part of the Firehose role (inline policy LAKE_POLICY_NAME)."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "GlueTableInS3TablesCatalog",
+            "Effect": "Allow",
+            "Action": ["glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"],
+            "Resource": glue_lake_arns(cfg, ident),
+        },
+        {
+            "Sid": "LakeFormationDataAccess",
+            "Effect": "Allow",
+            "Action": ["lakeformation:GetDataAccess"],
+            "Resource": "*",  # WILDCARD_RESOURCES: GetDataAccess has no resource-level permissions
+        },
+    ]
+    if cfg.table.kms_key_arn:
+        statements.append({
+            "Sid": "TableBucketKmsKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": [cfg.table.kms_key_arn],
+        })
+    return {"Version": VERSION, "Statement": statements}
+
+
+def firehose_delivery_policy(
+    cfg: "Config",
+    ident: "Identity",
+    error_bucket: str,
+    *,
+    stream_kms_key_arn: str | None = None,
+) -> dict[str, Any]:
+    """The delivery part of the Firehose role (inline policy DELIVERY_POLICY_NAME, create-firehose).
+
+    Kinesis source, error bucket, transform Lambda, Firehose's own log stream.
+    ``stream_kms_key_arn``: a customer managed key on the stream (the default AWS managed key
+    alias/aws/kinesis needs no grant: UNCONFIRMED, per its key policy for Kinesis callers).
+    """
+    n = cfg.names
+    bucket = s3_bucket_arn(ident, error_bucket)
+    prefix = cfg.firehose.error_prefix
+    log_group = log_group_arn(cfg, ident, n.firehose_log_group)
+    fn = transform_function_arn(cfg, ident)
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadSourceStream",
+            "Effect": "Allow",
+            "Action": ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetShardIterator",
+                       "kinesis:GetRecords", "kinesis:ListShards"],
+            "Resource": [kinesis_stream_arn(cfg, ident)],
+        },
+        {
+            "Sid": "ErrorBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+            "Resource": [bucket],
+        },
+        {
+            "Sid": "ErrorObjects",
+            "Effect": "Allow",
+            "Action": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+            "Resource": [f"{bucket}/{prefix}*"],  # only under the error prefix
+        },
+        {
+            "Sid": "TransformFunction",
+            "Effect": "Allow",
+            "Action": ["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"],
+            "Resource": [fn, f"{fn}:*"],  # the function and its versions/aliases
+        },
+        {
+            "Sid": "DeliveryLogs",
+            "Effect": "Allow",
+            "Action": ["logs:PutLogEvents"],
+            "Resource": [f"{log_group}:log-stream:{n.firehose_log_stream}"],
+        },
+    ]
+    if stream_kms_key_arn:
+        statements.append({
+            "Sid": "StreamKmsKey", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [stream_kms_key_arn],
+        })
+    return {"Version": VERSION, "Statement": statements}
+
+
+def transform_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    """The transform Lambda's execution role: logs on its own log group only."""
+    group = log_group_arn(cfg, ident, cfg.names.transform_log_group)
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogGroup"], "Resource": [group]},
+            {"Sid": "OwnLogStreams", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": [f"{group}:log-stream:*"]},  # stream names are chosen by Lambda at run time
+        ],
+    }
+
+
+def lf_integration_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    """What Lake Formation's integration role does with S3 Tables (after AWS's managed policy
+    AmazonS3TablesLakeFormationServiceRole, without bucket create/delete)."""
+    buckets = s3tables_all_buckets_arn(cfg, ident)
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "ListTableBuckets",
+                "Effect": "Allow",
+                "Action": ["s3tables:ListTableBuckets"],
+                "Resource": "*",  # WILDCARD_RESOURCES: no resource-level permissions
+                "Condition": {"StringEquals": {"aws:ResourceAccount": ident.account}},
+            },
+            {
+                "Sid": "TableData",
+                "Effect": "Allow",
+                "Action": [
+                    "s3tables:GetTableBucket", "s3tables:GetNamespace", "s3tables:ListNamespaces",
+                    "s3tables:CreateNamespace", "s3tables:DeleteNamespace",
+                    "s3tables:GetTable", "s3tables:ListTables", "s3tables:CreateTable", "s3tables:DeleteTable",
+                    "s3tables:RenameTable", "s3tables:GetTableMetadataLocation",
+                    "s3tables:UpdateTableMetadataLocation", "s3tables:GetTableData", "s3tables:PutTableData",
+                ],
+                # WILDCARD_RESOURCES lf-integration:bucket/*: the integration covers every bucket
+                "Resource": [buckets, f"{buckets}/table/*"],
+                "Condition": {"StringEquals": {"aws:ResourceAccount": ident.account}},
+            },
+        ],
+    }
+
+
+# ------------------------------------------------------------------ Lake Formation grants
+@dataclass(frozen=True)
+class LfGrant:
+    """One grant: a principal, one Lake Formation resource, the permissions on it."""
+
+    label: str
+    principal: str
+    resource: dict[str, Any]
+    permissions: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} -> {self.principal}"
+
+    def request(self, permissions: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
+        """kwargs for grant_permissions / revoke_permissions."""
+        return {
+            "Principal": {"DataLakePrincipalIdentifier": self.principal},
+            "Resource": self.resource,
+            "Permissions": list(permissions if permissions is not None else self.permissions),
+        }
+
+
+def lf_database_resource(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    return {"Database": {"CatalogId": child_catalog_id(cfg, ident), "Name": cfg.names.namespace}}
+
+
+def lf_table_resource(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    n = cfg.names
+    return {"Table": {"CatalogId": child_catalog_id(cfg, ident), "DatabaseName": n.namespace, "Name": n.table}}
+
+
+def firehose_table_permissions(cfg: "Config") -> tuple[str, ...]:
+    return ("ALL",) if cfg.lakeformation.firehose_table_permissions == "all" else FIREHOSE_TABLE_PERMISSIONS
+
+
+def lf_grants(cfg: "Config", ident: "Identity") -> list[LfGrant]:
+    """Every grant the stack makes: the Firehose role (database + table), then each reader."""
+    n = cfg.names
+    role = firehose_role_arn(cfg, ident)
+    out = [
+        LfGrant(f"database {n.table_bucket}/{n.namespace}", role, lf_database_resource(cfg, ident),
+                FIREHOSE_DATABASE_PERMISSIONS),
+        LfGrant(f"table {n.table_bucket}/{n.namespace}.{n.table}", role, lf_table_resource(cfg, ident),
+                firehose_table_permissions(cfg)),
+    ]
+    for reader in cfg.lakeformation.readers:
+        out.append(LfGrant(f"table {n.table_bucket}/{n.namespace}.{n.table}", reader, lf_table_resource(cfg, ident),
+                           READER_TABLE_PERMISSIONS))
+    return out
+
+
+def glue_integration_catalog_input(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    """glue.create_catalog(Name="s3tablescatalog", CatalogInput=...) for the integration (aws-notes)."""
+    return {
+        "FederatedCatalog": {"Identifier": s3tables_all_buckets_arn(cfg, ident), "ConnectionName": "aws:s3tables"},
+        "CreateDatabaseDefaultPermissions": [],
+        "CreateTableDefaultPermissions": [],
+        "AllowFullTableExternalDataAccess": "True",
+    }
+
+
+# ------------------------------------------------------------------ buckets
+def tls_only_bucket_policy(ident: "Identity", bucket: str) -> dict[str, Any]:
+    """TLS only: deny every request to the bucket that is not made over HTTPS
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/security-best-practices.html,
+    condition key aws:SecureTransport)."""
+    arn = s3_bucket_arn(ident, bucket)
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [arn, f"{arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def normalize(doc: Any) -> Any:
+    """A policy document in a canonical form, to compare what AWS returns with what we want:
+    single strings where IAM allows a list become one-element lists, lists are sorted."""
+    if isinstance(doc, dict):
+        out = {}
+        for k, v in doc.items():
+            v = normalize(v)
+            if k in ("Action", "NotAction", "Resource", "NotResource") and isinstance(v, str):
+                v = [v]
+            out[k] = v
+        return out
+    if isinstance(doc, list):
+        return sorted((normalize(x) for x in doc), key=repr)
+    return doc
+
+
+# The error bucket and the Athena results bucket take the same TLS-only policy.
+error_bucket_policy = tls_only_bucket_policy

@@ -1,0 +1,225 @@
+"""up, plan, step, status, down: the provisioning commands (engine calls, rendered)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from s3tstream.cli.common import ConfigOpt, OutputOpt, YesOpt, handle_errors, open_stack
+from s3tstream.cli.output import Format, Output
+from s3tstream.provision.catalog import BY_NAME, PROVISIONING, STEPS
+
+ACTION_STYLE = {"create": "green", "update": "yellow", "adopt": "cyan", "claim": "cyan", "none": "dim",
+                "conflict": "red", "delete": "red", "forget": "cyan", "keep": "dim"}
+
+
+def _render_changes(out: Output, title: str, changes: list) -> None:
+    rows = [[c.step, c.kind, c.name, out.styled(c.action, ACTION_STYLE.get(c.action, "")), c.detail] for c in changes]
+    out.table(title, ["step", "kind", "name", "action", "detail"], rows)
+
+
+def _report(out: Output, stack, result, title: str) -> None:  # type: ignore[no-untyped-def]
+    """Render an engine result; failed steps make one error (exit code of the worst)."""
+    from s3tstream.errors import S3tError
+
+    error: S3tError | None = None
+    if result.errors:
+        errs = list(result.errors.values())
+        error = errs[0]
+        if len(errs) > 1:
+            error = S3tError(
+                "steps failed: " + "; ".join(f"{k}: {v.message}" for k, v in result.errors.items()),
+                errs[0].hint, code=errs[0].code,
+            )
+            error.exit_code = max(e.exit_code for e in errs)
+    if out.is_json:
+        doc = {
+            "stack": stack.cfg.stack.name,
+            "changes": [c.to_dict() for c in result.changes],
+            "skipped": result.skipped,
+        }
+        if error:
+            doc["error"] = error.to_dict()
+        out.json(doc)
+        if error:
+            raise SystemExit(error.exit_code)
+        return
+    if result.changes:
+        _render_changes(out, title, result.changes)
+    for name in result.skipped:
+        out.warn(f"step {name} skipped: a step it needs failed")
+    if error:
+        raise error
+
+
+@handle_errors
+def up(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
+    """Create every provisioning step in dependency order; safe to run again (it resumes)."""
+    from s3tstream.provision import engine, preflight
+
+    out = Output(output)
+    stack = open_stack(config, out, "up")
+    try:
+        for c in preflight.require(stack.cfg, stack.aws):
+            out.info(f"[green]ok[/green] {c.name}: {c.detail}")
+        result = engine.apply(stack.ctx())
+        _report(out, stack, result, f"up: {stack.cfg.stack.name}")
+    finally:
+        stack.close()
+
+
+@handle_errors
+def plan(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
+    """Show what `up` would create, change or leave (read-only calls only)."""
+    from s3tstream.provision import engine
+
+    out = Output(output)
+    stack = open_stack(config, out, "plan", lock=False)
+    changes = engine.plan(stack.ctx())
+    if out.is_json:
+        out.json({"stack": stack.cfg.stack.name, "changes": [c.to_dict() for c in changes]})
+    else:
+        _render_changes(out, f"plan: {stack.cfg.stack.name}", changes)
+        todo = [c for c in changes if c.action != "none"]
+        out.line("nothing to do" if not todo else f"{len(todo)} change(s)")
+
+
+def _step_names() -> str:
+    return "\n\n".join(
+        f"{s.name}: {s.help}" + ("" if s.module else " (not built yet)") for s in STEPS
+    )
+
+
+@handle_errors
+def step(
+    name: Annotated[str, typer.Argument(help="One of: " + ", ".join(s.name for s in STEPS), show_default=False)],
+    config: ConfigOpt = None,
+    output: OutputOpt = Format.text,
+) -> None:
+    """Run one named step (its prerequisites must have run)."""
+    from s3tstream.errors import UsageError
+
+    info = BY_NAME.get(name)
+    if info is None:
+        raise UsageError(f"unknown step {name!r}", "steps: " + ", ".join(s.name for s in STEPS))
+    if not info.provisioning:
+        from s3tstream.cli.commands import use as cmd_use
+
+        return cmd_use.run_step(info.name, config, output)
+    from s3tstream.provision import engine
+
+    out = Output(output)
+    stack = open_stack(config, out, f"step {name}")
+    try:
+        engine.step_module(info)  # a step not built yet says so before anything else
+        ctx = stack.ctx(name)
+        engine.check_requirements(ctx, info)
+        result = engine.apply(ctx, [info])
+        _report(out, stack, result, f"step {name}")
+    finally:
+        stack.close()
+
+
+step.__doc__ = "Run one named step (its prerequisites must have run).\n\nSteps:\n\n" + _step_names()
+
+
+@handle_errors
+def status(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
+    """List every recorded resource with its recorded and live state (present, missing, drifted)."""
+    from s3tstream.provision import engine
+
+    out = Output(output)
+    stack = open_stack(config, out, "status", lock=False)
+    ctx = stack.ctx()
+    specs = {}
+    for info in engine.built_steps():
+        for spec in engine.resources(ctx, info):
+            specs[(spec.kind, spec.name)] = spec
+    rows = []
+    for rec in stack.state.doc.resources:
+        spec = specs.get(rec.key)
+        if spec is None:
+            live, detail = "unknown", "no longer in the config; `down` removes it"
+        else:
+            obs = engine._aws_call(f"observing {rec.kind} {rec.name}", spec.observe)
+            live = "missing" if not obs.exists else ("drifted" if obs.drift or obs.conflict else "present")
+            detail = obs.conflict or "; ".join(obs.drift)
+        rows.append({"step": rec.step, "kind": rec.kind, "name": rec.name, "ownership": rec.ownership,
+                     "recorded": rec.status, "live": live, "id": rec.id, "detail": detail})
+    if out.is_json:
+        out.json({"stack": stack.cfg.stack.name, "account": stack.state.doc.account, "region": stack.cfg.stack.region,
+                  "resources": rows})
+        return
+    if not rows:
+        out.line(f"stack {stack.cfg.stack.name}: nothing recorded (run `s3tstream up`)")
+        return
+    out.table(f"status: {stack.cfg.stack.name}", ["step", "kind", "name", "ownership", "recorded", "live", "detail"],
+              [[r["step"], r["kind"], r["name"], r["ownership"], r["recorded"], r["live"], r["detail"]] for r in rows])
+
+
+@handle_errors
+def down(
+    config: ConfigOpt = None,
+    output: OutputOpt = Format.text,
+    yes: YesOpt = False,
+    keep_data: Annotated[bool, typer.Option("--keep-data", help="Keep the DynamoDB table and the S3 table bucket, namespace and table.")] = False,
+    step_name: Annotated[str | None, typer.Option("--step", help="Remove one step's resources and those of the steps built on it.")] = None,
+    purge_errors: Annotated[bool, typer.Option("--purge-errors", help="Also delete a non-empty Firehose error bucket.")] = False,
+) -> None:
+    """Remove, in reverse order, everything the stack created, and nothing else."""
+    from s3tstream.provision import engine
+    from s3tstream.errors import UsageError
+
+    out = Output(output)
+    if step_name is not None and (step_name not in BY_NAME or not BY_NAME[step_name].provisioning):
+        raise UsageError(f"unknown provisioning step {step_name!r}", "steps: " + ", ".join(s.name for s in PROVISIONING))
+    stack = open_stack(config, out, "down")
+    try:
+        ctx = stack.ctx(purge_errors=purge_errors)
+        engine.load_all_kinds()
+        todo = engine.destroy(ctx, step=step_name, keep_data=keep_data, dry_run=True)
+        if step_name is None:
+            # what an interrupted export backfill or `verify --export` left: unrecorded resources,
+            # named for the stack (also on a stack already down)
+            from s3tstream.data.backfill import leftovers
+
+            todo += [engine.Change("backfill", k, n, "delete")
+                     for k, n in leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state)]
+        if not todo:
+            if out.is_json:
+                out.json({"stack": stack.cfg.stack.name, "deleted": [], "kept": []})
+            else:
+                out.line(f"stack {stack.cfg.stack.name}: nothing to remove")
+            return
+        if not out.is_json:
+            _render_changes(out, f"down: {stack.cfg.stack.name}", todo)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("down needs confirmation", "pass --yes to delete without asking")
+            if not typer.confirm("Delete the resources marked delete?", default=False, err=True):
+                raise UsageError("cancelled; nothing was deleted")
+        done = engine.destroy(ctx, step=step_name, keep_data=keep_data)
+        if step_name is None:
+            from s3tstream.data.backfill import remove_leftovers
+
+            done += [engine.Change("backfill", k, n, "delete")
+                     for k, n in remove_leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state)]
+            # Athena results land in a bucket `query` creates on first use (unrecorded); it
+            # carries the stack tag, and only a bucket with that tag is removed.
+            from s3tstream.lake.query import remove_results_bucket
+
+            if remove_results_bucket(stack.cfg, stack.aws, ctx.progress):
+                from s3tstream.provision.engine import Change
+
+                done.append(Change("query", "s3-results-bucket", stack.cfg.names.results_bucket(stack.aws.identity().account), "delete"))
+        if out.is_json:
+            out.json({"stack": stack.cfg.stack.name,
+                      "deleted": [c.to_dict() for c in done if c.action == "delete"],
+                      "kept": [c.to_dict() for c in done if c.action != "delete"]})
+        else:
+            n = sum(1 for c in done if c.action == "delete")
+            out.line(f"deleted {n} resource(s); kept {len(done) - n}")
+    finally:
+        stack.close()

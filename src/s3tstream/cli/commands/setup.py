@@ -1,0 +1,70 @@
+"""init and doctor: writing a starter config, and the read-only preflight checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from s3tstream.cli.common import ConfigOpt, OutputOpt, handle_errors, open_stack
+from s3tstream.cli.output import Format, Output
+
+
+def starter_config(stack: str) -> str:
+    from importlib.resources import files
+
+    text = files("s3tstream").joinpath("templates/config.example.toml").read_text(encoding="utf-8")
+    return re.sub(r'(?m)^name = "orders"$', f'name = "{stack}"', text, count=1)
+
+
+@handle_errors
+def init(
+    config: ConfigOpt = None,
+    output: OutputOpt = Format.text,
+    stack: Annotated[str, typer.Option("--stack", help="Stack name written into the config.")] = "my-stack",
+    endpoint_url: Annotated[str, typer.Option("--endpoint-url", help="Local endpoint (e.g. the sandbox's).")] = "",
+) -> None:
+    """Write a starter config (never overwrites an existing file)."""
+    from s3tstream.config import model as cfgmod
+    from s3tstream.errors import ConfigError, UsageError
+
+    out = Output(output)
+    path = cfgmod.resolve_path(config)
+    try:
+        cfgmod.check_stack_name(stack)
+    except ValueError as e:
+        raise ConfigError([("--stack", str(e))]) from None
+    if path.exists():
+        raise UsageError(f"{path} already exists; init never overwrites a config", "edit it, or pass --config NEW_PATH")
+    text = starter_config(stack)
+    if endpoint_url:
+        text = re.sub(r'(?m)^endpoint_url = ""$', f'endpoint_url = "{endpoint_url}"', text, count=1)
+    cfgmod.build(__import__("tomllib").loads(text), str(path))  # the template must validate
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "x", encoding="utf-8") as f:  # "x": never overwrite, even in a race
+        f.write(text)
+    if out.is_json:
+        out.json({"config": str(path), "stack": stack})
+    else:
+        out.line(f"wrote {path} (stack {stack}); edit [table] columns, then run `s3tstream plan`")
+
+
+@handle_errors
+def doctor(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
+    """Check credentials, Region, quotas and Lake Formation admin, with read calls only."""
+    from s3tstream.provision import preflight
+
+    out = Output(output)
+    stack = open_stack(config, out, "doctor", lock=False, identity=False)
+    checks = preflight.run_checks(stack.cfg, stack.aws)
+    if out.is_json:
+        out.json({"ok": all(c.ok for c in checks), "checks": [c.to_dict() for c in checks]})
+    else:
+        rows = [[out.styled("ok", "green") if c.ok and not c.skipped
+                 else (out.styled("skip", "dim") if c.skipped else out.styled("FAIL", "red")),
+                 c.name, c.detail, c.fix] for c in checks]
+        out.table("doctor", ["", "check", "detail", "fix"], rows)
+    if not all(c.ok for c in checks):
+        raise SystemExit(1)

@@ -1,0 +1,1 @@
+"""Configuration: the pydantic model, names derived from it, environment overrides."""

@@ -1,0 +1,1 @@
+"""The data commands: items, change records, verify, failed records, test-insert, backfill."""

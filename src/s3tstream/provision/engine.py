@@ -1,0 +1,254 @@
+"""Steps -> plan (what exists, what will change) -> apply / destroy.
+
+Intent is recorded in the state file before every create and the result right after it,
+so a run killed at any point can be run again and converges. Independent steps run at the
+same time (create-source/create-stream beside create-table-bucket/set-metadata/grant-lf).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from s3tstream.aws.client import is_not_found, translate
+from s3tstream.errors import PlanError, S3tError
+from s3tstream.provision.resource import KINDS, Ctx, Observed, ResourceSpec
+from s3tstream.provision.catalog import BY_NAME, PROVISIONING, StepInfo, dependents
+
+
+@dataclass
+class Change:
+    step: str
+    kind: str
+    name: str
+    action: str  # create | update | adopt | claim | none | conflict
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"step": self.step, "kind": self.kind, "name": self.name, "action": self.action, "detail": self.detail}
+
+
+@dataclass
+class Result:
+    changes: list[Change] = field(default_factory=list)
+    errors: dict[str, S3tError] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def step_module(info: StepInfo) -> Any:
+    if info.module is None:
+        raise PlanError(
+            f"step {info.name} is not built yet in this version of s3tstream",
+            "see `s3tstream step --help` for the steps that exist",
+        )
+    # a dotted name is a module path of its own (tests use fake steps)
+    return importlib.import_module(info.module if "." in info.module else f"s3tstream.provision.steps.{info.module}")
+
+
+def resources(ctx: Ctx, info: StepInfo) -> list[ResourceSpec]:
+    return step_module(info).resources(ctx)
+
+
+def built_steps() -> list[StepInfo]:
+    return [s for s in PROVISIONING if s.module is not None]
+
+
+def _aws_call(doing: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except ClientError as e:
+        raise translate(e, doing) from None
+    except BotoCoreError as e:
+        raise translate(e, doing) from None
+
+
+def classify(ctx: Ctx, info: StepInfo, spec: ResourceSpec, obs: Observed) -> Change:
+    rec = ctx.state.get(spec.kind, spec.name)
+    ch = Change(info.name, spec.kind, spec.name, "none")
+    if obs.conflict:
+        ch.action, ch.detail = "conflict", obs.conflict
+    elif not obs.exists:
+        ch.action = "create"
+    elif rec is None:
+        if obs.owned:
+            ch.action, ch.detail = "claim", "exists with this stack's tag; recording it"
+        elif spec.adoptable:
+            ch.action, ch.detail = "adopt", "exists; adopted (never deleted by down)"
+        else:
+            ch.action = "conflict"
+            ch.detail = "exists but was not created by this stack"
+    elif obs.drift:
+        ch.action, ch.detail = "update", "; ".join(obs.drift)
+    return ch
+
+
+def plan(ctx: Ctx, steps: list[StepInfo] | None = None) -> list[Change]:
+    """Read-only: what `up` would do, per resource."""
+    out: list[Change] = []
+    for info in steps or built_steps():
+        for spec in resources(ctx, info):
+            obs = _aws_call(f"observing {spec.kind} {spec.name}", spec.observe)
+            out.append(classify(ctx, info, spec, obs))
+    return out
+
+
+def apply_step(ctx: Ctx, info: StepInfo) -> list[Change]:
+    changes = []
+    for spec in resources(ctx, info):
+        changes.append(apply_resource(ctx, info, spec))
+    return changes
+
+
+def apply_resource(ctx: Ctx, info: StepInfo, spec: ResourceSpec) -> Change:
+    state = ctx.state
+    obs = _aws_call(f"observing {spec.kind} {spec.name}", spec.observe)
+    ch = classify(ctx, info, spec, obs)
+    rec = state.get(spec.kind, spec.name)
+    if ch.action == "conflict":
+        raise PlanError(
+            f"{spec.kind} {spec.name}: {ch.detail}",
+            "rename it in the config, or remove the existing one; nothing was changed for it",
+        )
+    if ch.action == "create":
+        ctx.progress(f"creating {spec.kind} {spec.name}")
+        # Intent first: a run killed during create finds this record and converges.
+        state.record(info.name, spec.kind, spec.name, status="creating", ownership=rec.ownership if rec else "owned")
+        out = _aws_call(f"creating {spec.kind} {spec.name}", spec.create)
+        state.record(info.name, spec.kind, spec.name, status="present", id=out.get("id"), outputs=out)
+        ctx.progress(f"created {spec.kind} {spec.name}")
+    elif ch.action in ("adopt", "claim"):
+        state.record(
+            info.name, spec.kind, spec.name, status="present", id=obs.id, outputs=obs.outputs,
+            ownership="adopted" if ch.action == "adopt" else "owned",
+        )
+        ctx.progress(f"{'adopted' if ch.action == 'adopt' else 'recorded'} {spec.kind} {spec.name}")
+    elif ch.action == "update":
+        ctx.progress(f"updating {spec.kind} {spec.name}: {ch.detail}")
+        out = _aws_call(f"updating {spec.kind} {spec.name}", lambda: spec.update(obs))
+        state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or (rec and rec.id), outputs={**obs.outputs, **out})
+    elif rec is not None and (rec.status != "present" or (obs.id and rec.id != obs.id)):
+        state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or rec.id, outputs=obs.outputs)
+    return ch
+
+
+def check_requirements(ctx: Ctx, info: StepInfo) -> None:
+    """A step whose prerequisite steps have not run exits 2 naming them."""
+    missing = []
+    for req in info.requires:
+        recs = ctx.state.by_step(req)
+        if not recs or any(r.status != "present" for r in recs):
+            missing.append(req)
+    if missing:
+        raise PlanError(
+            f"step {info.name} needs {', '.join(missing)} to have run first",
+            f"run `s3tstream step {missing[0]}` (or `s3tstream up`) first",
+        )
+
+
+def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -> Result:
+    """Run steps in dependency order, independent ones at the same time."""
+    todo = {s.name: s for s in (steps or built_steps())}
+    planned = set(todo)
+    done: set[str] = set()
+    failed: set[str] = set()
+    result = Result()
+    lock = threading.Lock()
+    running: dict[Future, str] = {}
+
+    def ready(info: StepInfo) -> bool:
+        # a requirement outside this run (step <name>) was checked by check_requirements
+        return all(r in done or r not in planned for r in info.requires)
+
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="step") as pool:
+        while todo or running:
+            for name in list(todo):
+                info = todo[name]
+                if any(r in failed for r in info.requires):
+                    failed.add(name)
+                    result.skipped.append(name)
+                    del todo[name]
+                elif ready(info):
+                    running[pool.submit(apply_step, ctx, info)] = name
+                    del todo[name]
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                name = running.pop(fut)
+                try:
+                    changes = fut.result()
+                except S3tError as e:
+                    failed.add(name)
+                    result.errors[name] = e
+                    continue
+                except KeyboardInterrupt:
+                    raise
+                except Exception as e:  # an unexpected bug: report it as a step failure, keep state
+                    failed.add(name)
+                    result.errors[name] = S3tError(f"{type(e).__name__}: {e}", "this is a bug in s3tstream; please report it")
+                    continue
+                with lock:
+                    result.changes.extend(changes)
+                    done.add(name)
+    return result
+
+
+def destroy(ctx: Ctx, *, step: str | None = None, keep_data: bool = False, dry_run: bool = False) -> list[Change]:
+    """Delete owned resources in reverse creation order; adopted ones are only forgotten."""
+    steps = set(dependents(step)) if step else None
+    out: list[Change] = []
+    for rec in reversed(list(ctx.state.doc.resources)):
+        if steps is not None and rec.step not in steps:
+            continue
+        cls = KINDS.get(rec.kind)
+        if cls is None:
+            # make sure the module that defines the kind is imported
+            _import_kind(rec.step)
+            cls = KINDS.get(rec.kind)
+        ch = Change(rec.step, rec.kind, rec.name, "delete")
+        if rec.ownership == "adopted":
+            ch.action, ch.detail = "forget", "adopted: left in place"
+        elif keep_data and cls is not None and cls.data:
+            ch.action, ch.detail = "keep", "--keep-data"
+        out.append(ch)
+        if dry_run:
+            continue
+        if ch.action == "delete":
+            if cls is None:
+                raise PlanError(f"no handler for recorded kind {rec.kind!r}", "the state file was written by a newer s3tstream")
+            ctx.progress(f"deleting {rec.kind} {rec.name}")
+            ctx.state.record(rec.step, rec.kind, rec.name, status="deleting")
+            kept: str | None = None
+            try:
+                kept = cls.delete(ctx, rec)
+            except ClientError as e:
+                if not is_not_found(e):
+                    raise translate(e, f"deleting {rec.kind} {rec.name}") from None
+            if kept:
+                # delete() declined (a non-empty error bucket holds the only copy of failed
+                # rows): keep the record so a later `down` can finish the job.
+                ch.action, ch.detail = "keep", kept
+                ctx.state.record(rec.step, rec.kind, rec.name, status="present")
+                continue
+            ctx.progress(f"deleted {rec.kind} {rec.name}")
+            ctx.state.drop(rec.kind, rec.name)
+        elif ch.action == "forget":
+            ctx.state.drop(rec.kind, rec.name)
+    return out
+
+
+def _import_kind(step_name: str) -> None:
+    info = BY_NAME.get(step_name)
+    if info and info.module:
+        step_module(info)
+
+
+def load_all_kinds() -> None:
+    for info in PROVISIONING:
+        if info.module:
+            step_module(info)

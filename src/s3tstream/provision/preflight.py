@@ -1,0 +1,106 @@
+"""Read-only checks run before `up` and shown by `doctor`: credentials, Region, quotas, admin."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from s3tstream.aws.client import Aws, error_code
+from s3tstream.config.model import UNSUPPORTED_REGIONS, Config
+from s3tstream.errors import S3tError, UsageError
+from s3tstream.provision.check import Check
+
+# Default quotas (Service Quotas): 10 table buckets per Region (UNCONFIRMED: the S3 Tables
+# quotas page lists 10), 50 on-demand streams per account (aws-notes).
+TABLE_BUCKET_QUOTA = 10
+ON_DEMAND_STREAM_QUOTA = 50
+
+
+def _credentials(cfg: Config, aws: Aws) -> Check:
+    try:
+        ident = aws.identity()
+    except S3tError as e:
+        return Check("credentials", False, e.message, e.hint)
+    return Check("credentials", True, f"{ident.arn} (account {ident.account})")
+
+
+def _region(cfg: Config, aws: Aws) -> Check:
+    r = cfg.stack.region
+    if r in UNSUPPORTED_REGIONS:
+        return Check("region", False, f"{r} has no Firehose Iceberg destination or S3 Tables", "set stack.region to a supported Region")
+    firehose = set(aws.session.get_available_regions("firehose"))
+    if firehose and r not in firehose:
+        return Check("region", False, f"Firehose is not offered in {r}", "set stack.region to a Region with Firehose")
+    return Check("region", True, f"{r}: S3 Tables and the Firehose Iceberg destination are offered")
+
+
+def _table_bucket_quota(cfg: Config, aws: Aws) -> Check:
+    s3t = aws.client("s3tables")
+    names: list[str] = []
+    token = None
+    while True:
+        kw = {"continuationToken": token} if token else {}
+        page = s3t.list_table_buckets(**kw)
+        names += [b["name"] for b in page.get("tableBuckets", [])]
+        token = page.get("continuationToken")
+        if not token:
+            break
+    mine = cfg.names.table_bucket
+    if mine in names or len(names) < TABLE_BUCKET_QUOTA:
+        return Check("table bucket quota", True, f"{len(names)} of {TABLE_BUCKET_QUOTA} table buckets in use")
+    return Check(
+        "table bucket quota", False, f"{len(names)} of {TABLE_BUCKET_QUOTA} table buckets in use; up would create one more",
+        "delete an unused table bucket or ask for a quota increase (Service Quotas, Amazon S3 Tables)",
+    )
+
+
+def _stream_quota(cfg: Config, aws: Aws) -> Check:
+    if cfg.stream.mode != "ON_DEMAND":
+        return Check("on-demand stream quota", True, "stream is PROVISIONED", skipped=True)
+    k = aws.client("kinesis")
+    summaries = []
+    for page in k.get_paginator("list_streams").paginate():
+        summaries += page.get("StreamSummaries", [])
+    on_demand = [s for s in summaries if s.get("StreamModeDetails", {}).get("StreamMode") == "ON_DEMAND"]
+    if any(s["StreamName"] == cfg.names.stream for s in summaries) or len(on_demand) < ON_DEMAND_STREAM_QUOTA:
+        return Check("on-demand stream quota", True, f"{len(on_demand)} of {ON_DEMAND_STREAM_QUOTA} on-demand streams in use")
+    return Check(
+        "on-demand stream quota", False, f"{len(on_demand)} of {ON_DEMAND_STREAM_QUOTA} on-demand streams in use",
+        "use stream.mode = PROVISIONED, delete a stream, or ask for a quota increase",
+    )
+
+
+def _lf_admin(cfg: Config, aws: Aws) -> Check:
+    from s3tstream.provision.lakeformation import admin_check
+
+    return admin_check(cfg, aws)
+
+
+CHECKS: list[Callable[[Config, Aws], Check]] = [_credentials, _region, _table_bucket_quota, _stream_quota, _lf_admin]
+
+
+def run_checks(cfg: Config, aws: Aws) -> list[Check]:
+    out = []
+    for fn in CHECKS:
+        if out and not out[0].ok:  # nothing else can run without credentials
+            break
+        try:
+            out.append(fn(cfg, aws))
+        except (ClientError, BotoCoreError) as e:
+            code = error_code(e) if isinstance(e, ClientError) else type(e).__name__
+            name = fn.__name__.strip("_").replace("_", " ")
+            out.append(Check(name, False, f"could not check: {code}: {e}", "grant the read permission named, or ignore"))
+    return out
+
+
+def require(cfg: Config, aws: Aws) -> list[Check]:
+    checks = run_checks(cfg, aws)
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        raise UsageError(
+            "preflight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in bad),
+            " / ".join(c.fix for c in bad if c.fix) or "run `s3tstream doctor` for details",
+            code="preflight",
+        )
+    return checks

@@ -1,0 +1,380 @@
+"""grant-lf: the S3 Tables analytics integration, the caller as Lake Formation admin, the
+Firehose delivery role (with its Glue/Lake Formation inline policy) and its Lake Formation grants.
+
+Resources, in creation order (`down` walks them backwards: grants are revoked before the role
+is deleted, while the caller is still an administrator):
+1. s3tables-analytics-integration: the Glue catalog s3tablescatalog. Present: adopted (never
+   deleted). Missing: created with `lakeformation.integrate = true` (an IAM role trusted by
+   lakeformation.amazonaws.com, register_resource with federation, create_catalog; aws-notes),
+   otherwise exit 2 saying how.
+2. lf-data-lake-admin: the caller in DataLakeAdmins. Already there: adopted. Missing: added with
+   `lakeformation.make_caller_admin = true` (read-modify-write of the whole settings; the other
+   admins are kept), otherwise exit 2 with the fix. `down` leaves the caller an administrator.
+3. firehose-role: trusted by firehose.amazonaws.com (aws:SourceAccount), inline policy
+   policies.LAKE_POLICY_NAME. create-firehose adds its delivery policy to the same role.
+4. lf-grant, one per (principal, resource): only the permissions missing are granted
+   (list_permissions first); the record keeps exactly what this stack granted, so `down`
+   revokes exactly that. A grant that was already complete is adopted (never revoked).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from s3tstream.provision import lakeformation as lfm
+from s3tstream.aws import policies
+from s3tstream.aws.client import error_code, error_message, is_not_found, wait_until
+from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
+
+STACK_TAG = "s3tstream:stack"
+
+
+def canon(doc: Any) -> str:
+    """Canonical JSON of a policy document (IAM may hand back one-element lists as scalars)."""
+
+    def norm(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: norm(v) for k, v in x.items()}
+        if isinstance(x, list):
+            items = [norm(v) for v in x]
+            return items[0] if len(items) == 1 else sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+        return x
+
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    return json.dumps(norm(doc), sort_keys=True)
+
+
+# ------------------------------------------------------------------ IAM role helpers
+def ensure_role(ctx: Ctx, name: str, trust: dict[str, Any], policies_: dict[str, dict[str, Any]], description: str) -> str:
+    """Create the role (or bring an existing one's trust in line) and put its inline policies."""
+    iam = ctx.aws.client("iam")
+    try:
+        arn = iam.create_role(
+            RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), Description=description,
+            Tags=[{"Key": k, "Value": v} for k, v in ctx.tags().items()],
+        )["Role"]["Arn"]
+    except ClientError as e:
+        if error_code(e) != "EntityAlreadyExists":
+            raise
+        role = iam.get_role(RoleName=name)["Role"]
+        arn = role["Arn"]
+        have = role.get("AssumeRolePolicyDocument")
+        if isinstance(have, str):
+            from urllib.parse import unquote
+
+            have = json.loads(unquote(have))
+        if policies.normalize(have) != policies.normalize(trust):
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
+    for pname, doc in policies_.items():
+        iam.put_role_policy(RoleName=name, PolicyName=pname, PolicyDocument=json.dumps(doc))
+
+    ctx.wait_for(lambda: iam.get_role(RoleName=name), f"role {name}")
+    return str(arn)
+
+
+def delete_role(ctx: Ctx, name: str) -> None:
+    """Inline policies (ours and create-firehose's), attached policies, then the role."""
+    iam = ctx.aws.client("iam")
+    try:
+        for pname in iam.list_role_policies(RoleName=name).get("PolicyNames", []):
+            try:
+                iam.delete_role_policy(RoleName=name, PolicyName=pname)
+            except ClientError as e:
+                if not is_not_found(e):
+                    raise
+        for att in iam.list_attached_role_policies(RoleName=name).get("AttachedPolicies", []):
+            iam.detach_role_policy(RoleName=name, PolicyArn=att["PolicyArn"])
+        iam.delete_role(RoleName=name)
+    except ClientError as e:
+        if not is_not_found(e):
+            raise
+
+
+# ------------------------------------------------------------------ 1. integration
+class AnalyticsIntegration(ResourceSpec):
+    kind = "s3tables-analytics-integration"
+    adoptable = True  # the usual case: the account already has it; never deleted then
+
+    @property
+    def name(self) -> str:
+        return lfm.INTEGRATION_CATALOG
+
+    def observe(self) -> Observed:
+        if lfm.integration_exists(self.ctx.aws):
+            return Observed(exists=True, id=self.name, owned=False, outputs={"catalog": self.name})
+        if not self.ctx.cfg.lakeformation.integrate:
+            return Observed(
+                exists=False,
+                conflict=f"the account's S3 Tables integration with AWS analytics services is missing in "
+                f"{self.ctx.cfg.stack.region} (no Glue catalog s3tablescatalog); {lfm.INTEGRATION_FIX}",
+            )
+        return Observed(exists=False)
+
+    def create(self) -> dict[str, Any]:
+        cfg, aws = self.ctx.cfg, self.ctx.aws
+        ident = aws.identity()
+        role_name = policies.lf_integration_role_name(cfg)
+        # the role is ours from the moment CreateRole may have run
+        self.ctx.state.record("grant-lf", self.kind, self.name, outputs={"role_name": role_name})
+        role_arn = ensure_role(
+            self.ctx, role_name, policies.lf_integration_trust(cfg, ident),
+            {policies.LF_INTEGRATION_POLICY_NAME: policies.lf_integration_policy(cfg, ident)},
+            "Lake Formation access to S3 Tables (s3tstream analytics integration)",
+        )
+        resource_arn = policies.s3tables_all_buckets_arn(cfg, ident)
+        # Record only what this stack made, so `down` undoes exactly that: a registration or a
+        # catalog found in place (a half-done integration) is used and left alone. Each intent
+        # is recorded before its call: after a kill, AlreadyExists on a resume is then ours.
+        rec = self.ctx.state.get(self.kind, self.name)
+        prev = dict(rec.outputs) if rec else {}
+
+        def note(**outputs: Any) -> None:
+            self.ctx.state.record("grant-lf", self.kind, self.name, outputs=outputs)
+
+        note(role_name=role_name, role_arn=role_arn, resource_arn=resource_arn)
+        registered = catalog_made = True
+        note(registered=True)
+        try:
+            aws.client("lakeformation").register_resource(
+                ResourceArn=resource_arn, RoleArn=role_arn, WithFederation=True, WithPrivilegedAccess=True,
+            )
+        except ClientError as e:
+            if error_code(e) != "AlreadyExistsException":
+                raise
+            registered = bool(prev.get("registered"))
+        note(registered=registered, catalog_created=True)
+        glue = aws.client("glue")
+        try:
+            glue.create_catalog(Name=lfm.INTEGRATION_CATALOG, CatalogInput=policies.glue_integration_catalog_input(cfg, ident))
+        except ClientError as e:
+            if error_code(e) != "AlreadyExistsException":  # AlreadyExists is success (aws-notes)
+                raise
+            catalog_made = bool(prev.get("catalog_created"))
+        note(catalog_created=catalog_made)
+
+        def visible() -> tuple[bool, str]:
+            return lfm.integration_exists(aws), "waiting for s3tablescatalog"
+
+        wait_until(visible, "S3 Tables analytics integration", timeout=self.ctx.timeout, interval=self.ctx.poll,
+                   progress=self.ctx.progress)
+        return {"id": self.name, "catalog": self.name, "role_name": role_name, "role_arn": role_arn,
+                "resource_arn": resource_arn, "registered": registered, "catalog_created": catalog_made}
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        out = record.outputs
+        if out.get("catalog_created", True):
+            try:
+                ctx.aws.client("glue").delete_catalog(CatalogId=lfm.INTEGRATION_CATALOG)
+            except ClientError as e:
+                if not is_not_found(e):
+                    raise
+        if out.get("resource_arn") and out.get("registered", True):
+            try:
+                ctx.aws.client("lakeformation").deregister_resource(ResourceArn=out["resource_arn"])
+            except ClientError as e:
+                if not is_not_found(e):
+                    raise
+        if out.get("role_name"):
+            delete_role(ctx, out["role_name"])
+
+
+# ------------------------------------------------------------------ 2. admin
+class DataLakeAdmin(ResourceSpec):
+    kind = "lf-data-lake-admin"
+    adoptable = True  # an admin before the stack stays an admin after `down`
+
+    _principal: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self._principal is None:
+            self._principal = lfm.caller_principal(self.ctx.aws)
+        return self._principal
+
+    def observe(self) -> Observed:
+        principal = self.name
+        if principal in lfm.admins(lfm.get_settings(self.ctx.aws)):
+            return Observed(exists=True, id=principal, owned=False, outputs={"principal": principal})
+        if not self.ctx.cfg.lakeformation.make_caller_admin:
+            return Observed(
+                exists=False,
+                conflict=f"{principal} is not a Lake Formation data lake administrator, so it cannot grant the "
+                f"Firehose role its permissions; {lfm.admin_fix(principal)}",
+            )
+        return Observed(exists=False)
+
+    def create(self) -> dict[str, Any]:
+        principal = self.name
+        lf = self.ctx.aws.client("lakeformation")
+        settings = lfm.get_settings(self.ctx.aws)  # read-modify-write: put replaces the whole document
+        lf.put_data_lake_settings(DataLakeSettings=lfm.with_admin(settings, principal))
+        self.ctx.progress(f"added {principal} to the Lake Formation administrators (kept {len(lfm.admins(settings))} others)")
+        return {"id": principal, "principal": principal}
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        """Left in place: being an administrator is a capability other stacks of the account may
+        rely on (their `down` must still revoke their grants). Removing it is the user's call."""
+        principal = record.outputs.get("principal") or record.name
+        ctx.progress(f"left {principal} a Lake Formation administrator (remove it in the Lake Formation console if you wish)")
+
+
+# ------------------------------------------------------------------ 3. Firehose role
+class FirehoseRole(ResourceSpec):
+    kind = "firehose-role"
+
+    @property
+    def name(self) -> str:
+        return self.ctx.names.firehose_role
+
+    def _iam(self) -> Any:
+        return self.ctx.aws.client("iam")
+
+    def _trust(self) -> dict[str, Any]:
+        return policies.firehose_trust(self.ctx.cfg, self.ctx.aws.identity())
+
+    def _lake(self) -> dict[str, Any]:
+        return policies.firehose_lake_policy(self.ctx.cfg, self.ctx.aws.identity())
+
+    def observe(self) -> Observed:
+        iam = self._iam()
+        try:
+            role = iam.get_role(RoleName=self.name)["Role"]
+        except ClientError as e:
+            if is_not_found(e):
+                return Observed(exists=False)
+            raise
+        obs = Observed(exists=True, id=role["Arn"], outputs={"arn": role["Arn"], "name": self.name})
+        tags = iam.list_role_tags(RoleName=self.name).get("Tags", [])
+        obs.owned = any(t["Key"] == STACK_TAG and t["Value"] == self.ctx.names.stack for t in tags)
+        if canon(role.get("AssumeRolePolicyDocument", {})) != canon(self._trust()):
+            obs.drift.append("trust policy")
+        try:
+            doc = iam.get_role_policy(RoleName=self.name, PolicyName=policies.LAKE_POLICY_NAME)["PolicyDocument"]
+            if canon(doc) != canon(self._lake()):
+                obs.drift.append(f"inline policy {policies.LAKE_POLICY_NAME}")
+        except ClientError as e:
+            if not is_not_found(e):
+                raise
+            obs.drift.append(f"inline policy {policies.LAKE_POLICY_NAME} missing")
+        return obs
+
+    def create(self) -> dict[str, Any]:
+        arn = ensure_role(self.ctx, self.name, self._trust(), {policies.LAKE_POLICY_NAME: self._lake()},
+                          f"Firehose delivery role of s3tstream stack {self.ctx.names.stack}")
+        return {"id": arn, "arn": arn, "name": self.name}
+
+    def update(self, observed: Observed) -> dict[str, Any]:
+        iam = self._iam()
+        if "trust policy" in observed.drift:
+            iam.update_assume_role_policy(RoleName=self.name, PolicyDocument=json.dumps(self._trust()))
+        if any(d.startswith("inline policy") for d in observed.drift):
+            iam.put_role_policy(RoleName=self.name, PolicyName=policies.LAKE_POLICY_NAME, PolicyDocument=json.dumps(self._lake()))
+        return {}
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        delete_role(ctx, record.name)
+
+
+# ------------------------------------------------------------------ 4. grants
+def _grant(ctx: Ctx, grant: policies.LfGrant, perms: list[str]) -> None:
+    lf = ctx.aws.client("lakeformation")
+
+    def attempt() -> tuple[bool, str]:
+        try:
+            lf.grant_permissions(**grant.request(perms))
+            return True, "granted"
+        except ClientError as e:
+            # A role created seconds ago may not be known to Lake Formation yet (IAM is eventually
+            # consistent). UNCONFIRMED: the exact error; we retry InvalidInputException naming the principal.
+            if error_code(e) == "InvalidInputException" and "principal" in error_message(e).lower():
+                return False, "waiting for the principal to be known"
+            raise
+
+    wait_until(attempt, f"granting {', '.join(perms)} on {grant.label}", timeout=min(ctx.timeout, 180),
+               interval=ctx.poll, progress=ctx.progress)
+
+
+class LfGrantResource(ResourceSpec):
+    kind = "lf-grant"
+    adoptable = True  # complete before the stack: someone else's grant, never revoked by `down`
+
+    def __init__(self, ctx: Ctx, grant: policies.LfGrant) -> None:
+        super().__init__(ctx)
+        self.grant = grant
+
+    @property
+    def name(self) -> str:
+        return self.grant.name
+
+    def _outputs(self, granted: list[str]) -> dict[str, Any]:
+        return {"id": self.name, "principal": self.grant.principal, "resource": self.grant.resource,
+                "permissions": list(self.grant.permissions), "granted": sorted(set(granted))}
+
+    def observe(self) -> Observed:
+        present = lfm.present_permissions(self.ctx.aws, self.grant)
+        missing = lfm.missing_permissions(present, self.grant.permissions)
+        rec = self.ctx.state.get(self.kind, self.name)
+        if rec is None:
+            if missing:
+                return Observed(exists=False)
+            return Observed(exists=True, id=self.name, owned=False, outputs=self._outputs([]))
+        obs = Observed(exists=True, id=self.name, outputs=self._outputs(rec.outputs.get("granted", [])))
+        if missing:
+            obs.drift.append(f"missing {', '.join(missing)}")
+        return obs
+
+    def create(self) -> dict[str, Any]:
+        present = lfm.present_permissions(self.ctx.aws, self.grant)
+        missing = lfm.missing_permissions(present, self.grant.permissions)
+        rec = self.ctx.state.get(self.kind, self.name)
+        # a resume after a kill between GrantPermissions and the save: those are ours too
+        granted = list(rec.outputs.get("granted", [])) if rec else []
+        if missing:
+            # intent before the call, so `down` revokes it even if the run dies right after
+            self.ctx.state.record("grant-lf", self.kind, self.name, outputs=self._outputs(granted + missing))
+            _grant(self.ctx, self.grant, missing)
+        return self._outputs(granted + missing)
+
+    def update(self, observed: Observed) -> dict[str, Any]:
+        present = lfm.present_permissions(self.ctx.aws, self.grant)
+        missing = lfm.missing_permissions(present, self.grant.permissions)
+        rec = self.ctx.state.get(self.kind, self.name)
+        before = rec.outputs.get("granted", []) if rec else []
+        if missing:
+            self.ctx.state.record("grant-lf", self.kind, self.name, outputs=self._outputs(before + missing))
+            _grant(self.ctx, self.grant, missing)
+        return self._outputs(before + missing)
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        out = record.outputs
+        granted = list(out.get("granted", []))
+        if not granted:
+            return
+        grant = policies.LfGrant("recorded", out["principal"], out["resource"], tuple(out.get("permissions", granted)))
+        present = lfm.present_permissions(ctx.aws, grant)
+        # "ALL" held: revoke only what we granted (when we granted ALL, that is ALL)
+        to_revoke = [p for p in granted if p in present]
+        if not to_revoke:
+            return
+        try:
+            ctx.aws.client("lakeformation").revoke_permissions(**grant.request(to_revoke))
+        except ClientError as e:
+            if is_not_found(e) or error_code(e) == "InvalidInputException":
+                return  # already revoked
+            raise
+
+
+def resources(ctx: Ctx) -> list[ResourceSpec]:
+    ident = ctx.aws.identity()
+    out: list[ResourceSpec] = [AnalyticsIntegration(ctx), DataLakeAdmin(ctx), FirehoseRole(ctx)]
+    out += [LfGrantResource(ctx, g) for g in policies.lf_grants(ctx.cfg, ident)]
+    return out
+

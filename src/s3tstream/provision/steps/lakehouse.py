@@ -1,0 +1,314 @@
+"""create-table-bucket: the S3 table bucket, the namespace and the table with its full schema.
+
+aws-notes: create_namespace takes a one-element list; create_table(metadata=...) carries the
+schema (schema.py builds it), partition spec and properties (it also takes
+s3tables:PutTableData on AWS); S3 Tables has no waiters, so we poll get_* until visible.
+Encryption: AES256 unless table.kms_key_arn (aws:kms). Maintenance (on by default on AWS) is
+brought to the config with put_*_maintenance_configuration only when it differs.
+Delete order on `down` (reverse creation): table, namespace, bucket. All three are data:
+`down --keep-data` keeps them; one that existed before the stack is adopted, never deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from s3tstream.lake import schema
+from s3tstream.aws.client import error_code, is_not_found, wait_until
+from s3tstream.errors import AwsError
+from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
+
+STACK_TAG = "s3tstream:stack"
+
+
+def bucket_arn(ctx: Ctx) -> str:
+    rec = ctx.state.get(TableBucket.kind, ctx.names.table_bucket)
+    if rec is not None and rec.id:
+        return rec.id
+    return ctx.aws.arn("s3tables", f"bucket/{ctx.names.table_bucket}")
+
+
+def _s3t(ctx: Ctx) -> Any:
+    return ctx.aws.client("s3tables")
+
+
+def _owned_by_tags(ctx: Ctx, arn: str) -> bool | None:
+    try:
+        tags = _s3t(ctx).list_tags_for_resource(resourceArn=arn).get("tags", {})
+    except ClientError as e:
+        if error_code(e) in ("AccessDeniedException", "ForbiddenException", "MethodNotAllowedException"):
+            return None
+        raise
+    return tags.get(STACK_TAG) == ctx.names.stack
+
+
+def desired_encryption(ctx: Ctx) -> dict[str, str]:
+    kms = ctx.cfg.table.kms_key_arn
+    return {"sseAlgorithm": "aws:kms", "kmsKeyArn": kms} if kms else {"sseAlgorithm": "AES256"}
+
+
+def desired_bucket_maintenance(ctx: Ctx) -> dict[str, dict[str, Any]]:
+    m = ctx.cfg.table.maintenance
+    return {
+        "icebergUnreferencedFileRemoval": {
+            "status": "enabled" if m.unreferenced_file_removal else "disabled",
+            "settings": {"icebergUnreferencedFileRemoval": {"unreferencedDays": m.unreferenced_days,
+                                                            "nonCurrentDays": m.noncurrent_days}},
+        }
+    }
+
+
+def desired_table_maintenance(ctx: Ctx) -> dict[str, dict[str, Any]]:
+    m = ctx.cfg.table.maintenance
+    return {
+        "icebergCompaction": {
+            "status": "enabled" if m.compaction else "disabled",
+            "settings": {"icebergCompaction": {"targetFileSizeMB": m.target_file_size_mb}},
+        },
+        "icebergSnapshotManagement": {
+            "status": "enabled" if m.snapshot_management else "disabled",
+            "settings": {"icebergSnapshotManagement": {"minSnapshotsToKeep": m.min_snapshots_to_keep,
+                                                       "maxSnapshotAgeHours": m.max_snapshot_age_hours}},
+        },
+    }
+
+
+def maintenance_differs(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
+    """Types whose status or configured settings differ (settings AWS adds are ignored)."""
+    out = []
+    for typ, w in want.items():
+        h = have.get(typ) or {}
+        if h.get("status") != w["status"]:
+            out.append(typ)
+            continue
+        if w["status"] == "disabled":
+            continue
+        hs = (h.get("settings") or {}).get(typ) or {}
+        ws = w["settings"][typ]
+        if any(hs.get(k) != v for k, v in ws.items()):
+            out.append(typ)
+    return out
+
+
+class TableBucket(ResourceSpec):
+    kind = "s3tables-table-bucket"
+    data = True
+    adoptable = True  # a bucket made before the stack (the old sample's CDK) is adopted, never deleted
+
+    @property
+    def name(self) -> str:
+        return self.ctx.names.table_bucket
+
+    def observe(self) -> Observed:
+        arn = bucket_arn(self.ctx)
+        try:
+            b = _s3t(self.ctx).get_table_bucket(tableBucketARN=arn)
+        except ClientError as e:
+            if is_not_found(e):
+                return Observed(exists=False)
+            raise
+        arn = b["arn"]
+        obs = Observed(exists=True, id=arn, outputs={"arn": arn})
+        obs.owned = _owned_by_tags(self.ctx, arn)
+        rec = self.ctx.state.get(self.kind, self.name)
+        if rec is not None and rec.ownership == "owned":  # only our own bucket is brought in line
+            obs.drift += self._drift(arn)
+        return obs
+
+    def _drift(self, arn: str) -> list[str]:
+        s3t = _s3t(self.ctx)
+        out = []
+        enc = s3t.get_table_bucket_encryption(tableBucketARN=arn).get("encryptionConfiguration", {})
+        want = desired_encryption(self.ctx)
+        if {k: enc.get(k) for k in ("sseAlgorithm", "kmsKeyArn")} != {"kmsKeyArn": None, **want}:
+            out.append(f"encryption {enc.get('sseAlgorithm')} -> {want['sseAlgorithm']}")
+        have = s3t.get_table_bucket_maintenance_configuration(tableBucketARN=arn).get("configuration", {})
+        out += [f"maintenance {t}" for t in maintenance_differs(desired_bucket_maintenance(self.ctx), have)]
+        return out
+
+    def create(self) -> dict[str, Any]:
+        s3t = _s3t(self.ctx)
+        arn = s3t.create_table_bucket(
+            name=self.name, encryptionConfiguration=desired_encryption(self.ctx), tags=self.ctx.tags()
+        )["arn"]
+
+        self.ctx.wait_for(lambda: s3t.get_table_bucket(tableBucketARN=arn), f"table bucket {self.name}")
+        self._apply(arn, [f"maintenance {t}" for t in self._maintenance_drift(arn)])
+        return {"id": arn, "arn": arn}
+
+    def _maintenance_drift(self, arn: str) -> list[str]:
+        have = _s3t(self.ctx).get_table_bucket_maintenance_configuration(tableBucketARN=arn).get("configuration", {})
+        return maintenance_differs(desired_bucket_maintenance(self.ctx), have)
+
+    def _apply(self, arn: str, drift: list[str]) -> None:
+        s3t = _s3t(self.ctx)
+        if any(d.startswith("encryption") for d in drift):
+            s3t.put_table_bucket_encryption(tableBucketARN=arn, encryptionConfiguration=desired_encryption(self.ctx))
+        want = desired_bucket_maintenance(self.ctx)
+        for typ, value in want.items():
+            if f"maintenance {typ}" in drift:
+                s3t.put_table_bucket_maintenance_configuration(tableBucketARN=arn, type=typ, value=value)
+
+    def update(self, observed: Observed) -> dict[str, Any]:
+        self._apply(observed.id or bucket_arn(self.ctx), observed.drift)
+        return {}
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        s3t = ctx.aws.client("s3tables")
+        arn = record.id or ctx.aws.arn("s3tables", f"bucket/{record.name}")
+        try:
+            s3t.delete_table_bucket(tableBucketARN=arn)
+        except ClientError as e:
+            if is_not_found(e):
+                return
+            if error_code(e) == "ConflictException":
+                raise AwsError(
+                    f"table bucket {record.name} is not empty: {e}",
+                    "delete the namespaces and tables you added to it yourself, then run `s3tstream down` again",
+                ) from None
+            raise
+
+        ctx.wait_for(lambda: s3t.get_table_bucket(tableBucketARN=arn), f"table bucket {record.name}", gone=True)
+
+
+class Namespace(ResourceSpec):
+    kind = "s3tables-namespace"
+    data = True
+    adoptable = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.ctx.names.table_bucket}/{self.ctx.names.namespace}"
+
+    def observe(self) -> Observed:
+        try:
+            _s3t(self.ctx).get_namespace(tableBucketARN=bucket_arn(self.ctx), namespace=self.ctx.names.namespace)
+        except ClientError as e:
+            if is_not_found(e):
+                return Observed(exists=False)
+            raise
+        # Namespaces carry no tags: one inside a bucket this stack owns is this stack's.
+        brec = self.ctx.state.get(TableBucket.kind, self.ctx.names.table_bucket)
+        owned = brec is not None and brec.ownership == "owned"
+        return Observed(exists=True, id=self.name, owned=owned, outputs={"bucket_arn": bucket_arn(self.ctx),
+                                                                         "namespace": self.ctx.names.namespace})
+
+    def create(self) -> dict[str, Any]:
+        s3t = _s3t(self.ctx)
+        arn, ns = bucket_arn(self.ctx), self.ctx.names.namespace
+        s3t.create_namespace(tableBucketARN=arn, namespace=[ns])  # a one-element list (aws-notes)
+
+        self.ctx.wait_for(lambda: s3t.get_namespace(tableBucketARN=arn, namespace=ns), f"namespace {ns}")
+        return {"id": self.name, "bucket_arn": arn, "namespace": ns}
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        s3t = ctx.aws.client("s3tables")
+        bucket, _, ns = record.name.partition("/")
+        arn = record.outputs.get("bucket_arn") or ctx.aws.arn("s3tables", f"bucket/{bucket}")
+        try:
+            s3t.delete_namespace(tableBucketARN=arn, namespace=ns)
+        except ClientError as e:
+            if is_not_found(e):
+                return
+            if error_code(e) == "ConflictException":
+                raise AwsError(
+                    f"namespace {ns} in {bucket} still holds tables: {e}",
+                    "delete the tables you added to it yourself, then run `s3tstream down` again",
+                ) from None
+            raise
+
+
+class Table(ResourceSpec):
+    kind = "s3tables-table"
+    data = True
+    adoptable = True  # e.g. the legacy table without metadata: set-metadata then fixes it
+
+    @property
+    def name(self) -> str:
+        n = self.ctx.names
+        return f"{n.table_bucket}/{n.namespace}/{n.table}"
+
+    def _get(self) -> dict[str, Any] | None:
+        n = self.ctx.names
+        try:
+            return _s3t(self.ctx).get_table(tableBucketARN=bucket_arn(self.ctx), namespace=n.namespace, name=n.table)
+        except ClientError as e:
+            if is_not_found(e):
+                return None
+            raise
+
+    def observe(self) -> Observed:
+        t = self._get()
+        if t is None:
+            return Observed(exists=False)
+        arn = t["tableARN"]
+        obs = Observed(exists=True, id=arn, outputs=self._outputs(t))
+        obs.owned = _owned_by_tags(self.ctx, arn)
+        rec = self.ctx.state.get(self.kind, self.name)
+        if rec is not None and rec.ownership == "owned":
+            obs.drift += [f"maintenance {x}" for x in self._maintenance_drift()]
+        return obs
+
+    def _outputs(self, t: dict[str, Any]) -> dict[str, Any]:
+        return {"arn": t["tableARN"], "bucket_arn": bucket_arn(self.ctx), "namespace": self.ctx.names.namespace,
+                "table": self.ctx.names.table, "warehouse_location": t.get("warehouseLocation")}
+
+    def _maintenance_drift(self) -> list[str]:
+        n = self.ctx.names
+        have = _s3t(self.ctx).get_table_maintenance_configuration(
+            tableBucketARN=bucket_arn(self.ctx), namespace=n.namespace, name=n.table).get("configuration", {})
+        return maintenance_differs(desired_table_maintenance(self.ctx), have)
+
+    def _apply(self, drift: list[str]) -> None:
+        n = self.ctx.names
+        for typ, value in desired_table_maintenance(self.ctx).items():
+            if typ in drift:
+                _s3t(self.ctx).put_table_maintenance_configuration(
+                    tableBucketARN=bucket_arn(self.ctx), namespace=n.namespace, name=n.table, type=typ, value=value)
+
+    def create(self) -> dict[str, Any]:
+        n = self.ctx.names
+        _s3t(self.ctx).create_table(
+            tableBucketARN=bucket_arn(self.ctx), namespace=n.namespace, name=n.table, format="ICEBERG",
+            metadata=schema.metadata_payload(self.ctx.cfg), tags=self.ctx.tags(),
+        )
+        found: dict[str, Any] = {}
+
+        def visible() -> tuple[bool, str]:
+            t = self._get()
+            if t is None:
+                return False, "not visible yet"
+            found.update(t)
+            return bool(t.get("metadataLocation")), "visible" if t.get("metadataLocation") else "waiting for metadata"
+
+        wait_until(visible, f"table {n.namespace}.{n.table}", timeout=self.ctx.timeout, interval=self.ctx.poll,
+                   progress=self.ctx.progress)
+        self._apply(self._maintenance_drift())
+        return {"id": found["tableARN"], **self._outputs(found)}
+
+    def update(self, observed: Observed) -> dict[str, Any]:
+        self._apply([d.removeprefix("maintenance ") for d in observed.drift])
+        return {}
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        s3t = ctx.aws.client("s3tables")
+        bucket, ns, table = record.name.split("/", 2)
+        arn = record.outputs.get("bucket_arn") or ctx.aws.arn("s3tables", f"bucket/{bucket}")
+        try:
+            s3t.delete_table(tableBucketARN=arn, namespace=ns, name=table)
+        except ClientError as e:
+            if is_not_found(e):
+                return
+            raise
+
+        ctx.wait_for(lambda: s3t.get_table(tableBucketARN=arn, namespace=ns, name=table), f"table {ns}.{table}", gone=True)
+
+
+def resources(ctx: Ctx) -> list[ResourceSpec]:
+    schema.metadata_payload(ctx.cfg)  # columns and partition spec validated before any call
+    return [TableBucket(ctx), Namespace(ctx), Table(ctx)]

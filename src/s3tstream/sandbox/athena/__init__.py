@@ -1,0 +1,1 @@
+"""The sandbox's Athena: SQL engine over the lake, DML writes, Trino translation, Glue text tables."""
