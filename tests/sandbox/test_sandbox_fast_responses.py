@@ -31,7 +31,7 @@ def _serializers(service: str, op: str):
     from moto.core.serialize import JSONSerializer, XFormedAttributePicker
     from moto.core.utils import get_service_model
 
-    from s3tstream.sandbox import ext
+    from s3tstream.sandbox import services as ext
     from s3tstream.sandbox.services import fast_responses as fr
 
     ext.load_all()
@@ -104,7 +104,7 @@ def test_other_services_keep_motos_walk(monkeypatch):
     from moto.core.serialize import JSONSerializer, XFormedAttributePicker
     from moto.core.utils import get_service_model
 
-    from s3tstream.sandbox import ext
+    from s3tstream.sandbox import services as ext
     from s3tstream.sandbox.services import fast_responses as fr
 
     ext.load_all()
@@ -120,7 +120,7 @@ def test_other_services_keep_motos_walk(monkeypatch):
 def test_request_id_is_still_filled_in_xml_and_json_bodies_are_kept():
     from moto.core.responses import BaseResponse
 
-    from s3tstream.sandbox import ext
+    from s3tstream.sandbox import services as ext
     from s3tstream.sandbox.services import fast_responses as fr
 
     ext.load_all()

@@ -10,7 +10,7 @@ import threading
 def test_load_all_installs_the_locked_put_record():
     from moto.kinesis.models import Shard
 
-    from s3tstream.sandbox import ext
+    from s3tstream.sandbox import services as ext
     from s3tstream.sandbox.services import kinesis as kinesis_ext
 
     ext.load_all()

@@ -294,7 +294,7 @@ class SandboxServer:
         )
         from werkzeug.serving import make_server
 
-        from s3tstream.sandbox import ext
+        from s3tstream.sandbox import services as ext
 
         ext.load_all()
         verbose = self.verbose
