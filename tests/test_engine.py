@@ -199,8 +199,9 @@ def test_destroy_reverse_order_keeps_adopted_and_data(ctx):
 
 
 def test_catalog_dependents_and_closure():
-    assert dependents("create-stream") == ["create-stream", "create-firehose"]
-    assert dependents("create-table-bucket") == ["create-table-bucket", "set-metadata", "grant-lf", "create-firehose"]
+    assert dependents("create-stream") == ["create-stream", "create-firehose", "create-alarms"]
+    assert dependents("create-table-bucket") == ["create-table-bucket", "set-metadata", "grant-lf", "create-firehose",
+                                                 "create-alarms"]
     assert closure("create-firehose") == [
         "create-source", "create-stream", "create-table-bucket", "set-metadata", "grant-lf", "create-firehose"]
 

@@ -380,3 +380,33 @@ def normalize(doc: Any) -> Any:
 
 # The error bucket and the Athena results bucket take the same TLS-only policy.
 error_bucket_policy = tls_only_bucket_policy
+
+
+# ------------------------------------------------------------------ alarms (create-alarms)
+def alarm_arn(cfg: "Config", ident: "Identity", name: str) -> str:
+    return _arn(ident, "cloudwatch", cfg.stack.region, ident.account, f"alarm:{name}")
+
+
+def alarm_topic_arn(cfg: "Config", ident: "Identity") -> str:
+    return _arn(ident, "sns", cfg.stack.region, ident.account, cfg.names.alarm_topic)
+
+
+def alarm_topic_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    """The stack's alarm topic: only CloudWatch may publish, and only for this stack's alarms in
+    this account (aws:SourceArn names the alarms by their prefix; aws:SourceAccount guards
+    against a confused deputy). The account's own principals reach the topic through IAM.
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Notify_Users_Alarm_Changes.html"""
+    return {
+        "Version": VERSION,
+        "Statement": [{
+            "Sid": "CloudWatchAlarmsOfThisStack",
+            "Effect": "Allow",
+            "Principal": {"Service": service_principal("cloudwatch", ident)},
+            "Action": "sns:Publish",
+            "Resource": alarm_topic_arn(cfg, ident),
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": alarm_arn(cfg, ident, f"{cfg.names.alarm_prefix}*")},
+                "StringEquals": {"aws:SourceAccount": ident.account},
+            },
+        }],
+    }

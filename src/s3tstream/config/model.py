@@ -411,6 +411,51 @@ class BackfillConfig(_Section):
         return v if v.endswith("/") else v + "/"
 
 
+class AlarmsConfig(_Section):
+    """`create-alarms`: CloudWatch alarms on the pipeline, notifying an SNS topic."""
+
+    enabled: bool = False
+    # Subscribed to a topic the stack creates (s3tstream-<stack>-alarms) unless sns_topic_arn is set.
+    email: str | None = None
+    # An existing topic of yours to notify instead (its policy must let CloudWatch publish).
+    sns_topic_arn: str | None = None
+    # DeliveryToIceberg.DataFreshness above this many seconds (AWS advises alarming past the
+    # 15-minute buffering limit: firehose-cloudwatch-metrics-best-practices).
+    freshness_seconds: Annotated[int, Field(ge=60, le=86400)] = 900
+    # Sums over one period above these counts: failed rows, transform Lambda errors, stream
+    # write throttles.
+    failed_records: Annotated[int, Field(ge=0)] = 0
+    transform_errors: Annotated[int, Field(ge=0)] = 0
+    stream_throttles: Annotated[int, Field(ge=0)] = 0
+    # CloudWatch periods (seconds) and how many of them must breach.
+    period_seconds: Literal[60, 300, 900, 3600] = 300
+    evaluation_periods: Annotated[int, Field(ge=1, le=24)] = 1
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        _rule(bool(re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v)), "not an email address (name@example.com)")
+        return v
+
+    @field_validator("sns_topic_arn")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        _rule(bool(re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?", v)),
+              "must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        _rule(not v.endswith(".fifo"), "CloudWatch alarms notify standard topics only, not FIFO topics")
+        return v
+
+    @model_validator(mode="after")
+    def _someone(self) -> "AlarmsConfig":
+        if self.enabled and not (self.email or self.sns_topic_arn):
+            raise ValueError("enabled alarms need email or sns_topic_arn: someone has to hear them")
+        return self
+
+
 class Config(_Section):
     stack: StackConfig
     source: SourceConfig = SourceConfig()
@@ -420,6 +465,7 @@ class Config(_Section):
     lakeformation: LakeFormationConfig = LakeFormationConfig()
     athena: AthenaConfig = AthenaConfig()
     backfill: BackfillConfig = BackfillConfig()
+    alarms: AlarmsConfig = AlarmsConfig()
 
     # Where the config was read from; the state directory sits beside it.
     path: Path | None = Field(default=None, exclude=True)
@@ -485,6 +531,9 @@ class Names:
         self.transform_log_group = f"/aws/lambda/{self.transform_function}"
         self._error_bucket = cfg.firehose.error_bucket
         self._region = cfg.stack.region
+        # CloudWatch alarm names are per account and Region: the prefix makes them this stack's.
+        self.alarm_prefix = f"s3tstream-{s}-"
+        self.alarm_topic = f"s3tstream-{s}-alarms"
 
     def error_bucket(self, account: str) -> str:
         # S3 bucket names are global: the account and Region make the default unique.
