@@ -7,6 +7,7 @@ import typer
 
 from s3tstream import __version__
 from s3tstream.cli.commands import backfill as cmd_backfill, demo as cmd_demo, provision as cmd_provision, sandbox as cmd_sandbox, schema as cmd_schema, setup as cmd_setup, use as cmd_use
+from s3tstream.cli.commands import health as cmd_health
 
 app = typer.Typer(
     name="s3tstream",
@@ -46,6 +47,7 @@ app.command()(cmd_backfill.backfill)
 app.add_typer(cmd_use.errors_app, name="errors")
 app.add_typer(cmd_schema.app, name="schema")
 app.command()(cmd_demo.demo)
+app.command()(cmd_health.health)
 
 
 def main() -> None:

@@ -209,6 +209,8 @@ class Outcome:
     elapsed: float = 0.0
     engine: str = ""
     notes: list[str] = field(default_factory=list)
+    # Firehose's DeliveryToIceberg.DataFreshness at its highest during the run (set by the command)
+    freshness_seconds: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -218,7 +220,8 @@ class Outcome:
         return {"run_id": self.run_id, "passed": self.passed, "engine": self.engine, "counts": self.counts,
                 "latency_seconds": {k: stats(v) for k, v in self.latency.items()},
                 "missing": self.missing, "timed_out_waiting_for": self.timed_out,
-                "elapsed_seconds": round(self.elapsed, 3), "notes": self.notes}
+                "elapsed_seconds": round(self.elapsed, 3), "freshness_seconds": self.freshness_seconds,
+                "notes": self.notes}
 
 
 class TestInsert:

@@ -217,6 +217,7 @@ def test_insert(
     out = Output(output)
     stack = open_stack(config, out, "test-insert", lock=False)
     cfg = stack.cfg
+    started = _freshness_window_start()
     with _spinner(out, "test-insert") as progress:
         # the engine's per-query states would drown the follow loop's own progress
         eng = open_engine(cfg, stack.aws, engine, progress=lambda m: progress(m) if m.startswith("creating") else None)
@@ -225,6 +226,7 @@ def test_insert(
                         progress=progress)
         res = ti.run_all()
         cleaned = ti.cleanup() if cleanup else None
+    res.freshness_seconds = _freshness_seen(stack, started, res)
     doc = res.to_json()
     if cleaned is not None:
         doc["cleaned_up"] = cleaned
@@ -255,6 +257,29 @@ def test_insert(
     c = res.counts
     out.line(f"PASS: {c['inserts']} insert(s), {c['updates']} update(s), {c['deletes']} delete(s) reached the lake "
              f"in {res.elapsed:.1f}s")
+    if res.freshness_seconds is not None:
+        out.line(f"freshness: Firehose's DeliveryToIceberg.DataFreshness peaked at {res.freshness_seconds:.1f}s during the run")
+
+
+def _freshness_window_start() -> Any:
+    import datetime as dt
+
+    # a minute early: CloudWatch windows are whole minutes
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+
+
+def _freshness_seen(stack: "Stack", started: Any, res: Any) -> float | None:
+    """Firehose's freshness metric over the run; a metric that cannot be read is a note, not a failure."""
+    import datetime as dt
+
+    from s3tstream.data.health import freshness_seen
+    from s3tstream.errors import S3tError
+
+    try:
+        return freshness_seen(stack.cfg, stack.aws, started, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+    except (S3tError, Exception) as e:  # noqa: BLE001 - the latencies above are the result; this is extra
+        res.notes.append(f"could not read Firehose's freshness metric: {getattr(e, 'message', e)}")
+        return None
 
 
 # ------------------------------------------------------------------ verify

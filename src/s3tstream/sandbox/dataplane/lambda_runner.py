@@ -35,6 +35,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from s3tstream.sandbox.dataplane import metrics
+
 log = logging.getLogger("s3tstream.sandbox.lambda")
 
 BOOTSTRAP = Path(__file__).with_name("_lambda_bootstrap.py")
@@ -314,7 +316,9 @@ def invoke(spec: FunctionSpec, payload: bytes | None) -> InvokeResult:
     body = payload if payload else b"{}"
 
     def done(ok: bool, out: bytes, logs: str = "") -> InvokeResult:
-        return InvokeResult(ok, out, logs, request_id, (time.monotonic() - started) * 1000)
+        result = InvokeResult(ok, out, logs, request_id, (time.monotonic() - started) * 1000)
+        metrics.lambda_invoked(spec, ok, result.duration_ms)  # AWS/Lambda Invocations, Errors, Duration
+        return result
 
     if not spec.runtime.startswith("python"):
         return done(False, _error_payload(

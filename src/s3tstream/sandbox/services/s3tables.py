@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from s3tstream.sandbox._pin import check_moto_version
-from s3tstream.sandbox.registry import AwsError, Reply, SandboxRequest, handles, on_reset
+from s3tstream.sandbox.registry import AwsError, Reply, SandboxRequest, control_route, handles, on_reset
 
 check_moto_version()
 
@@ -56,12 +56,13 @@ _tags: dict[str, dict[str, str]] = {}
 _encryption: dict[str, dict[str, Any]] = {}
 _bucket_maintenance: dict[str, dict[str, Any]] = {}
 _table_maintenance: dict[str, dict[str, Any]] = {}
+_job_status: dict[str, dict[str, dict[str, Any]]] = {}  # table ARN -> job type -> status set by control
 
 
 @on_reset
 def _reset() -> None:
     with _lock:
-        for d in (_tags, _encryption, _bucket_maintenance, _table_maintenance):
+        for d in (_tags, _encryption, _bucket_maintenance, _table_maintenance, _job_status):
             d.clear()
 
 
@@ -396,3 +397,47 @@ def list_tags_for_resource(req: SandboxRequest) -> dict[str, Any]:
     arn = _tag_target(req)
     with _lock:
         return {"tags": dict(_tags.get(arn, {}))}
+
+
+# ------------------------------------------------------------------ maintenance job status
+# The sandbox runs no maintenance: an enabled job is Not_Yet_Run until a test sets its outcome
+# (POST /_sandbox/s3tables/maintenance-job-status). Statuses and the response shape:
+# https://docs.aws.amazon.com/AmazonS3/latest/API/API_s3Buckets_GetTableMaintenanceJobStatus.html
+JOB_STATUSES = ("Not_Yet_Run", "Successful", "Failed", "Disabled")
+
+
+@handles("s3tables", "GetTableMaintenanceJobStatus")
+def get_table_maintenance_job_status(req: SandboxRequest) -> dict[str, Any]:
+    b, _, t = _table(req)
+    with _lock:
+        table_cfg = _table_maintenance.get(t.arn, DEFAULT_TABLE_MAINTENANCE)
+        bucket_cfg = _bucket_maintenance.get(b.arn, DEFAULT_BUCKET_MAINTENANCE)
+        configured = {**{k: v.get("status") for k, v in table_cfg.items()},
+                      **{k: v.get("status") for k, v in bucket_cfg.items()}}
+        out: dict[str, Any] = {}
+        for job, enabled in configured.items():
+            if enabled == "disabled":
+                out[job] = {"status": "Disabled"}
+            else:
+                out[job] = dict(_job_status.get(t.arn, {}).get(job) or {"status": "Not_Yet_Run"})
+    return {"tableARN": t.arn, "status": out}
+
+
+@control_route("POST", "s3tables/maintenance-job-status")
+def _set_job_status(server: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Set what GetTableMaintenanceJobStatus reports for one job of one table:
+    {"tableARN", "type": icebergCompaction|icebergSnapshotManagement|icebergUnreferencedFileRemoval,
+    "status": Successful|Failed|Not_Yet_Run, "failureMessage"?}."""
+    arn, typ, status = body.get("tableARN"), body.get("type"), body.get("status")
+    if typ not in ("icebergCompaction", "icebergSnapshotManagement", "icebergUnreferencedFileRemoval"):
+        raise AwsError("ValidationException", f"unknown maintenance job type {typ!r}")
+    if status not in JOB_STATUSES or status == "Disabled":
+        raise AwsError("ValidationException", f"status must be Successful, Failed or Not_Yet_Run, not {status!r}")
+    value: dict[str, Any] = {"status": status}
+    if status != "Not_Yet_Run":
+        value["lastRunTimestamp"] = _iso(datetime.datetime.now(datetime.timezone.utc))
+    if status == "Failed":
+        value["failureMessage"] = str(body.get("failureMessage") or "Internal error")
+    with _lock:
+        _job_status.setdefault(str(arn), {})[typ] = value
+    return {"tableARN": arn, "type": typ, **value}
