@@ -23,6 +23,8 @@ def test_demo_runs_end_to_end_and_leaves_nothing(tmp_path):
     assert "backfill complete: 40 item(s) read, 40 sent" in out
     assert "OK: 55 item(s) and 55 row(s) match" in out  # 40 put + 20 test-insert - 5 deleted
     assert "PASS: 20 insert(s), 5 update(s), 5 delete(s)" in out
+    assert "freshness: Firehose's DeliveryToIceberg.DataFreshness peaked at" in out
+    assert "s3tstream health demo  HEALTHY" in out
     assert "deleted 22 resource(s); kept 0" in out
     # the sandbox it started is gone
     home = tmp_path / "demo" / ".s3tstream"

@@ -2,7 +2,7 @@
 
 Starts a sandbox in the background, writes a demo config, then runs the same commands a
 user would type (`step create-source`, `put-item`, `up`, `backfill`, `test-insert`, `query`,
-`verify`, `down`), echoing each
+`verify`, `health`, `down`), echoing each
 one, so the demo doubles as a tour. Nothing here talks to AWS.
 """
 
@@ -134,6 +134,7 @@ class Demo:
                       ["query", "SELECT order_id, customer, amount, quantity, created_at, tags, address.city AS city, extra "
                                 "FROM orders WHERE order_id LIKE 'order-%' ORDER BY order_id LIMIT 8"])
             self.step("compare the source table with the lake", ["verify"])
+            self.step("is the pipeline healthy? (CloudWatch metrics, error bucket, table)", ["health"])
         finally:
             if self.keep:
                 self.say(self.explore_hint(info["endpoint_url"]))

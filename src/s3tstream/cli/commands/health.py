@@ -43,7 +43,7 @@ def _value(name: str, v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        v = f"{v:.2f}".rstrip("0").rstrip(".")
+        v = f"{v:.3g}"
     return f"{v} {UNIT.get(name, '')}".strip()
 
 
@@ -68,14 +68,15 @@ def dashboard(report: "Report", now: dt.datetime) -> Any:
             detail.append(f"\n-> {c.action}", style="dim")
         checks.add_row(c.name, Text(c.status, style=STYLE[c.status]), _value(c.name, c.value), detail)
     width = len(o.buckets(METRICS[0].key))
-    metrics = Table(title=f"last {int((o.end - o.start).total_seconds() // 60)} min", title_justify="left")
-    metrics.add_column("metric")
-    metrics.add_column("CloudWatch", style="dim")
+    metrics = Table(title=f"last {int((o.end - o.start).total_seconds() // 60)} min, one mark per {o.period}s",
+                    title_justify="left")
+    metrics.add_column("metric (CloudWatch)", no_wrap=True)
+    metrics.add_column("stat", style="dim")
     metrics.add_column("last", justify="right")
     metrics.add_column("trend", no_wrap=True, min_width=width)
     for m in METRICS:
         last = o.latest(m.key)
-        metrics.add_row(m.label, f"{m.namespace} {m.name}", "-" if last is None else f"{last:g}",
+        metrics.add_row(f"{m.namespace.removeprefix('AWS/')} {m.name}", {"Maximum": "max", "Sum": "sum"}.get(m.stat, m.stat), "-" if last is None else f"{last:.4g}",
                         Text(sparkline(o.buckets(m.key)), style="cyan"))
     return Group(head, checks, metrics)
 

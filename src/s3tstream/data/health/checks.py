@@ -181,7 +181,7 @@ def check_table(cfg: "Config", o: Observations) -> Check:
     target = cfg.table.maintenance.target_file_size_mb
     avg = t["avg_file_mb"]
     parts = [f"{t['snapshots']} snapshot(s), {t['data_files']} data file(s), {t['delete_files']} delete file(s)"
-             + (f", {avg:.2f} MB average (target {target} MB)" if avg is not None else "")]
+             + (f", {avg:.3g} MB average (target {target} MB)" if avg is not None else "")]
     status, actions = OK, []
     failed = {j: v for j, v in jobs.items() if v.get("status") == "Failed"}
     for job, v in failed.items():
@@ -199,7 +199,7 @@ def check_table(cfg: "Config", o: Observations) -> Check:
     if t["data_files"] >= SMALL_FILES_MIN and avg is not None and avg < target / SMALL_FILE_RATIO:
         status = _worst(status, WARN)
         off = jobs.get("icebergCompaction", {}).get("status") == "Disabled" or not cfg.table.maintenance.compaction
-        parts.append(f"compaction lags: {t['data_files']} files average {avg:.2f} MB, under a tenth of the target")
+        parts.append(f"compaction lags: {t['data_files']} files average {avg:.3g} MB, under a tenth of the target")
         actions.append("turn compaction on ([table.maintenance] compaction = true)" if off else
                        "compaction runs on AWS's schedule; raise [firehose] buffer_interval_seconds / buffer_size_mb for larger files")
     if t["delete_files"] >= 10 and t["delete_files"] > DELETE_FILE_SHARE * max(t["data_files"], 1):
