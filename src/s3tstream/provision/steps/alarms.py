@@ -164,7 +164,9 @@ class MetricAlarm(ResourceSpec):
         for key, value in want.items():
             got = have.get(key)
             if key == "DatapointsToAlarm" and got is None:
-                got = have.get("EvaluationPeriods")  # AWS omits it when equal to EvaluationPeriods
+                # UNCONFIRMED: whether DescribeAlarms returns DatapointsToAlarm when it equals
+                # EvaluationPeriods; read as equal when absent
+                got = have.get("EvaluationPeriods")
             if key in ("AlarmActions", "OKActions", "Dimensions"):
                 same = sorted(map(repr, got or [])) == sorted(map(repr, value))
             elif key == "Threshold":
