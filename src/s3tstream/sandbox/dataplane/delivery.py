@@ -236,7 +236,6 @@ def _reset() -> None:
     with _states_lock:
         _states.clear()
     lambda_runner.shutdown()
-    metrics.reset()
 
 
 def _state(cfg: StreamConfig) -> StreamState:
@@ -618,12 +617,15 @@ def step(cfg: StreamConfig, endpoint_url: str, force: bool = False) -> dict[str,
     with st.lock:
         if len(st.buffer) < MAX_BUFFERED:
             _read(cfg, st)
-        if st.pending is None or _continue_flush(cfg, st, endpoint_url, force):
-            size, interval = cfg.hints
-            if force or st.buffer.due(size, interval):
-                _start_flush(cfg, st)
-                if st.pending is not None:
-                    _continue_flush(cfg, st, endpoint_url, force)
+        if st.pending is not None:
+            if not _continue_flush(cfg, st, endpoint_url, force):
+                metrics.after_step(cfg, st, _source_stream(cfg))  # CloudWatch datapoints of this tick
+                return st.status(cfg)
+        size, interval = cfg.hints
+        if force or st.buffer.due(size, interval):
+            _start_flush(cfg, st)
+            if st.pending is not None:
+                _continue_flush(cfg, st, endpoint_url, force)
         metrics.after_step(cfg, st, _source_stream(cfg))  # CloudWatch datapoints of this tick
         return st.status(cfg)
 

@@ -32,6 +32,8 @@ import threading
 import time
 from typing import Any
 
+from s3tstream.sandbox.registry import on_reset
+
 FIREHOSE, KINESIS, LAMBDA = "AWS/Firehose", "AWS/Kinesis", "AWS/Lambda"
 GAUGE_EVERY = 1.0  # seconds between freshness datapoints while records wait (no completion)
 RETAIN_SECONDS = 3 * 3600  # older datapoints are dropped (AWS keeps them 15 days; the sandbox stays small)
@@ -51,6 +53,7 @@ _seen: dict[tuple[Any, ...], _Seen] = {}
 _last_prune: dict[tuple[str, str], float] = {}
 
 
+@on_reset
 def reset() -> None:
     with _lock:
         _seen.clear()
