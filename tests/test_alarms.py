@@ -136,3 +136,47 @@ def test_down_keeps_an_alarm_that_lost_this_stacks_tag(stack):
     assert [ch["name"] for ch in kept] == [name] and "not tagged s3tstream:stack" in kept[0]["detail"]
     assert list(_alarms(cw, stack.name)) == [name]
     cw.delete_alarms(AlarmNames=[name])
+
+
+# ------------------------------------------------------------------ the sandbox's alarm evaluator (pure)
+def _alarm(**kw):
+    from types import SimpleNamespace
+
+    from moto.cloudwatch.models import Dimension
+
+    base = dict(comparison_operator="GreaterThanThreshold", metric_name="DeliveryToIceberg.FailedRowCount",
+                namespace="AWS/Firehose", statistic="Sum", dimensions=[Dimension("DeliveryStreamName", "s")],
+                period=60, evaluation_periods=2, datapoints_to_alarm=None, threshold=0.0, treat_missing_data=None)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def _datum(value, seconds_ago, now, name="DeliveryToIceberg.FailedRowCount", stream="s"):
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from moto.cloudwatch.models import Dimension
+
+    return SimpleNamespace(namespace="AWS/Firehose", name=name, value=value, dimensions=[Dimension("DeliveryStreamName", stream)],
+                           timestamp=now - dt.timedelta(seconds=seconds_ago))
+
+
+def test_sandbox_alarm_evaluation_follows_datapoints_to_alarm_and_missing_data():
+    import datetime as dt
+
+    from s3tstream.sandbox.services.cloudwatch import evaluate
+
+    now = dt.datetime(2026, 12, 6, 2, 0)
+    both = [_datum(1, 10, now), _datum(2, 70, now)]
+    assert evaluate(_alarm(), both, now)[0] == "ALARM"
+    one = [_datum(1, 10, now)]  # the other period has no data
+    assert evaluate(_alarm(), one, now)[0] == "OK"  # 2 of 2 needed
+    assert evaluate(_alarm(datapoints_to_alarm=1), one, now)[0] == "ALARM"
+    assert evaluate(_alarm(treat_missing_data="breaching"), one, now)[0] == "ALARM"
+    assert evaluate(_alarm(), [], now)[0] == "INSUFFICIENT_DATA"
+    assert evaluate(_alarm(treat_missing_data="notBreaching"), [], now)[0] == "OK"
+    assert evaluate(_alarm(treat_missing_data="ignore"), [], now) is None
+    # other streams' and other metrics' datapoints do not count; zero is not above a 0 threshold
+    noise = [_datum(5, 10, now, stream="other"), _datum(5, 10, now, name="DeliveryToIceberg.SuccessfulRowCount"),
+             _datum(0, 10, now), _datum(0, 70, now)]
+    assert evaluate(_alarm(), noise, now)[0] == "OK"

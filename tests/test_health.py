@@ -195,3 +195,37 @@ def test_bad_since_exits_2_before_any_aws_call(stack, calls):
     assert r.exit_code == 2 and "--since" in r.stderr and not calls.calls
     r = stack.cli("health", "--watch", "--output", "json", ok=False)
     assert r.exit_code == 2
+
+
+# ------------------------------------------------------------------ the sandbox's metrics (in process)
+def test_sandbox_publishes_growing_freshness_while_a_flush_is_stuck(monkeypatch):
+    """A flush that keeps failing (permissions, say) delivers nothing: its records' age is the
+    freshness, published about once a second, and nothing is counted as delivered."""
+    import time
+    from types import SimpleNamespace
+
+    from moto import mock_aws
+
+    from s3tstream.sandbox.dataplane import buffering, metrics
+
+    with mock_aws():
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        metrics.reset()
+        cfg = SimpleNamespace(key=("a", "r", "s", 1.0), name="s", account_id="123456789012", region="us-east-1",
+                              created=0.0, source_arn="arn:aws:kinesis:us-east-1:123456789012:stream/k")
+        st = SimpleNamespace(totals={"read": 3}, checkpoints=buffering.Checkpoints(), buffer=buffering.Buffer(),
+                             pending=SimpleNamespace(oldest_arrival_ms=int((time.time() - 42) * 1000)))
+        clock = [1000.0]
+        monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])
+        metrics.after_step(cfg, st, None)
+        metrics.after_step(cfg, st, None)  # same second: no second freshness datapoint
+        clock[0] += metrics.GAUGE_EVERY
+        metrics.after_step(cfg, st, None)
+        data = cloudwatch_backends["123456789012"]["us-east-1"].metric_data
+        fresh = [d.value for d in data if d.name == "DeliveryToIceberg.DataFreshness"]
+        assert len(fresh) == 2 and all(41 < v < 60 for v in fresh)
+        assert [d.value for d in data if d.name == "DataReadFromKinesisStream.Records"] == [3.0]
+        assert not [d for d in data if d.name == "DeliveryToIceberg.SuccessfulRowCount"]
+        assert {(x.name, x.value) for d in data for x in d.dimensions} == {("DeliveryStreamName", "s")}
+        metrics.reset()
