@@ -180,3 +180,21 @@ def test_sandbox_alarm_evaluation_follows_datapoints_to_alarm_and_missing_data()
     noise = [_datum(5, 10, now, stream="other"), _datum(5, 10, now, name="DeliveryToIceberg.SuccessfulRowCount"),
              _datum(0, 10, now), _datum(0, 70, now)]
     assert evaluate(_alarm(), noise, now)[0] == "OK"
+
+
+def test_topic_delete_treats_a_topic_gone_by_hand_as_deleted_and_keeps_one_that_lost_the_tag():
+    from types import SimpleNamespace
+
+    import boto3
+    from moto import mock_aws
+
+    from s3tstream.provision.steps.alarms import AlarmTopic
+
+    with mock_aws():
+        sns = boto3.client("sns", region_name="us-east-1")
+        ctx = SimpleNamespace(aws=SimpleNamespace(client=lambda s: sns), names=cfg_for().names)
+        gone = SimpleNamespace(id="arn:aws:sns:us-east-1:123456789012:s3tstream-shop-alarms", outputs={})
+        assert AlarmTopic.delete(ctx, gone) is None  # SNS answers ResourceNotFound
+        arn = sns.create_topic(Name="s3tstream-shop-alarms", Tags=[{"Key": "owner", "Value": "someone"}])["TopicArn"]
+        assert "not tagged s3tstream:stack=shop" in AlarmTopic.delete(ctx, SimpleNamespace(id=arn, outputs={}))
+        assert [t["TopicArn"] for t in sns.list_topics()["Topics"]] == [arn]

@@ -129,7 +129,7 @@ class Aws:
 # ------------------------------------------------------------------ errors
 NOT_FOUND = {
     "ResourceNotFoundException", "NotFoundException", "NoSuchEntity", "NoSuchBucket", "EntityNotFoundException",
-    "NoSuchKey", "404", "NotFound",
+    "NoSuchKey", "404", "NotFound", "ResourceNotFound",  # SNS ListTagsForResource on a deleted topic
 }
 ACCESS = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException",
           "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch"}
