@@ -147,12 +147,14 @@ def drain(stack):
 
 
 @pytest.mark.sandbox
-def test_health_is_healthy_after_test_insert_and_failing_after_transform_failures(stack):
+def test_health_is_healthy_after_test_insert_and_failing_after_transform_failures(stack, calls):
     stack.write(extra=PIPELINE, columns=COLUMNS)
     stack.cli("up")
     ti = stack.json("test-insert", "--count", "4", "--updates", "1", "--deletes", "1", "--engine", "local")
     assert ti["freshness_seconds"] is not None
+    calls.clear()
     doc = stack.json("health")
+    assert calls.mutating() == [] and calls.counts()["cloudwatch:GetMetricData"] == 1
     assert doc["verdict"] == "healthy", json.dumps(doc["checks"], indent=1)
     fresh = next(ch for ch in doc["checks"] if ch["name"] == "freshness")
     assert fresh["status"] == "ok" and fresh["value"] is not None and fresh["value"] >= 0
