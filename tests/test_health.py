@@ -231,3 +231,15 @@ def test_sandbox_publishes_growing_freshness_while_a_flush_is_stuck(monkeypatch)
         assert not [d for d in data if d.name == "DeliveryToIceberg.SuccessfulRowCount"]
         assert {(x.name, x.value) for d in data for x in d.dimensions} == {("DeliveryStreamName", "s")}
         metrics.reset()
+
+
+@pytest.mark.sandbox
+def test_health_of_a_stack_not_up_yet_says_what_is_missing(stack):
+    r = stack.cli("health", "--output", "json", ok=False)
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    by = {ch["name"]: ch for ch in doc["checks"]}
+    assert doc["verdict"] == "degraded"
+    assert by["table"]["status"] == "warn" and "s3tstream up" in by["table"]["action"]
+    assert by["transform"]["status"] == "warn" and stack.name in by["transform"]["detail"]
+    assert by["delivery"]["status"] == "warn" and "error bucket" in by["delivery"]["action"]

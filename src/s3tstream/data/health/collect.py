@@ -163,7 +163,7 @@ def alarm_states(cw: Any, cfg: "Config") -> list[dict[str, Any]]:
 def _why(e: BaseException, doing: str) -> str:
     if isinstance(e, (ClientError, BotoCoreError)):
         return translate(e, doing).message
-    return f"{doing}: {e}"
+    return f"{doing}: {type(e).__name__}: {e}"
 
 
 def collect(cfg: "Config", aws: "Aws", start: dt.datetime, end: dt.datetime) -> Observations:
@@ -189,7 +189,7 @@ def collect(cfg: "Config", aws: "Aws", start: dt.datetime, end: dt.datetime) -> 
         obs.notes["transform"] = _why(e, f"reading Lambda {cfg.names.transform_function}")
     try:
         obs.table = table_stats(cfg, aws)
-    except (ClientError, BotoCoreError, S3tError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - PyIceberg/PyArrow errors too: reported in the table check
         obs.notes["table"] = e.message if isinstance(e, S3tError) else _why(e, "reading the table's Iceberg metadata")
     try:
         obs.maintenance = maintenance_status(cfg, aws)
