@@ -243,3 +243,37 @@ def test_health_of_a_stack_not_up_yet_says_what_is_missing(stack):
     assert by["table"]["status"] == "warn" and "s3tstream up" in by["table"]["action"]
     assert by["transform"]["status"] == "warn" and stack.name in by["transform"]["detail"]
     assert by["delivery"]["status"] == "warn" and "error bucket" in by["delivery"]["action"]
+
+
+def test_sandbox_freshness_of_a_delivered_flush_ignores_records_firehose_skipped(monkeypatch):
+    """Records put before the delivery stream existed are never read: the first flush's
+    freshness is the age of its own oldest record."""
+    import time
+    from types import SimpleNamespace
+
+    from moto import mock_aws
+
+    from s3tstream.sandbox.dataplane import buffering, metrics
+
+    now = time.time()
+    shard = SimpleNamespace(records={1: SimpleNamespace(created_at=now - 3600), 2: SimpleNamespace(created_at=now - 5),
+                                     3: SimpleNamespace(created_at=now - 4)})
+    stream = SimpleNamespace(shards={"shardId-0": shard}, stream_name="k")
+    with mock_aws():
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        metrics.reset()
+        cfg = SimpleNamespace(key=("a", "r", "s2", 1.0), name="s2", account_id="123456789012", region="us-east-1",
+                              created=now - 10, source_arn="arn:aws:kinesis:us-east-1:123456789012:stream/k")
+        cp = buffering.Checkpoints()
+        cp.mark_read("shardId-0", 3)
+        cp.mark_done({"shardId-0": 3})
+        st = SimpleNamespace(totals={"read": 2, "delivered": 2}, checkpoints=cp, buffer=buffering.Buffer(), pending=None)
+        metrics.after_step(cfg, st, stream)
+        data = cloudwatch_backends["123456789012"]["us-east-1"].metric_data
+        [fresh] = [d.value for d in data if d.name == "DeliveryToIceberg.DataFreshness"]
+        assert 5 <= fresh < 60
+        assert [d.value for d in data if d.name == "DeliveryToIceberg.SuccessfulRowCount"] == [2.0]
+        [age] = [d.value for d in data if d.name == "GetRecords.IteratorAgeMilliseconds"]
+        assert 4000 <= age < 60000
+        metrics.reset()

@@ -109,12 +109,13 @@ def _arrival(shard: Any, seq: int) -> float | None:
     return None if rec is None else float(rec.created_at)
 
 
-def _first_after(shard: Any, after: int | None, upto: int) -> float | None:
-    """Arrival of the first record in (after, upto] (records arrive in sequence order)."""
+def _first_after(shard: Any, after: int | None, upto: int, not_before: float) -> float | None:
+    """Arrival of the first record in (after, upto] (records arrive in sequence order) that
+    arrived after the delivery stream was created (Firehose skips the ones before)."""
     start = 1 if after is None else after + 1
     for seq in range(start, upto + 1):
         t = _arrival(shard, seq)
-        if t is not None:
+        if t is not None and t >= not_before:
             return t
     return None
 
@@ -146,7 +147,7 @@ def _after_step(cfg: Any, st: Any, stream: Any) -> None:
             continue
         before = seen.done.get(shard_id)
         if pos.done is not None and pos.done != before:
-            t = _first_after(shard, before, pos.done)
+            t = _first_after(shard, before, pos.done, cfg.created - 0.0005)
             if t is not None:
                 oldest_done = t if oldest_done is None else min(oldest_done, t)
         seen.done[shard_id] = pos.done
