@@ -8,6 +8,11 @@ Modules (imported on demand; ``ext/lambda_invoke.py`` loads ``delivery`` when a 
                      ``GET|POST /_sandbox/firehose/status`` (client helpers in
                      ``s3tstream.sandbox.client``: ``firehose_flush``, ``firehose_wait_drained``,
                      ``firehose_status``).
+- ``streams``        the delivery streams served and their settings; ``stream_state`` what is kept
+                     per stream (checkpoints, buffer, the flush in progress, totals).
+- ``kinesis_source`` reading a stream's Kinesis source into its buffer.
+- ``processing``     the processor Lambda over a flush, and the routing of Ok records to tables.
+- ``table_write``    one table's share of a flush: grants, row conversion, one commit.
 - ``buffering``      checkpoints (per stream and shard) and BufferingHints buffers.
 - ``contract``       the Firehose -> Lambda event and the checks on the Lambda's response.
 - ``lambda_runner``  runs a function from its deployed zip in a warm worker process (also used by
