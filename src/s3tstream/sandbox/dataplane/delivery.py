@@ -21,7 +21,8 @@ Iceberg destination, a worker (``firehose-delivery``) and the control routes bel
    to the error bucket in Firehose's error-record format (``error_output``); a table-level
    failure (permissions, commit conflicts) is retried for ``RetryOptions.DurationInSeconds``
    (scaled) before its rows go to the error bucket. Flushes of one stream are strictly
-   sequential (a retrying flush holds back the next one), so updates apply in order.
+   sequential (a retrying flush holds back the next one), so updates apply in order (unless the
+   sandbox delivers in chaos mode, ``chaos``).
 
 Control routes (JSON bodies; ``name`` optional = every stream; ``account``/``region`` default
 to 123456789012/us-east-1):
@@ -32,6 +33,8 @@ to 123456789012/us-east-1):
   ``"drained": true``, or 504 ``DrainTimeout``.
 - ``GET|POST /_sandbox/firehose/status {"name"?}``: checkpoints, buffered/pending counts,
   totals delivered/failed and the last error of each stream.
+- ``GET|POST /_sandbox/firehose/delivery {"mode": "ordered"|"chaos", "seed"?}``: how the sandbox
+  delivers (``chaos``: duplicates, records held back to a later flush, merge-on-read commits).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from s3tstream.sandbox.dataplane import contract, error_output, iceberg_writer, lambda_runner, timescale
+from s3tstream.sandbox.dataplane import chaos, contract, error_output, iceberg_writer, lambda_runner, timescale
 from s3tstream.sandbox.dataplane.buffering import positions
 from s3tstream.sandbox.dataplane.kinesis_source import read, source_max
 from s3tstream.sandbox.dataplane.processing import route, transform
@@ -60,12 +63,23 @@ def _start_flush(cfg: StreamConfig, st: StreamState) -> None:
     records = st.buffer.take()
     if not records:
         return
+    later: list[Any] = []
+    if st.chaos is not None:  # duplicates, held-back records and a shuffled batch (chaos.py)
+        mix = st.chaos.mix(records)
+        records, later = mix.batch, mix.later
+        st.totals["chaos_duplicated"] += mix.duplicated
+        st.totals["chaos_held_back"] += mix.held_back
+        if not records:
+            st.buffer.add(later)
+            return
     try:
         outcomes, lambda_arn = transform(cfg, records)
     except Exception as exc:  # the sandbox failed (not the function): keep the records, retry later
         st.buffer.put_back(records)
+        st.buffer.add(later)
         st.last_error = f"{type(exc).__name__}: {exc}"
         raise
+    st.buffer.add(later)  # delivered by a later flush, after newer records
     st.flushes += 1
     errors: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
     by_table: dict[tuple[str, str], list[iceberg_writer.Op]] = defaultdict(list)
@@ -91,7 +105,7 @@ def _start_flush(cfg: StreamConfig, st: StreamState) -> None:
         by_table[(db, table)].append(iceberg_writer.Op(op, {}, ref=o))
     st.pending = PendingFlush(
         records=records,
-        tables=[TableWork(db, table, ops) for (db, table), ops in by_table.items()],
+        tables=[TableWork(db, table, ops, merge_on_read=st.chaos is not None) for (db, table), ops in by_table.items()],
         errors=errors,
         started=time.monotonic(),
         oldest_arrival_ms=min(r.arrival_ms for r in records),
@@ -144,10 +158,11 @@ def _continue_flush(cfg: StreamConfig, st: StreamState, endpoint_url: str, force
     return True
 
 
-def step(cfg: StreamConfig, endpoint_url: str, force: bool = False) -> dict[str, Any]:
+def step(cfg: StreamConfig, endpoint_url: str, force: bool = False, mode: chaos.DeliveryMode = chaos.ORDERED) -> dict[str, Any]:
     """One tick of one stream: read, maybe flush, advance a pending flush."""
     st = state_of(cfg)
     with st.lock:
+        st.follow(mode, cfg.name)
         if len(st.buffer) < MAX_BUFFERED:
             read(cfg, st)
         if st.pending is not None:
@@ -179,7 +194,7 @@ def deliver(server: Any) -> None:
         lambda_runner.reap()  # Lambda workers of deleted or changed functions, or idle too long
     for cfg in active_streams():
         try:
-            step(cfg, server.endpoint_url)
+            step(cfg, server.endpoint_url, mode=chaos.of(server))
         except Exception:  # noqa: BLE001 - one stream must not stop the others
             log.exception("sandbox firehose %s: delivery step failed", cfg.name)
 
@@ -200,7 +215,7 @@ def flush_now(server: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
     endpoint = _endpoint(server)
     out = []
     for cfg in _select(body):
-        st_json = step(cfg, endpoint, force=True)
+        st_json = step(cfg, endpoint, force=True, mode=chaos.of(server))
         st = state_of(cfg)
         with st.lock:
             st_json["drained"] = st.drained(source_max(cfg, st))
@@ -238,3 +253,20 @@ def _status(server: Any, body: dict[str, Any]) -> dict[str, Any]:
 
 control_route("GET", "firehose/status")(_status)
 control_route("POST", "firehose/status")(_status)
+
+
+@control_route("POST", "firehose/delivery")
+def _delivery_route(server: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Switch how this sandbox delivers: ``{"mode": "ordered"|"chaos", "seed"?: 0}`` (chaos.py)."""
+    if server is None:
+        raise AwsError("NotRunning", "the Firehose data plane needs a running SandboxServer", 503)
+    try:
+        server.delivery = chaos.parse(body.get("mode"), body.get("seed", 0))
+    except ValueError as exc:
+        raise AwsError("ValidationException", str(exc), 400) from None
+    return server.delivery.to_json()
+
+
+@control_route("GET", "firehose/delivery")
+def _delivery_get(server: Any, body: dict[str, Any]) -> dict[str, Any]:
+    return chaos.of(server).to_json()

@@ -8,7 +8,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from s3tstream.sandbox.dataplane import iceberg_writer, lambda_runner
+from s3tstream.sandbox.dataplane import chaos, iceberg_writer, lambda_runner
 from s3tstream.sandbox.dataplane.buffering import Buffer, Checkpoints
 from s3tstream.sandbox.dataplane.contract import SourceRecord
 from s3tstream.sandbox.dataplane.streams import StreamConfig
@@ -23,6 +23,7 @@ class TableWork:
     table: str
     ops: list[iceberg_writer.Op]
     attempts: int = 0
+    merge_on_read: bool = False  # chaos delivery: data + equality delete files (row_delta)
 
 
 @dataclasses.dataclass
@@ -48,6 +49,14 @@ class StreamState:
         self.last_error: str | None = None
         self.error_objects: list[str] = []
         self.flushes = 0
+        self.chaos: chaos.Chaos | None = None  # set while the sandbox delivers in chaos mode
+
+    def follow(self, mode: chaos.DeliveryMode, stream: str) -> None:
+        """Take up the sandbox's delivery mode (a new mode or seed starts a new random sequence)."""
+        if not mode.chaos:
+            self.chaos = None
+        elif self.chaos is None or self.chaos.mode != mode:
+            self.chaos = chaos.Chaos(mode, stream)
 
     def status(self, cfg: StreamConfig, source_max: dict[str, int] | None = None) -> dict[str, Any]:
         return {
@@ -65,6 +74,7 @@ class StreamState:
                 "error_lines": sum(len(v) for v in self.pending.errors.values()),
             },
             "flushes": self.flushes,
+            "delivery": self.chaos.mode.to_json() if self.chaos else chaos.ORDERED.to_json(),
             "totals": dict(self.totals),
             "last_error": self.last_error,
             "error_objects": list(self.error_objects[-20:]),

@@ -8,7 +8,7 @@ import logging
 import base64
 from typing import Any
 
-from s3tstream.sandbox.dataplane import error_output, iceberg_writer
+from s3tstream.sandbox.dataplane import error_output, iceberg_writer, row_delta
 from s3tstream.sandbox.dataplane.contract import Outcome
 from s3tstream.sandbox.dataplane.stream_state import StreamState, TableWork
 from s3tstream.sandbox.dataplane.streams import StreamConfig
@@ -112,7 +112,7 @@ def write_table(cfg: StreamConfig, st: StreamState, work: TableWork, endpoint_ur
             except iceberg_writer.RowError as exc:
                 refused.append((o, exc))
         try:
-            result = iceberg_writer.apply(table, ops, keys)
+            result = (row_delta.apply if work.merge_on_read else iceberg_writer.apply)(table, ops, keys)
         except CommitFailedException as exc:
             log.info("sandbox firehose %s: commit to %s.%s conflicted (%s), retrying", cfg.name, work.database,
                      work.table, exc)
