@@ -100,8 +100,8 @@ def handler(event, context):
         if mode == "collapse" and latest[doc.get("row", {}).get("pk")][0] != r["recordId"]:
             out.append({"recordId": r["recordId"], "result": "Dropped", "data": r["data"]})
             continue
-        item = {"recordId": r["recordId"], "result": doc.get("result", "Ok"),
-                "data": base64.b64encode(json.dumps(doc.get("row", {})).encode()).decode()}
+        row = doc["raw"].encode() if "raw" in doc else json.dumps(doc.get("row", {})).encode()  # raw: JSON text as is
+        item = {"recordId": r["recordId"], "result": doc.get("result", "Ok"), "data": base64.b64encode(row).decode()}
         if doc.get("op"):
             item["metadata"] = {"otfMetadata": {"destinationDatabaseName": os.environ["DB"],
                                                 "destinationTableName": os.environ["TABLE"],

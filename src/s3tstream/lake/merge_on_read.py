@@ -136,6 +136,9 @@ def scan(table: Any) -> tuple[Any, int]:
     from pyiceberg.io.pyarrow import ArrowScan
     from pyiceberg.table import FileScanTask
 
+    from s3tstream.lake import pyiceberg_nulls
+
+    pyiceberg_nulls.install()  # PyIceberg's projection would read a NULL list<struct> as []
     p = plan(table)
     schema = table.schema()
     reader = ArrowScan(table.metadata, table.io, schema, AlwaysTrue())

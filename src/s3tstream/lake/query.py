@@ -391,8 +391,9 @@ class LocalEngine:
 
     def arrow(self) -> Any:
         """The table's current snapshot as Arrow (loaded afresh on every call)."""
-        from s3tstream.lake import merge_on_read
+        from s3tstream.lake import merge_on_read, pyiceberg_nulls
 
+        pyiceberg_nulls.install()  # PyIceberg's projection would read a NULL list<struct> as []
         tbl = self.load_table()
         n = delete_files(tbl)
         if not n:

@@ -122,21 +122,27 @@ def _continue_flush(cfg: StreamConfig, st: StreamState, endpoint_url: str, force
         work.attempts += 1
         try:
             write_table(cfg, st, work, endpoint_url, p.errors)
+            continue
         except TableFailure as exc:
-            st.last_error = f"{exc.code}: {exc.message}"
-            expired = time.monotonic() - p.started >= window
-            if exc.retryable and not expired:
-                remaining.append(work)
-                continue
-            prefix = error_prefix(cfg, work.database, work.table)
-            for op in work.ops:
-                p.errors[(error_output.ICEBERG_FAILED, prefix)].append(
-                    iceberg_error(cfg, op.ref, exc.code, exc.message, work.attempts, work.database, work.table))
-            st.totals["iceberg_failed"] += len(work.ops)
-        except Exception as exc:  # noqa: BLE001 - unexpected: keep the rows, retry later
-            log.exception("sandbox firehose %s: writing %s.%s failed", cfg.name, work.database, work.table)
-            st.last_error = f"{type(exc).__name__}: {exc}"
+            failure = exc
+        except Exception as exc:  # noqa: BLE001 - unexpected (a bug, a missing package): retried the same way
+            if work.attempts == 1:
+                log.exception("sandbox firehose %s: writing %s.%s failed", cfg.name, work.database, work.table)
+            else:  # one traceback per flush, not one per tick
+                log.info("sandbox firehose %s: writing %s.%s failed again (attempt %d): %s", cfg.name,
+                         work.database, work.table, work.attempts, exc)
+            failure = TableFailure(iceberg_writer.WRITE_FAILED, f"Writing to {work.database}.{work.table} failed: "
+                                   f"{type(exc).__name__}: {exc}")
+        st.last_error = f"{failure.code}: {failure.message}"
+        if failure.retryable and time.monotonic() - p.started < window:
             remaining.append(work)
+            continue
+        # not retryable, or the retry duration is over: the rows go to the error bucket (never retried forever)
+        prefix = error_prefix(cfg, work.database, work.table)
+        for op in work.ops:
+            p.errors[(error_output.ICEBERG_FAILED, prefix)].append(
+                iceberg_error(cfg, op.ref, failure.code, failure.message, work.attempts, work.database, work.table))
+        st.totals["iceberg_failed"] += len(work.ops)
     p.tables = remaining
     if p.tables:
         return False

@@ -69,7 +69,7 @@ def route(cfg: StreamConfig, outcome: Outcome) -> tuple[str, str, str]:
     if not db or not table:
         if len(cfg.tables) != 1:
             raise iceberg_writer.RowError(
-                iceberg_writer.TABLE_NOT_FOUND,
+                iceberg_writer.INVALID_TABLE_NAME,
                 "The record names no destination table (metadata.otfMetadata) and the stream does not configure exactly one.",
             )
         db = db or cfg.tables[0].get("DestinationDatabaseName")

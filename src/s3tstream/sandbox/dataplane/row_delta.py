@@ -142,6 +142,9 @@ def apply(table: Any, ops: list[Op], keys: list[str]) -> ApplyResult:
     import pyarrow as pa
     from pyiceberg.io.pyarrow import _dataframe_to_data_files, schema_to_pyarrow
 
+    from s3tstream.lake import pyiceberg_nulls
+
+    pyiceberg_nulls.install()  # a NULL list<struct> must not be written as []
     new_rows = [op.row for op in ops if op.operation in ("insert", "update")]
     deleted = [op.row for op in ops if op.operation in ("update", "delete")]
     if not new_rows and not deleted:

@@ -50,7 +50,8 @@ def _required_permissions(ops: list[iceberg_writer.Op]) -> list[str]:
             perms.add("INSERT")
         if op.operation in ("update", "delete"):
             perms.add("DELETE")
-    return sorted(perms)
+    # DESCRIBE first: Firehose loads the table (Glue) before it writes (S3)
+    return sorted(perms, key=["DESCRIBE", "INSERT", "DELETE"].index)
 
 
 def _check_grants(cfg: StreamConfig, work: TableWork, bucket: str) -> None:
@@ -61,7 +62,7 @@ def _check_grants(cfg: StreamConfig, work: TableWork, bucket: str) -> None:
         if not lf_ext.has_table_permission(cfg.account_id, catalog_id, work.database, work.table, cfg.role_arn, perm,
                                            region=cfg.region):
             raise TableFailure(
-                iceberg_writer.ACCESS_DENIED,
+                iceberg_writer.GLUE_ACCESS_DENIED if perm == "DESCRIBE" else iceberg_writer.S3_ACCESS_DENIED,
                 f"Role {cfg.role_arn} is not authorized to perform {perm} on table {work.database}.{work.table} "
                 f"in catalog {catalog_id}: grant it with Lake Formation.",
             )

@@ -1,0 +1,121 @@
+"""The sandbox's Firehose writer behaves like AWS's where `verify` depends on it: NULLs of every
+nested type stay NULL in the Parquet files, 38-digit decimals, the documented error codes, a
+write that keeps failing goes to the error bucket after the retry duration, the API's default
+buffer size."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from test_dataplane_helpers import destroy_created, scripted_pipeline
+
+from s3tstream.sandbox import client as sbc
+from s3tstream.sandbox.dataplane import buffering, iceberg_writer
+
+pytestmark = pytest.mark.sandbox
+
+NESTED = [
+    ("pk", "string", True),
+    ("ls", "list<struct<a:string,b:long>>", False),
+    ("st", "struct<a:string,inner:struct<x:long>>", False),
+    ("mp", "map<string,struct<a:string>>", False),
+    ("ll", "list<list<long>>", False),
+    ("lm", "list<map<string,long>>", False),
+    ("ns", "struct<xs:list<string>>", False),
+]
+
+
+@pytest.fixture(autouse=True)
+def _aws_speed(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("S3TSTREAM_SANDBOX_TIME_SCALE", "1")
+    yield
+    destroy_created()
+
+
+def _parquet_rows(p: Any) -> list[dict[str, Any]]:
+    """The table's data files read with pyarrow alone (no PyIceberg projection)."""
+    t = p.lake.load()
+    out = []
+    for task in t.scan().plan_files():
+        with t.io.new_input(task.file.file_path).open() as fh:
+            out += pq.read_table(fh).to_pylist()
+    return sorted(out, key=lambda r: r["pk"])
+
+
+def test_nulls_of_every_nested_type_stay_null_in_the_parquet_files(sandbox, client) -> None:
+    p = scripted_pipeline(sandbox, client, columns=NESTED)
+    p.put({"row": {"pk": "nulls", "ls": None, "st": None, "mp": None, "ll": None, "lm": None, "ns": None}, "op": "insert"})
+    p.put({"row": {"pk": "absent"}, "op": "insert"})
+    p.put({"row": {"pk": "inner", "ls": [None, {"a": None, "b": 1}], "st": {"a": None, "inner": None},
+                   "mp": {"k": None}, "ll": [None, [1, None]], "lm": [None], "ns": {"xs": None}}, "op": "insert"})
+    p.put({"row": {"pk": "empty", "ls": [], "ll": [], "lm": [], "mp": {}, "ns": {"xs": []}}, "op": "insert"})
+    status = p.drain()
+    assert status["totals"].get("iceberg_failed", 0) == 0, p.lake.error_lines()
+    rows = {r["pk"]: r for r in _parquet_rows(p)}
+    for pk in ("nulls", "absent"):
+        assert all(rows[pk][c] is None for c, _, _ in NESTED[1:]), rows[pk]
+    inner = rows["inner"]
+    assert inner["ls"] == [None, {"a": None, "b": 1}]
+    assert inner["st"] == {"a": None, "inner": None}
+    assert inner["mp"] == [("k", None)] and inner["ll"] == [None, [1, None]] and inner["lm"] == [None]
+    assert inner["ns"] == {"xs": None}
+    empty = rows["empty"]
+    assert empty["ls"] == [] and empty["ll"] == [] and empty["mp"] == [] and empty["ns"] == {"xs": []}
+
+
+def test_38_digit_decimals_are_written_exactly(sandbox, client) -> None:
+    p = scripted_pipeline(sandbox, client, columns=[("pk", "string", True), ("d", "decimal(38,10)", False),
+                                                    ("i", "decimal(38,0)", False)])
+    big = "1234567890123456789012345678.0123456789"  # 38 digits: over Python's default 28-digit context
+    # "raw": the scripted transform passes the JSON text through untouched (no float parsing)
+    p.put({"raw": '{"pk": "a", "d": %s, "i": %s}' % (big, "9" * 38), "op": "insert"})
+    p.put({"raw": '{"pk": "b", "i": %s}' % ("1" * 39), "op": "insert"})
+    p.drain()
+    (row,) = p.lake.rows()
+    assert row["d"] == Decimal(big) and row["i"] == Decimal("9" * 38)
+    (line,) = p.lake.error_lines()  # 39 digits do not fit decimal(38,0): refused, not rounded
+    assert line["errorCode"] == iceberg_writer.INVALID_VALUE and "more than 38 digits" in line["errorMessage"]
+
+
+def test_a_missing_table_fails_with_the_documented_code(sandbox, client) -> None:
+    p = scripted_pipeline(sandbox, client)
+    p.lake.c("s3tables").delete_table(tableBucketARN=p.lake.bucket_arn, namespace=p.lake.namespace, name=p.lake.table)
+    p.put({"row": {"pk": "a", "n": 1}, "op": "insert"})
+    p.drain()
+    (line,) = p.lake.error_lines()
+    assert line["errorCode"] == "Iceberg.NoSuchTable"
+
+
+def test_a_write_that_keeps_failing_goes_to_the_error_bucket_after_the_retry_duration(sandbox, client, monkeypatch) -> None:
+    from s3tstream.sandbox.dataplane import iceberg_writer as writer
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise NotImplementedError("partition transform needs pyiceberg-core")
+
+    p = scripted_pipeline(sandbox, client, retry_seconds=300)
+    monkeypatch.setattr(writer, "apply", broken)
+    p.put({"row": {"pk": "a", "n": 1}, "op": "insert"})
+    (status,) = sbc.firehose_flush(p.endpoint, p.delivery)
+    assert status["pending"] and "Iceberg.WriteFailed" in status["last_error"]  # within the window: retried
+    assert p.lake.error_lines() == []
+    monkeypatch.setenv("S3TSTREAM_SANDBOX_TIME_SCALE", "0")  # the retry duration is over
+    status = p.drain()
+    assert status["drained"] and status["totals"]["iceberg_failed"] == 1
+    (line,) = p.lake.error_lines()
+    assert line["errorCode"] == "Iceberg.WriteFailed" and "pyiceberg-core" in line["errorMessage"]
+    assert line["attemptsMade"] >= 2
+
+
+def test_the_default_buffer_size_is_the_apis_5_mib() -> None:
+    assert buffering.DEFAULT_SIZE_MB == 5 and buffering.DEFAULT_INTERVAL_S == 300
+    buf = buffering.Buffer(clock=lambda: 0.0)
+    from s3tstream.sandbox.dataplane.contract import SourceRecord
+
+    one_mib = "A" * (4 * buffering.MIB // 3 + 4)  # base64 of just over 1 MiB
+    buf.add([SourceRecord("s", str(i), 0, "k", one_mib, 0, str(i)) for i in range(4)])
+    assert not buf.due(None, None)  # 4 MiB < 5 MiB, interval not reached
+    buf.add([SourceRecord("s", "9", 0, "k", one_mib, 0, "9")])
+    assert buf.due(None, None)
