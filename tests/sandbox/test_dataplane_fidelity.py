@@ -154,3 +154,20 @@ def test_every_partition_transform_is_written_and_read_back(sandbox, client) -> 
     data, _ = merge_on_read.scan(lake.load())
     assert sorted((r["pk"], r["v"]) for r in data.to_pylist()) == [("a", 1), ("b", 1), ("c", 0)]
     assert len({f.file.partition for f in merge_on_read.plan(lake.load()).data}) == 3  # one partition per key
+
+
+def test_a_format_v1_table_fails_with_no_such_table(sandbox, client) -> None:
+    """Firehose's guide: Iceberg.NoSuchTable when the table does not exist or is not format v2."""
+    from test_dataplane_helpers import Pipeline, _created, new_lake, scripted_zip, SCRIPTED, table_payload
+
+    payload = table_payload([("pk", "string", True), ("n", "long", False)], ["pk"])
+    payload["iceberg"]["properties"] = {"format-version": "1"}
+    lake = new_lake(sandbox, client, payload)
+    p = Pipeline(lake)
+    _created.append(p)
+    p.create(scripted_zip(SCRIPTED), "scripted.handler", {"MODE": "echo", "DB": lake.namespace, "TABLE": lake.table},
+             unique_keys=None)
+    p.put({"row": {"pk": "a", "n": 1}, "op": "insert"})
+    p.drain()
+    (line,) = p.lake.error_lines()
+    assert line["errorCode"] == "Iceberg.NoSuchTable" and "v1" in line["errorMessage"]

@@ -125,3 +125,50 @@ def test_the_files_read_with_pyarrow_alone_follow_the_spec(sandbox, client) -> N
         dead = {k for _, c, dseq, dpath, _ in files if c == 2 and seq < dseq for k in read(dpath).column("pk").to_pylist()}
         survivors += [(r["pk"], r["n"]) for r in read(path).to_pylist() if r["pk"] not in dead]
     assert sorted(survivors) == [("a", 2), ("a", 3)] == _rows(t)
+
+
+def _position_deletes(table: Any, table_metadata: Any, targets: list[tuple[str, int]]) -> Any:
+    """A position delete file (spec: file_path id 2147483546, pos id 2147483545) written with pyarrow."""
+    import uuid
+
+    import pyarrow as pa
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.typedef import Record
+
+    schema = pa.schema([
+        pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": b"2147483546"}),
+        pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": b"2147483545"})])
+    path = f"{table_metadata.location}/data/{uuid.uuid4()}-pos.parquet"
+    fo = table.io.new_output(path)
+    with fo.create(overwrite=True) as fos:
+        pq.write_table(pa.table({"file_path": [p for p, _ in targets], "pos": [n for _, n in targets]}, schema=schema), fos)
+    return DataFile.from_args(content=DataFileContent.POSITION_DELETES, file_path=path, file_format=FileFormat.PARQUET,
+                              partition=Record(), record_count=len(targets), file_size_in_bytes=len(fo),
+                              spec_id=table_metadata.default_spec_id, equality_ids=None, sort_order_id=None,
+                              key_metadata=None)
+
+
+def test_position_deletes_apply_to_data_files_of_the_same_or_lower_sequence_number(sandbox, client) -> None:
+    """Unlike equality deletes, a position delete reaches a data file of its own commit (spec: data
+    sequence number <= the delete's)."""
+    import pyarrow as pa
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files, schema_to_pyarrow
+    from pyiceberg.table.snapshots import Operation
+
+    lake = _lake(sandbox, client)
+    t = lake.load()
+    row_delta.apply(t, _ops(("insert", "a", 1, None), ("insert", "b", 1, None)), ["pk"])
+    (old,) = merge_on_read.plan(lake.load()).data
+    t = lake.load()
+    with t.transaction() as tx:
+        producer = row_delta._row_delta_class()(operation=Operation.OVERWRITE, transaction=tx, io=t.io)
+        rows = pa.Table.from_pylist([{"pk": "c", "n": 1, "region": None}, {"pk": "d", "n": 1, "region": None}],
+                                    schema=schema_to_pyarrow(tx.table_metadata.schema()))
+        (new,) = _dataframe_to_data_files(table_metadata=tx.table_metadata, write_uuid=producer.commit_uuid, df=rows,
+                                          io=t.io)
+        producer.append_data_file(new)
+        a_pos = [r["pk"] for r in pq.read_table(t.io.new_input(old.file.file_path).open()).to_pylist()].index("a")
+        producer.append_data_file(_position_deletes(t, tx.table_metadata, [(old.file.file_path, a_pos),
+                                                                            (new.file_path, 0)]))
+        producer.commit()
+    assert _rows(lake.load()) == [("b", 1), ("d", 1)]  # a (older file) and c (same commit) are gone

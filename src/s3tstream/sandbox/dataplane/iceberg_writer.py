@@ -18,12 +18,13 @@ to locate and change existing rows" (apache-iceberg-stream.html). Firehose write
 merge-on-read (an equality delete on the key plus the new row), which inserts an absent key;
 the sandbox does the same (UNCONFIRMED: no AWS page states it outright).
 
-Difference from Firehose (documented, deliberate): Firehose writes equality delete files
-(merge-on-read); PyIceberg cannot apply those on read, so the sandbox applies deletes by
-rewriting (copy-on-write: it reads the table, drops the rows whose key was deleted or updated
-and overwrites the table with the kept rows plus the new ones). The resulting rows are the
-same; the files and snapshots are not. Within one flush, operations apply in arrival order; the
-whole flush is one transaction: one ``update_table_metadata_location`` commit per table.
+Ordered delivery (the default) differs from Firehose on purpose: Firehose writes equality delete
+files (merge-on-read); here ``apply`` deletes by rewriting (copy-on-write: it reads the table,
+drops the rows whose key was deleted or updated and overwrites the table with the kept rows
+plus the new ones), applying a flush's operations in arrival order. The rows are those of an
+in-order Firehose; the files and snapshots are not. Chaos delivery writes merge-on-read as
+Firehose does (``row_delta``). Either way a flush is one transaction: one
+``update_table_metadata_location`` commit per table.
 """
 
 from __future__ import annotations

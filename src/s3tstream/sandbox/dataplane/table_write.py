@@ -88,6 +88,10 @@ def write_table(cfg: StreamConfig, st: StreamState, work: TableWork, endpoint_ur
             raise TableFailure(iceberg_writer.TABLE_NOT_FOUND,
                                 f"Table {work.database}.{work.table} was not found in {cfg.catalog_arn}.",
                                 retryable=False) from None
+        if table.metadata.format_version < 2:  # the documented meaning of Iceberg.NoSuchTable includes v1 tables
+            raise TableFailure(iceberg_writer.TABLE_NOT_FOUND,
+                               f"Table {work.database}.{work.table} is in format v{table.metadata.format_version}; "
+                               "Firehose supports only v2 tables.", retryable=False)
         schema = table.schema()
         tc = cfg.table_config(work.database, work.table) or {}
         try:
