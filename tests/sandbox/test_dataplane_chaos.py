@@ -150,3 +150,29 @@ def test_chaos_leaves_wrong_rows_that_verify_finds_and_repair_fixes(sandbox, tmp
     finally:
         sandbox.delivery = chaos.ORDERED
         run.cli("down", "--yes", "--purge-errors")
+
+
+def _transform_collapses() -> bool:
+    from s3tstream.transform import Settings
+
+    return "collapse_per_key" in getattr(Settings, "__dataclass_fields__", {}) or hasattr(Settings, "collapse_per_key")
+
+
+@pytest.mark.skipif(not _transform_collapses(), reason="the transform's batch collapse (issue 19 item 1) is not here yet")
+def test_the_product_transform_leaves_one_row_per_key_under_chaos(chaos_sandbox, client) -> None:
+    """In-batch duplicates and bursts of updates through the real transform: its batch collapse
+    keeps one change per key per Lambda batch, so no commit carries two rows of a key."""
+    from test_dataplane_helpers import product_pipeline
+
+    p = product_pipeline(chaos_sandbox, client, columns=[("pk", "string", True), ("amount", "decimal(10,2)", False)])
+    ddb = p.lake.c("dynamodb")
+    written: dict[str, set[str]] = {}
+    for n in range(1, 7):
+        for k in ("a", "b", "c", "d", "e"):
+            ddb.put_item(TableName=p.ddb_table, Item={"pk": {"S": k}, "amount": {"N": f"{n}.00"}})
+            written.setdefault(k, set()).add(f"{n}.00")
+    status = p.drain()
+    assert status["totals"]["chaos_duplicated"] > 0 and status["totals"]["dropped"] > 0
+    rows = p.lake.rows()
+    assert sorted(r["pk"] for r in rows) == ["a", "b", "c", "d", "e"]  # one row per key
+    assert all(str(r["amount"]) in written[r["pk"]] for r in rows)  # possibly stale (held back), never invented

@@ -172,3 +172,15 @@ def test_position_deletes_apply_to_data_files_of_the_same_or_lower_sequence_numb
                                                                             (new.file_path, 0)]))
         producer.commit()
     assert _rows(lake.load()) == [("b", 1), ("d", 1)]  # a (older file) and c (same commit) are gone
+
+
+def test_ordered_delivery_can_follow_chaos_on_the_same_table(sandbox, client) -> None:
+    """The copy-on-write writer reads a table holding equality deletes (written in chaos mode)."""
+    from s3tstream.sandbox.dataplane import iceberg_writer
+
+    lake = _lake(sandbox, client)
+    t = lake.load()
+    row_delta.apply(t, _ops(("insert", "a", 1, None), ("insert", "b", 1, None)), ["pk"])
+    row_delta.apply(t, _ops(("update", "a", 2, None), ("delete", "b", None, None)), ["pk"])
+    iceberg_writer.apply(lake.load(), _ops(("update", "a", 3, None), ("insert", "c", 1, None)), ["pk"])
+    assert _rows(lake.load()) == [("a", 3), ("c", 1)]
