@@ -176,3 +176,13 @@ def test_the_product_transform_leaves_one_row_per_key_under_chaos(chaos_sandbox,
     rows = p.lake.rows()
     assert sorted(r["pk"] for r in rows) == ["a", "b", "c", "d", "e"]  # one row per key
     assert all(str(r["amount"]) in written[r["pk"]] for r in rows)  # possibly stale (held back), never invented
+
+
+def test_sandbox_start_refuses_an_unknown_delivery_with_exit_2(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+
+    r = CliRunner().invoke(app, ["sandbox", "start", "--delivery", "fast", "--home", str(tmp_path)])
+    assert r.exit_code == 2 and "--delivery must be ordered or chaos" in r.output
+    assert not (tmp_path / "sandbox.json").exists()  # nothing started
