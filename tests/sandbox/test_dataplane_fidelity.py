@@ -171,3 +171,27 @@ def test_a_format_v1_table_fails_with_no_such_table(sandbox, client) -> None:
     p.drain()
     (line,) = p.lake.error_lines()
     assert line["errorCode"] == "Iceberg.NoSuchTable" and "v1" in line["errorMessage"]
+
+
+def test_pyiceberg_projection_keeps_null_nested_lists_and_maps() -> None:
+    """What the readers (local engine, sandbox Athena) and the writer rely on: PyIceberg's schema
+    projection, patched by lake.pyiceberg_nulls, keeps a NULL list<struct>/map<_, struct> NULL."""
+    import pyarrow as pa
+    from pyiceberg.io.pyarrow import _to_requested_schema, schema_to_pyarrow
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import ListType, LongType, MapType, NestedField, StringType, StructType
+
+    from s3tstream.lake import pyiceberg_nulls
+
+    schema = Schema(
+        NestedField(1, "ls", ListType(2, StructType(NestedField(3, "a", LongType(), required=False)), element_required=False),
+                    required=False),
+        NestedField(4, "mp", MapType(5, StringType(), 6, StructType(NestedField(7, "a", LongType(), required=False)),
+                                     value_required=False), required=False),
+    )
+    batch = pa.RecordBatch.from_pylist([{"ls": None, "mp": None}, {"ls": [{"a": 1}], "mp": [("k", {"a": 1})]},
+                                        {"ls": [], "mp": []}], schema=schema_to_pyarrow(schema))
+    pyiceberg_nulls.install()
+    pyiceberg_nulls.install()  # idempotent
+    out = _to_requested_schema(schema, schema, batch).to_pylist()
+    assert out == [{"ls": None, "mp": None}, {"ls": [{"a": 1}], "mp": [("k", {"a": 1})]}, {"ls": [], "mp": []}]
