@@ -1,7 +1,7 @@
 """A chaos-delivery run on the sandbox through the real CLI (benchmarks/chaos.py and the chaos tests).
 
 ``workload`` makes bursts of updates and deletes to few keys; ``Run`` deploys a stack (`up`),
-writes the changes straight into DynamoDB, flushes the sandbox's Firehose every N changes,
+writes the changes straight into DynamoDB (BatchWriteItem, order kept), flushes the sandbox's Firehose every N changes,
 counts the lake's wrong rows against a DynamoDB scan (read with `query --engine local`, so
 merge-on-read deletes are applied) and runs `verify` / `verify --repair`.
 """
@@ -102,15 +102,27 @@ class Run:
         return sbc.firehose_wait_drained(self.endpoint, self.cfg.names.firehose, timeout=300)[0]
 
     def apply(self, ops: list[tuple[str, str, int]], flush_every: int) -> None:
+        """Write ``ops`` in order, flushing Firehose after every ``flush_every`` of them. Runs of
+        ops on distinct keys go in one BatchWriteItem (applied in list order, so the change
+        records keep the ops' order); a key seen again starts the next batch."""
         table = self.cfg.names.source_table
-        for i, (op, pk, n) in enumerate(ops, 1):
-            if op == "put":
-                self.ddb.put_item(TableName=table, Item={"pk": {"S": pk}, "n": {"N": str(n)}, "note": {"S": f"v{n}"}})
-            else:
-                self.ddb.delete_item(TableName=table, Key={"pk": {"S": pk}})
-            if i % flush_every == 0:
-                self.drain()
-        self.drain()
+        for start in range(0, len(ops), flush_every):
+            batch: list[dict[str, Any]] = []
+            keys: set[str] = set()
+            for op, pk, n in ops[start:start + flush_every]:
+                if pk in keys or len(batch) == 25:
+                    self._write(table, batch)
+                    batch, keys = [], set()
+                keys.add(pk)
+                batch.append({"PutRequest": {"Item": {"pk": {"S": pk}, "n": {"N": str(n)}, "note": {"S": f"v{n}"}}}}
+                             if op == "put" else {"DeleteRequest": {"Key": {"pk": {"S": pk}}}})
+            self._write(table, batch)
+            self.drain()
+
+    def _write(self, table: str, requests: list[dict[str, Any]]) -> None:
+        left = {table: requests} if requests else {}
+        while left:
+            left = self.ddb.batch_write_item(RequestItems=left).get("UnprocessedItems") or {}
 
     def wrong(self) -> dict[str, int]:
         """Rows of the lake that are not the source's latest state, by kind."""
