@@ -23,7 +23,7 @@ Lambda's settings get ``<flag> = false``; ``--collapse-flag`` names the setting,
 runs once.
 
 Run: .venv/bin/python benchmarks/chaos.py [--changes 10000] [--keys 200] [--seed 7]
-(exit 1 when the lake is not clean after the repair). About a minute per run on 2 cores.
+(exit 1 when the lake is not clean after the repair). About 3 minutes for both runs on 2 shared cores.
 """
 
 from __future__ import annotations
