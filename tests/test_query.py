@@ -246,9 +246,21 @@ def test_local_engine_runs_sql_on_the_table_by_name():
     assert eng.run("SELECT count(*) AS n FROM shop.orders").rows == [[2]]
 
 
-def test_local_engine_refuses_delete_files():
+def test_local_engine_applies_delete_files_through_merge_on_read(monkeypatch):
+    """A table holding delete files is read by lake.merge_on_read (its own planning), not by
+    PyIceberg's scan, which would raise or ignore them; deletion vectors are refused."""
+    from s3tstream.lake import merge_on_read
+
+    applied = pa.table({"pk": ["a"]})
+    monkeypatch.setattr(merge_on_read, "scan", lambda table: (applied, 1))
     eng = Q.LocalEngine(lambda: FakeTable(DATA, [FakeManifest("data", 1), FakeManifest("deletes", 2)]), "orders", "shop")
-    with pytest.raises(UsageError, match="2 delete file") as e:
+    assert eng.run("SELECT count(*) FROM orders").rows == [[1]]
+
+    def refuse(table):
+        raise merge_on_read.UnsupportedDeletes("deletion vector x.puffin")
+
+    monkeypatch.setattr(merge_on_read, "scan", refuse)
+    with pytest.raises(UsageError, match="deletion vector") as e:
         eng.run("SELECT 1")
     assert "athena" in e.value.hint
 

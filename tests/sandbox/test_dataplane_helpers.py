@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from s3tstream.provision import lambda_zip
+from s3tstream.lake import merge_on_read
 from s3tstream.lake.catalog import S3TablesCatalog
 from s3tstream.sandbox import client as sbc
 from s3tstream.lake.schema import Col, TableSchema, schema_json
@@ -76,7 +77,8 @@ def scripted_zip(body: str, module: str = "scripted") -> bytes:
 
 
 # A transform driven by the records: each record's data is {"row": {...}, "op": ..., "result": ...};
-# MODE (env) breaks the contract for the whole batch.
+# MODE (env) breaks the contract for the whole batch, or (collapse) keeps only the latest change
+# per row key of the batch (largest "t"), as the product's transform does.
 SCRIPTED = """
 import base64, json, os
 
@@ -87,10 +89,19 @@ def handler(event, context):
     if mode == "not_json":
         return "not a response"
     out = []
+    latest = {}  # MODE=collapse: the latest change per row key of the batch, by the record's "t"
     for r in event["records"]:
         doc = json.loads(base64.b64decode(r["data"]))
-        item = {"recordId": r["recordId"], "result": doc.get("result", "Ok"),
-                "data": base64.b64encode(json.dumps(doc.get("row", {})).encode()).decode()}
+        k = doc.get("row", {}).get("pk")
+        if mode == "collapse" and (k not in latest or doc.get("t", 0) >= latest[k][1]):
+            latest[k] = (r["recordId"], doc.get("t", 0))
+    for r in event["records"]:
+        doc = json.loads(base64.b64decode(r["data"]))
+        if mode == "collapse" and latest[doc.get("row", {}).get("pk")][0] != r["recordId"]:
+            out.append({"recordId": r["recordId"], "result": "Dropped", "data": r["data"]})
+            continue
+        row = doc["raw"].encode() if "raw" in doc else json.dumps(doc.get("row", {})).encode()  # raw: JSON text as is
+        item = {"recordId": r["recordId"], "result": doc.get("result", "Ok"), "data": base64.b64encode(row).decode()}
         if doc.get("op"):
             item["metadata"] = {"otfMetadata": {"destinationDatabaseName": os.environ["DB"],
                                                 "destinationTableName": os.environ["TABLE"],
@@ -179,7 +190,8 @@ class Lake:
         return self.catalog().load_table((self.namespace, self.table))
 
     def rows(self, key: str = "pk") -> list[dict[str, Any]]:
-        return sorted(self.load().scan().to_arrow().to_pylist(), key=lambda r: tuple(str(r[k]) for k in key.split(",")))
+        rows = merge_on_read.scan(self.load())[0].to_pylist()  # chaos delivery writes delete files
+        return sorted(rows, key=lambda r: tuple(str(r[k]) for k in key.split(",")))
 
     def error_objects(self) -> list[tuple[str, list[dict[str, Any]]]]:
         s3 = self.c("s3")

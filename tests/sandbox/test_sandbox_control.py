@@ -20,8 +20,13 @@ def test_start_status_stop_background_sandbox(tmp_path, _fake_aws_env):
     assert control.status(home) is None
     assert control.stop(home) is False
 
-    info = control.start(home, port=0, latency="instant")
+    info = control.start(home, port=0, latency="instant", delivery="chaos", seed=3)
     try:
+        # --delivery/--seed reach the process, and the record keeps them
+        from s3tstream.sandbox import client as sbc
+
+        assert sbc._call(info["endpoint_url"], "GET", "firehose/delivery") == {"mode": "chaos", "seed": 3}
+        assert (info["delivery"], info["seed"]) == ("chaos", 3)
         assert set(info) >= {"pid", "port", "endpoint_url"}
         assert info["endpoint_url"] == f"http://127.0.0.1:{info['port']}"
         record = json.loads((home / "sandbox.json").read_text())
@@ -32,7 +37,10 @@ def test_start_status_stop_background_sandbox(tmp_path, _fake_aws_env):
         assert current["pid"] == info["pid"]
 
         # the same home and port: the running sandbox is returned, nothing new is spawned
-        assert control.start(home, port=info["port"])["pid"] == info["pid"]
+        assert control.start(home, port=info["port"], delivery="chaos", seed=3)["pid"] == info["pid"]
+        # ... but not when it runs with another delivery
+        with pytest.raises(control.SandboxError, match="already runs with delivery chaos"):
+            control.start(home, port=info["port"])
         # another port for a home whose sandbox is running: refused
         with pytest.raises(control.SandboxError, match="already running"):
             control.start(home, port=control.free_port())

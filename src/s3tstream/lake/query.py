@@ -373,7 +373,8 @@ class LocalEngine:
 
     The table is registered under its name (and as <namespace>.<name>). PyIceberg does not apply
     equality delete files, which Firehose writes for updates and deletes: a table whose current
-    snapshot holds delete files is refused (use Athena).
+    snapshot holds delete files is read by ``lake.merge_on_read``, which plans the scan and
+    applies them as the Iceberg spec says (by sequence number, within the partition).
     """
 
     name = "local"
@@ -390,17 +391,20 @@ class LocalEngine:
 
     def arrow(self) -> Any:
         """The table's current snapshot as Arrow (loaded afresh on every call)."""
+        from s3tstream.lake import merge_on_read, pyiceberg_nulls
+
+        pyiceberg_nulls.install()  # PyIceberg's projection would read a NULL list<struct> as []
         tbl = self.load_table()
         n = delete_files(tbl)
-        if n:
-            raise UsageError(
-                f"table {self.namespace}.{self.table} holds {n} delete file(s) in its current snapshot "
-                "(Firehose writes equality deletes for updates and deletes); the local engine reads with "
-                "PyIceberg, which does not apply them, so its answers would be wrong",
-                "use the athena engine (--engine athena)",
-            )
-        self.progress(f"scanning {self.namespace}.{self.table} with PyIceberg")
-        return tbl.scan().to_arrow()
+        if not n:
+            self.progress(f"scanning {self.namespace}.{self.table} with PyIceberg")
+            return tbl.scan().to_arrow()
+        self.progress(f"scanning {self.namespace}.{self.table} and applying its {n} delete file(s)")
+        try:
+            return merge_on_read.scan(tbl)[0]
+        except merge_on_read.UnsupportedDeletes as e:
+            raise UsageError(f"table {self.namespace}.{self.table}: {e}; the local engine cannot apply them",
+                             "use the athena engine (--engine athena)") from None
 
     def run(self, sql: str) -> QueryResult:
         import duckdb

@@ -1,4 +1,4 @@
-"""``python -m s3tstream.sandbox serve --port N --latency instant|realistic``"""
+"""``python -m s3tstream.sandbox serve --port N --latency instant|realistic [--delivery chaos --seed N]``"""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=4566)
     serve.add_argument("--latency", choices=LATENCIES, default="instant")
     serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.add_argument("--delivery", choices=("ordered", "chaos"), default="ordered",
+                       help="chaos: Firehose duplicates, reorders and writes merge-on-read (dataplane/chaos.py)")
+    serve.add_argument("--seed", type=int, default=0, help="the chaos delivery's random seed")
     args = parser.parse_args(argv)
 
     logging.basicConfig(
@@ -36,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        server = SandboxServer(host=args.host, port=args.port, latency=args.latency, verbose=args.verbose)
+        server = SandboxServer(host=args.host, port=args.port, latency=args.latency, verbose=args.verbose,
+                               delivery=args.delivery, seed=args.seed)
         server.start()
     except OSError as err:
         print(f"s3tstream sandbox: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as err:
         print(f"s3tstream sandbox: {err}", file=sys.stderr)
         return 1
-    print(f"s3tstream sandbox listening on {server.endpoint_url} (latency {args.latency})", flush=True)
+    print(f"s3tstream sandbox listening on {server.endpoint_url} (latency {args.latency}, delivery {args.delivery})", flush=True)
     try:
         while not stop.wait(1.0):
             pass

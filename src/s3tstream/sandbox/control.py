@@ -1,6 +1,7 @@
 """Start, stop and inspect a background sandbox for the CLI (no moto import here).
 
-The record lives in ``<home>/sandbox.json`` ({pid, port, endpoint_url, latency, log, started_at})
+The record lives in ``<home>/sandbox.json`` ({pid, port, endpoint_url, latency, delivery, seed, log,
+started_at})
 and the process writes to ``<home>/sandbox.log``. The process runs in its own session, so it
 outlives the CLI call that started it.
 """
@@ -129,18 +130,27 @@ def status(home: Path) -> dict[str, Any] | None:
     return {**record, "alive": True, "responding": health is not None and health.get("pid") == pid}
 
 
-def start(home: Path, port: int = 4566, latency: str = "instant", timeout: float = START_TIMEOUT) -> dict[str, Any]:
+def start(home: Path, port: int = 4566, latency: str = "instant", timeout: float = START_TIMEOUT,
+          delivery: str = "ordered", seed: int = 0) -> dict[str, Any]:
     """Start ``python -m s3tstream.sandbox serve`` in the background; return {pid, port, endpoint_url, ...}.
 
     If this home's sandbox is already running on the same port it is returned as is. ``port=0``
     picks a free port.
     """
     validate_latency(latency)
+    if delivery not in ("ordered", "chaos"):
+        raise SandboxError(f"delivery must be ordered or chaos, not {delivery!r}")
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     current = status(home)
     if current is not None:
         if port in (0, current["port"]):
+            running = (current.get("delivery", "ordered"), int(current.get("seed", 0)))
+            if running != (delivery, int(seed)):
+                raise SandboxError(
+                    f"the sandbox for {home} already runs with delivery {running[0]} (seed {running[1]}); "
+                    "stop it first (s3tstream sandbox stop) to start it with another delivery"
+                )
             return current
         raise SandboxError(
             f"a sandbox is already running for {home} on port {current['port']} (pid {current['pid']}); "
@@ -154,7 +164,8 @@ def start(home: Path, port: int = 4566, latency: str = "instant", timeout: float
         raise SandboxError(f"port {port} is already in use by {what}; choose another port with --port")
 
     log_path = home / LOG
-    cmd = [sys.executable, "-m", "s3tstream.sandbox", "serve", "--host", HOST, "--port", str(port), "--latency", latency]
+    cmd = [sys.executable, "-m", "s3tstream.sandbox", "serve", "--host", HOST, "--port", str(port), "--latency", latency,
+           "--delivery", delivery, "--seed", str(int(seed))]
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv
             cmd,
@@ -188,6 +199,8 @@ def start(home: Path, port: int = 4566, latency: str = "instant", timeout: float
         "port": port,
         "endpoint_url": endpoint_url,
         "latency": latency,
+        "delivery": delivery,
+        "seed": int(seed),
         "log": str(log_path),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

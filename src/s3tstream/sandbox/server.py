@@ -269,9 +269,13 @@ class SandboxServer:
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, latency: str = "instant", verbose: bool = False,
-        latency_scale: float | None = None,
+        latency_scale: float | None = None, delivery: str = "ordered", seed: int = 0,
     ) -> None:
+        from s3tstream.sandbox.dataplane import chaos
+
         self.host = host
+        # how the Firehose data plane delivers: "ordered", or "chaos" (dataplane/chaos.py)
+        self.delivery = chaos.parse(delivery, seed)
         self._requested_port = port
         self.latency = latency_mod.validate(latency)
         # multiplies every realistic delay (None: $S3TSTREAM_SANDBOX_LATENCY_SCALE or 1; latency.py)

@@ -30,6 +30,10 @@ def start(
     latency: Annotated[str, typer.Option("--latency", help="instant, or realistic (AWS-like readiness times).")] = "instant",
     home: HomeOpt = Path(".s3tstream"),
     output: OutputOpt = Format.text,
+    delivery: Annotated[str, typer.Option(
+        "--delivery", help="ordered, or chaos (Firehose duplicates, reorders, writes merge-on-read; README Guarantees).",
+    )] = "ordered",
+    seed: Annotated[int, typer.Option("--seed", help="The chaos delivery's random seed (same seed, same decisions).")] = 0,
 ) -> None:
     """Start the sandbox in the background and print its endpoint_url."""
     from s3tstream.errors import UsageError
@@ -37,8 +41,10 @@ def start(
 
     if latency not in ("instant", "realistic"):
         raise UsageError(f"--latency must be instant or realistic, not {latency!r}")
+    if delivery not in ("ordered", "chaos"):
+        raise UsageError(f"--delivery must be ordered or chaos, not {delivery!r}")
     out = Output(output)
-    info = control.start(_home(home), port=port, latency=latency)
+    info = control.start(_home(home), port=port, latency=latency, delivery=delivery, seed=seed)
     if out.is_json:
         out.json(info)
     else:

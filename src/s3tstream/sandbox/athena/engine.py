@@ -4,8 +4,9 @@
 parser, ``json_serialize_sql``), resolves each one like Athena does (unqualified -> the
 QueryExecutionContext's Catalog and Database; ``schema.table`` -> the context's catalog;
 ``"s3tablescatalog/<bucket>".schema.table`` fully qualified; names are case-insensitive),
-loads it through ``load(catalog, schema, table) -> (pyarrow.Table, bytes scanned)`` (PyIceberg
-scan to Arrow in the sandbox) and registers it in DuckDB under the same three-part name (an
+loads it through ``load(catalog, schema, table) -> (pyarrow.Table, bytes scanned)`` (in the
+sandbox: the current snapshot read merge-on-read, equality and position deletes applied per the
+Iceberg spec, ``s3tstream.lake.merge_on_read``) and registers it in DuckDB under the same three-part name (an
 attached in-memory database named after the catalog, a schema named after the namespace), so
 the SQL runs unchanged. Results come back as Athena returns them: every value as text
 (``VarCharValue``), types as Athena names them (varchar, bigint, integer, double, decimal,

@@ -25,9 +25,9 @@ from s3tstream.sandbox.dataplane import timescale
 from s3tstream.sandbox.dataplane.contract import SourceRecord
 
 MIB = 1024 * 1024
-# Defaults when a stream has no BufferingHints. UNCONFIRMED for the Iceberg destination
-# (the product always sets both).
-DEFAULT_SIZE_MB = 1
+# Defaults when a stream has no BufferingHints: the API's (BufferingHints in botocore's firehose
+# model: "The default value is 5" MiB and 300 s). The product always sets both.
+DEFAULT_SIZE_MB = 5
 DEFAULT_INTERVAL_S = 300
 
 

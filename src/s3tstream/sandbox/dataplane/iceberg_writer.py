@@ -18,12 +18,13 @@ to locate and change existing rows" (apache-iceberg-stream.html). Firehose write
 merge-on-read (an equality delete on the key plus the new row), which inserts an absent key;
 the sandbox does the same (UNCONFIRMED: no AWS page states it outright).
 
-Difference from Firehose (documented, deliberate): Firehose writes equality delete files
-(merge-on-read); PyIceberg cannot apply those on read, so the sandbox applies deletes by
-rewriting (copy-on-write: it reads the table, drops the rows whose key was deleted or updated
-and overwrites the table with the kept rows plus the new ones). The resulting rows are the
-same; the files and snapshots are not. Within one flush, operations apply in arrival order; the
-whole flush is one transaction: one ``update_table_metadata_location`` commit per table.
+Ordered delivery (the default) differs from Firehose on purpose: Firehose writes equality delete
+files (merge-on-read); here ``apply`` deletes by rewriting (copy-on-write: it reads the table,
+drops the rows whose key was deleted or updated and overwrites the table with the kept rows
+plus the new ones), applying a flush's operations in arrival order. The rows are those of an
+in-order Firehose; the files and snapshots are not. Chaos delivery writes merge-on-read as
+Firehose does (``row_delta``). Either way a flush is one transaction: one
+``update_table_metadata_location`` commit per table.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import json
 import logging
 import threading
 import uuid
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 log = logging.getLogger("s3tstream.sandbox.iceberg")
@@ -47,20 +48,26 @@ _EPOCH_TZ = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _EPOCH_DATE = datetime.date(1970, 1, 1)
 INT_RANGE = (-(2**31), 2**31 - 1)
 LONG_RANGE = (-(2**63), 2**63 - 1)
+_DECIMAL_PREC = 80  # room for 38 digits plus any scale a JSON number can ask for
 
-# Destination error codes (errorCode of iceberg-failed records). Iceberg.MissingColumnWithinRecord
-# is named in aws-notes and widely reported from real error output; Iceberg.InvalidUniqueKeys and
-# its message are quoted from a real delivery error (re:Post "firehose delivery stream destination
-# error"). The others are UNCONFIRMED (commonly reported codes, or the sandbox's own).
+# Destination error codes (errorCode of iceberg-failed records). Iceberg.NoSuchTable,
+# Iceberg.InvalidTableName, S3.AccessDenied and Glue.AccessDenied are the Firehose guide's list
+# ("Set up the Firehose stream", https://docs.aws.amazon.com/firehose/latest/dev/apache-iceberg-stream.html).
+# Iceberg.MissingColumnWithinRecord is named in aws-notes and widely reported from real error
+# output; Iceberg.InvalidUniqueKeys and its message are quoted from a real delivery error (re:Post
+# "firehose delivery stream destination error"). The others are UNCONFIRMED (the sandbox's own).
 MISSING_COLUMN = "Iceberg.MissingColumnWithinRecord"
 INVALID_VALUE = "Iceberg.InvalidColumnValue"  # UNCONFIRMED
 INVALID_JSON = "Iceberg.InvalidJson"  # UNCONFIRMED
 INVALID_UNIQUE_KEYS = "Iceberg.InvalidUniqueKeys"
 UNIQUE_KEYS_NOT_FOUND = "Iceberg.UniqueKeysNotFound"  # UNCONFIRMED
 INVALID_OPERATION = "Iceberg.InvalidOperation"  # UNCONFIRMED
-TABLE_NOT_FOUND = "Iceberg.GlueTableNotFound"  # UNCONFIRMED
-ACCESS_DENIED = "Iceberg.AccessDenied"  # UNCONFIRMED
+TABLE_NOT_FOUND = "Iceberg.NoSuchTable"  # the table does not exist, or is not format v2
+INVALID_TABLE_NAME = "Iceberg.InvalidTableName"  # a null or empty table name
+GLUE_ACCESS_DENIED = "Glue.AccessDenied"  # the role may not see the table (Lake Formation DESCRIBE)
+S3_ACCESS_DENIED = "S3.AccessDenied"  # the role may not write it (INSERT/DELETE; UNCONFIRMED which code AWS uses)
 COMMIT_FAILED = "Iceberg.CommitFailed"  # UNCONFIRMED (sandbox: retries exhausted)
+WRITE_FAILED = "Iceberg.WriteFailed"  # UNCONFIRMED (sandbox: the write kept failing for the retry duration)
 INVALID_UNIQUE_KEYS_MESSAGE = "The configured unique keys for the table do not match with the fields present in the schema."
 
 
@@ -124,7 +131,9 @@ def convert(value: Any, typ: Any, path: str) -> Any:
             raise _bad(path, typ, value)
         d = Decimal(value)
         try:
-            q = d.quantize(Decimal(1).scaleb(-typ.scale))
+            # Iceberg decimals have up to 38 digits; Python's default context only 28
+            with localcontext(Context(prec=_DECIMAL_PREC)):
+                q = d.quantize(Decimal(1).scaleb(-typ.scale))
         except InvalidOperation:
             raise _bad(path, typ, value, "does not fit") from None
         if q != d:
@@ -368,13 +377,18 @@ def apply(table: Any, ops: list[Op], keys: list[str]) -> ApplyResult:
     import pyarrow as pa
     from pyiceberg.io.pyarrow import schema_to_pyarrow
 
+    from s3tstream.lake import pyiceberg_nulls
+
+    pyiceberg_nulls.install()  # a NULL list<struct> must not be written as []
     rows, deleted = plan(ops, keys)
     arrow_schema = schema_to_pyarrow(table.schema())
     new = pa.Table.from_pylist(rows, schema=arrow_schema) if rows else None
     removed = 0
     kept = None
     if deleted and table.current_snapshot() is not None:
-        existing = table.scan().to_arrow()
+        from s3tstream.lake import merge_on_read
+
+        existing = merge_on_read.scan(table)[0]  # a table chaos delivery wrote holds delete files
         if existing.num_rows:
             cols = [existing.column(k).to_pylist() for k in keys]
             mask = [tuple(norm_key(v) for v in vals) not in deleted for vals in zip(*cols)]

@@ -51,6 +51,7 @@ import time
 import uuid
 from typing import Any
 
+from s3tstream.lake import merge_on_read
 from s3tstream.sandbox.athena import dml, engine
 from s3tstream.sandbox._pin import check_moto_version
 from s3tstream.sandbox.registry import AwsError, SandboxRequest, control_route, handles, on_reset
@@ -199,9 +200,8 @@ def _loader(ex: Execution) -> engine.Loader:
             return read_glue_table(ex.account_id, ex.region, schema, table)
         if not catalog.startswith("s3tablescatalog/"):
             raise engine.not_found_catalog(catalog)
-        scan = _iceberg_table(ex, catalog, schema, table).scan()
-        nbytes = sum(int(t.file.file_size_in_bytes) for t in scan.plan_files())
-        return scan.to_arrow(), nbytes
+        # merge-on-read as Athena does: equality/position deletes applied per the Iceberg spec
+        return merge_on_read.scan(_iceberg_table(ex, catalog, schema, table))
 
     return load
 
@@ -221,7 +221,7 @@ def _writer(ex: Execution) -> engine.Writer:
         from s3tstream.sandbox.athena.dml import conform
 
         tbl = _iceberg_table(ex, ref.catalog, ref.schema, ref.table)
-        rows = conform(rows_for(tbl.scan().to_arrow()), tbl.schema(), ref.qualified)
+        rows = conform(rows_for(merge_on_read.scan(tbl)[0]), tbl.schema(), ref.qualified)
         if not rows.num_rows:
             return 0
         for _ in range(COMMIT_ATTEMPTS):
