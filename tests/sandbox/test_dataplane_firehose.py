@@ -144,7 +144,7 @@ def test_without_the_table_grant_deliveries_fail_into_the_error_bucket(sandbox, 
     assert status["totals"]["iceberg_failed"] == 1
     (key, (line,)), = p.lake.error_objects()
     assert key.startswith("errors/iceberg-failed/")
-    assert line["errorCode"] == "Iceberg.AccessDenied" and p.lake.role_arn in line["errorMessage"]
+    assert line["errorCode"] == "Glue.AccessDenied" and p.lake.role_arn in line["errorMessage"]
     assert json.loads(base64.b64decode(line["rawData"]))["pk"] == "denied"  # the row the transform made
     assert line["dataCatalogTable"] == {"catalogArn": p.lake.catalog_arn, "databaseName": "ns", "tableName": "t",
                                         "region": "us-east-1"}
@@ -273,7 +273,7 @@ def test_a_failing_table_is_retried_within_the_retry_window(sandbox, client, mon
     p.lake.revoke()
     p.put({"row": {"pk": "waits", "n": 1}})
     (status,) = sbc.firehose_flush(p.endpoint, p.delivery)
-    assert status["pending"]["tables"] == ["ns.t"] and "Iceberg.AccessDenied" in status["last_error"]
+    assert status["pending"]["tables"] == ["ns.t"] and "Glue.AccessDenied" in status["last_error"]
     assert p.lake.error_lines() == []  # still retrying: nothing lost, nothing in the error bucket yet
     p.lake.grant()
     (status,) = sbc.firehose_flush(p.endpoint, p.delivery)

@@ -491,17 +491,12 @@ def _required_permissions(ops: list[iceberg_writer.Op]) -> list[str]:
 
 
 def _check_grants(cfg: StreamConfig, work: TableWork, bucket: str) -> None:
-    from s3tstream.sandbox.services import lakeformation as lf_ext
+    from s3tstream.sandbox import access
 
-    catalog_id = f"{cfg.account_id}:s3tablescatalog/{bucket}"
-    for perm in _required_permissions(work.ops):
-        if not lf_ext.has_table_permission(cfg.account_id, catalog_id, work.database, work.table, cfg.role_arn, perm,
-                                           region=cfg.region):
-            raise _TableFailure(
-                iceberg_writer.ACCESS_DENIED,
-                f"Role {cfg.role_arn} is not authorized to perform {perm} on table {work.database}.{work.table} "
-                f"in catalog {catalog_id}: grant it with Lake Formation.",
-            )
+    denied = access.firehose_denied(cfg.account_id, cfg.region, cfg.role_arn, bucket, work.database, work.table,
+                                    _required_permissions(work.ops))
+    if denied:
+        raise _TableFailure(*denied)
 
 
 def _write_table(cfg: StreamConfig, st: StreamState, work: TableWork, endpoint_url: str,
