@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from s3tstream.aws import policies
 from s3tstream.aws.client import Identity
@@ -277,3 +278,123 @@ def test_local_engine_as_a_role_without_s3tables_permission_is_refused(console_a
                         PolicyDocument=json.dumps(policies.reader_policy(cfg, Identity(account=ACCOUNT, arn=arn, user_id="x"))))
     assert s3t.get_table_metadata_location(tableBucketARN=bucket_arn, namespace=cfg.names.namespace,
                                            name=cfg.names.table)["metadataLocation"]
+
+
+# ------------------------------------------------------------------ pure: detection, hints, documents
+class _FakeAws:
+    """Just enough of aws.client.Aws for lakeformation.Integration (no AWS call leaves it)."""
+
+    region = "us-east-1"
+
+    def __init__(self, catalog: dict[str, Any] | None, registered: str | None = "absent") -> None:
+        self.catalog, self.registered, self.asked = catalog, registered, []
+
+    def identity(self) -> Identity:
+        return Identity(account=ACCOUNT, arn=f"arn:aws:iam::{ACCOUNT}:user/me", user_id="x")
+
+    def client(self, service: str) -> Any:
+        fake = self
+
+        def err(code: str, op: str) -> ClientError:
+            return ClientError({"Error": {"Code": code, "Message": code}}, op)
+
+        class C:
+            def get_catalog(self, CatalogId: str) -> dict[str, Any]:
+                if fake.catalog is None:
+                    raise err("EntityNotFoundException", "GetCatalog")
+                return {"Catalog": fake.catalog}
+
+            def describe_resource(self, ResourceArn: str) -> dict[str, Any]:
+                fake.asked.append(ResourceArn)
+                if fake.registered == "absent":
+                    raise err("EntityNotFoundException", "DescribeResource")
+                if fake.registered == "denied":
+                    raise err("AccessDeniedException", "DescribeResource")
+                return {"ResourceInfo": {"ResourceArn": ResourceArn}}
+
+        return C()
+
+
+IAM_DEFAULTS = [{"Principal": {"DataLakePrincipalIdentifier": "IAM_ALLOWED_PRINCIPALS"}, "Permissions": ["ALL"]}]
+
+
+def _cfg(mode: str = "auto") -> config.Config:
+    return config.build({"stack": {"name": "orders"}, "lakeformation": {"integration_mode": mode}})
+
+
+@pytest.mark.parametrize("catalog, registered, want, asks", [
+    ({"CreateTableDefaultPermissions": IAM_DEFAULTS, "CreateDatabaseDefaultPermissions": IAM_DEFAULTS}, "absent", "iam", False),
+    ({"CreateTableDefaultPermissions": [], "CreateDatabaseDefaultPermissions": []}, "absent", "lakeformation", False),
+    ({"Name": "s3tablescatalog"}, "absent", "iam", True),  # no defaults shown: not registered = IAM mode
+    ({"Name": "s3tablescatalog"}, "present", "lakeformation", True),
+    ({"Name": "s3tablescatalog"}, "denied", "lakeformation", True),
+])
+def test_the_accounts_mode_is_told_from_the_catalog_then_describe_resource(catalog: Any, registered: str, want: str,
+                                                                         asks: bool) -> None:
+    from s3tstream.provision import lakeformation as lfm
+
+    aws = _FakeAws(catalog, registered)
+    integ = lfm.Integration(_cfg(), aws)  # type: ignore[arg-type]
+    assert integ.account_mode == want and integ.mode == want and integ.conflict() is None
+    assert aws.asked == ([f"arn:aws:s3tables:us-east-1:{ACCOUNT}:bucket/*"] if asks else [])
+
+
+def test_auto_without_an_integration_works_in_lake_formation_mode_and_explicit_modes_must_match() -> None:
+    from s3tstream.provision import lakeformation as lfm
+
+    assert lfm.Integration(_cfg("auto"), _FakeAws(None)).mode == "lakeformation"  # type: ignore[arg-type]
+    assert lfm.Integration(_cfg("iam"), _FakeAws(None)).mode == "iam"  # type: ignore[arg-type]
+    iam_account = _FakeAws({"CreateTableDefaultPermissions": IAM_DEFAULTS})
+    clash = lfm.Integration(_cfg("lakeformation"), iam_account).conflict()  # type: ignore[arg-type]
+    assert clash and "IAM access control" in clash and '"iam" or "auto"' in clash
+    assert lfm.Integration(_cfg("iam"), iam_account).conflict() is None  # type: ignore[arg-type]
+
+
+def test_the_integration_hint_is_true_for_the_configured_mode() -> None:
+    from s3tstream.provision import lakeformation as lfm
+
+    # the console makes IAM mode: a stack that insists on Lake Formation is not sent there
+    lf = lfm.integration_fix(_cfg("lakeformation"))
+    assert "integrate = true" in lf and "creates IAM access control" in lf and "Enable integration" in lf
+    for mode in ("auto", "iam"):
+        text = lfm.integration_fix(_cfg(mode))
+        assert "S3 console" in text and "IAM access control, which s3tstream then uses" in text
+
+
+def test_iam_mode_documents() -> None:
+    c, ident = _cfg("iam"), Identity(account=ACCOUNT, arn=f"arn:aws:iam::{ACCOUNT}:user/me", user_id="x")
+    lake = policies.firehose_lake_policy(c, ident, policies.MODE_IAM)
+    actions = [a for st in lake["Statement"] for a in st["Action"]]
+    assert "lakeformation:GetDataAccess" not in actions and all("*" not in a for a in actions)
+    by_sid = {st["Sid"]: st for st in lake["Statement"]}
+    assert by_sid["S3TablesBucket"] == {"Sid": "S3TablesBucket", "Effect": "Allow",
+                                        "Action": ["s3tables:GetTableBucket", "s3tables:GetNamespace"],
+                                        "Resource": [f"arn:aws:s3tables:us-east-1:{ACCOUNT}:bucket/orders-lake"]}
+    assert "lakeformation:GetDataAccess" in [a for st in policies.firehose_lake_policy(c, ident)["Statement"]
+                                             for a in st["Action"]]
+    read = [a for st in policies.reader_policy(c, ident)["Statement"] for a in st["Action"]]
+    assert set(policies.S3TABLES_READ_ACTIONS) <= set(read)
+    assert "s3tables:PutTableData" not in read and "s3tables:UpdateTableMetadataLocation" not in read
+    assert policies.glue_integration_catalog_input(c, ident, policies.MODE_IAM)["CreateTableDefaultPermissions"] == IAM_DEFAULTS
+    assert policies.glue_integration_catalog_input(c, ident)["CreateTableDefaultPermissions"] == []
+
+
+def test_sandbox_iam_evaluation_deny_wins_and_conditions_must_hold() -> None:
+    from s3tstream.sandbox import access
+
+    docs = [{"Statement": [
+        {"Effect": "Allow", "Action": ["s3tables:Get*"], "Resource": "arn:aws:s3tables:r:1:bucket/b/table/*",
+         "Condition": {"StringEquals": {"s3tables:tableName": "t"}}},
+        {"Effect": "Deny", "Action": "s3tables:GetTableData", "Resource": "*"},
+    ]}]
+    orig = access._documents
+    access._documents = lambda account, principal: docs  # type: ignore[assignment]
+    try:
+        arn = "arn:aws:s3tables:r:1:bucket/b/table/123"
+        assert access.iam_allows("1", "p", "s3tables:GetTable", arn, {"s3tables:tableName": "t"})
+        assert not access.iam_allows("1", "p", "s3tables:GetTable", arn, {"s3tables:tableName": "other"})
+        assert not access.iam_allows("1", "p", "s3tables:GetTable", arn, {})
+        assert not access.iam_allows("1", "p", "s3tables:GetTableData", arn, {"s3tables:tableName": "t"})
+        assert not access.iam_allows("1", "p", "s3tables:PutTableData", arn, {"s3tables:tableName": "t"})
+    finally:
+        access._documents = orig  # type: ignore[assignment]
