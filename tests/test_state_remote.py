@@ -240,3 +240,28 @@ def test_recover_after_a_lost_state_then_down_leaves_nothing(stack: StackEnv) ->
     stack.cli("down", "--yes", "--purge-errors")
     assert leftovers(inventory(stack.endpoint_url, stack.name)) == {}
     teardown(stack)
+
+
+@pytest.mark.sandbox
+def test_recover_owns_an_integration_the_stack_made(stack: StackEnv) -> None:
+    from tests.test_integration_modes import _control
+
+    glue, lf = stack.client("glue"), stack.client("lakeformation")
+    for drop in (lambda: glue.delete_catalog(CatalogId="s3tablescatalog"),
+                 lambda: lf.deregister_resource(ResourceArn="arn:aws:s3tables:us-east-1:123456789012:bucket/*")):
+        try:
+            drop()
+        except ClientError:
+            pass
+    try:
+        stack.write(extra=PIPELINE)
+        stack.cli("up")  # integrate = true: this stack makes the account's integration
+        stack.state_path.unlink()
+        rows = {r["kind"]: r for r in stack.json("state", "recover")["resources"]}
+        integ = rows["s3tables-analytics-integration"]
+        assert integ["action"] == "owned" and "Lake Formation role is this stack's" in integ["detail"]
+        rec = next(r for r in stack.state()["resources"] if r["kind"] == "s3tables-analytics-integration")
+        assert rec["outputs"]["role_name"] == f"s3tstream-{stack.name}-s3tables-lf" and rec["outputs"]["registered"]
+    finally:
+        teardown(stack)
+        _control(stack.endpoint_url, "lakeformation/bootstrap", {})  # the account as other tests expect it

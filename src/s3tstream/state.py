@@ -222,8 +222,12 @@ class StateStore:
         self.backend.lock(self.doc.stack, command)
         # a remote state may have changed between the first read and the lock: read it again
         if getattr(self.backend, "reread_after_lock", False):
-            with self._mutex:
-                self.doc = self._read(self.doc.stack, self.doc.region)
+            try:
+                with self._mutex:
+                    self.doc = self._read(self.doc.stack, self.doc.region)
+            except BaseException:
+                self.backend.unlock()  # refused: the lock must not outlive this run
+                raise
 
     def unlock(self) -> None:
         self.backend.unlock()

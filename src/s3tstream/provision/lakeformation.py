@@ -173,11 +173,6 @@ class Integration:
                 "(the integration is account-wide: every table bucket of the account and Region uses it)")
 
 
-def stack_mode(cfg: "Config", aws: "Aws") -> str:
-    """The mode this stack works in (read calls only)."""
-    return Integration(cfg, aws).mode
-
-
 def admin_fix(principal: str) -> str:
     return (
         f"ask a Lake Formation administrator to add {principal} to the data lake administrators (Lake Formation "
