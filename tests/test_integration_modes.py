@@ -398,3 +398,42 @@ def test_sandbox_iam_evaluation_deny_wins_and_conditions_must_hold() -> None:
         assert not access.iam_allows("1", "p", "s3tables:PutTableData", arn, {"s3tables:tableName": "t"})
     finally:
         access._documents = orig  # type: ignore[assignment]
+
+
+def _athena_as(endpoint_url: str, region: str, role_arn: str, cfg: config.Config) -> tuple[str, str]:
+    import boto3
+
+    sts = boto_client(endpoint_url, "sts", region)
+    creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="query")["Credentials"]
+    ath = boto3.client("athena", region_name=region, endpoint_url=endpoint_url,
+                       aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                       aws_session_token=creds["SessionToken"])
+    bucket = f"{cfg.stack.name}-res-{uuid.uuid4().hex[:6]}"
+    s3 = boto_client(endpoint_url, "s3", region)
+    s3.create_bucket(**({"CreateBucketConfiguration": {"LocationConstraint": region}} if region != "us-east-1" else {}),
+                     Bucket=bucket)
+    qid = ath.start_query_execution(
+        QueryString=f"SELECT count(*) FROM {cfg.names.table}",
+        QueryExecutionContext={"Catalog": f"s3tablescatalog/{cfg.names.table_bucket}", "Database": cfg.names.namespace},
+        ResultConfiguration={"OutputLocation": f"s3://{bucket}/q/"})["QueryExecutionId"]
+    st = ath.get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]
+    for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=o["Key"])
+    s3.delete_bucket(Bucket=bucket)
+    return st["State"], st.get("StateChangeReason", "")
+
+
+@pytest.mark.sandbox
+def test_lake_formation_mode_athena_needs_the_readers_grant(stack: Any) -> None:
+    _control(stack.endpoint_url, "lakeformation/bootstrap", {})  # us-east-1: Lake Formation mode
+    iam = stack.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}]})
+    reader = iam.create_role(RoleName=f"{stack.name}-analyst", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    other = iam.create_role(RoleName=f"{stack.name}-other", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    stack.write(extra=f'[lakeformation]\nintegrate = true\nmake_caller_admin = true\nreaders = ["{reader}"]\n')
+    stack.cli("up")
+    cfg = config.load(stack.config_path, environ={})
+    assert _athena_as(stack.endpoint_url, "us-east-1", reader, cfg)[0] == "SUCCEEDED"
+    state, reason = _athena_as(stack.endpoint_url, "us-east-1", other, cfg)
+    assert state == "FAILED" and reason.startswith("PERMISSION_DENIED") and "Lake Formation" in reason
