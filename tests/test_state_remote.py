@@ -265,3 +265,44 @@ def test_recover_owns_an_integration_the_stack_made(stack: StackEnv) -> None:
     finally:
         teardown(stack)
         _control(stack.endpoint_url, "lakeformation/bootstrap", {})  # the account as other tests expect it
+
+
+def _stubbed() -> tuple[Any, Any]:
+    import boto3
+    from botocore.stub import Stubber
+
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    return s3, Stubber(s3)
+
+
+def test_a_409_conditional_request_conflict_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from s3tstream.aws import remote_state
+
+    monkeypatch.setattr(remote_state.time, "sleep", lambda s: None)
+    s3, stub = _stubbed()
+    stub.add_client_error("put_object", "ConditionalRequestConflict", http_status_code=409)
+    stub.add_response("put_object", {"ETag": '"e1"'})
+    with stub:
+        b = remote_state.S3Backend(s3, "s3://b/p/", "orders")
+        b.lock("orders", "up")
+    stub.assert_no_pending_responses()
+    assert b._lock_etag == '"e1"'
+
+
+def test_state_unlock_does_not_remove_a_lock_taken_meanwhile() -> None:
+    import io
+
+    from botocore.response import StreamingBody
+
+    from s3tstream.aws import remote_state
+    from s3tstream.errors import LockedError
+
+    s3, stub = _stubbed()
+    body = b'{"command": "up", "host": "dead"}'
+    stub.add_response("get_object", {"ETag": '"old"', "Body": StreamingBody(io.BytesIO(body), len(body))},
+                      {"Bucket": "b", "Key": "p/orders.lock"})
+    stub.add_client_error("delete_object", "PreconditionFailed", http_status_code=412,
+                          expected_params={"Bucket": "b", "Key": "p/orders.lock", "IfMatch": '"old"'})
+    with stub, pytest.raises(LockedError) as e:
+        remote_state.S3Backend(s3, "s3://b/p/", "orders").break_lock()
+    assert "a new run took it" in e.value.message
