@@ -44,12 +44,12 @@ class Env:
             "poll_interval = 0.01\nwait_timeout = 30\nmax_attempts = 3\n"
             f"[table]\ncolumns = [{COLUMNS}]\n[firehose]\nbuffer_interval_seconds = 0\n{extra}\n", encoding="utf-8")
 
-    def cli(self, *args: str, ok: bool | None = True) -> Any:
+    def cli(self, *args: str, ok: bool | None = True, env: dict[str, str] | None = None) -> Any:
         from typer.testing import CliRunner
 
         from s3tstream.cli.app import app
 
-        r = CliRunner().invoke(app, list(args), env={"S3TSTREAM_CONFIG": str(self.config_path)})
+        r = CliRunner().invoke(app, list(args), env={"S3TSTREAM_CONFIG": str(self.config_path), **(env or {})})
         if r.exception is not None and not isinstance(r.exception, SystemExit):
             raise r.exception
         if ok is True:
@@ -273,6 +273,11 @@ def test_local_engine_as_a_role_without_s3tables_permission_is_refused(console_a
         s3t.get_table_metadata_location(tableBucketARN=bucket_arn, namespace=cfg.names.namespace, name=cfg.names.table)
     assert e.value.response["Error"]["Code"] == "AccessDeniedException"
     assert "s3tables:GetTableMetadataLocation" in e.value.response["Error"]["Message"]
+    # the product's local engine, run with that role's credentials, is refused the same way
+    as_role = {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+               "AWS_SESSION_TOKEN": creds["SessionToken"]}
+    r = env.cli("query", "--engine", "local", f"SELECT count(*) AS n FROM {cfg.names.table}", ok=False, env=as_role)
+    assert r.exit_code == 1 and "s3tables:GetTable" in " ".join(r.output.split()), r.output
     # with the reader policy the same call passes
     iam.put_role_policy(RoleName=f"{env.name}-noperm", PolicyName="read",
                         PolicyDocument=json.dumps(policies.reader_policy(cfg, Identity(account=ACCOUNT, arn=arn, user_id="x"))))
