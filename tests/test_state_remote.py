@@ -4,7 +4,6 @@ the sandbox (and the sandbox's conditional writes themselves)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import uuid
