@@ -305,3 +305,12 @@ def test_state_unlock_does_not_remove_a_lock_taken_meanwhile() -> None:
     with stub, pytest.raises(LockedError) as e:
         remote_state.S3Backend(s3, "s3://b/p/", "orders").break_lock()
     assert "a new run took it" in e.value.message
+
+
+@pytest.mark.sandbox
+def test_a_missing_state_bucket_is_a_usage_error_before_any_change(stack: StackEnv, calls: Any) -> None:
+    _shared(stack, f"s3tstate-missing-{uuid.uuid4().hex[:8]}", pipeline=True)
+    r = stack.cli("up", ok=False)
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "does not exist" in text and "stack.state" in text
+    assert calls.mutating() == []
