@@ -1,10 +1,14 @@
-"""The stack's state file: .s3tstream/<stack>.json beside the config.
+"""The stack's state: .s3tstream/<stack>.json beside the config (or an S3 object, see below).
 
 One versioned document listing every resource the stack created or adopted (and the
 checkpoints of long jobs in progress: backfill, verify --export). Written
 atomically (temp file, fsync, os.replace) the moment anything changes, with intent recorded
 before a create, so a run killed at any point leaves a file the next run can converge from.
 An exclusive lock (flock on a sidecar file) makes a second concurrent run fail at once.
+
+Where the document lives is a backend's concern: ``LocalBackend`` here (the default), or the
+S3 backend of ``[stack] state = "s3://..."`` (``aws/remote_state.py``: a lock object written
+with If-None-Match, the state written with If-Match), both behind the same StateStore.
 """
 
 from __future__ import annotations
@@ -85,60 +89,37 @@ class StateDoc(BaseModel):
     jobs: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class StateStore:
-    """Load, lock, mutate and atomically save one stack's state document (thread-safe)."""
+def holder_info(command: str = "") -> dict[str, Any]:
+    """Who holds a lock: shown to the run that is refused."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "command": command or " ".join(sys.argv[:3]), "since": now()}
 
-    def __init__(self, path: Path, stack: str, region: str) -> None:
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in holder.items()) or "another process"
+
+
+class LocalBackend:
+    """The state as a local file, locked with flock on a sidecar file (released by the kernel
+    when the holder dies)."""
+
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
-        self._mutex = threading.RLock()
         self._lock_fd: int | None = None
-        self.doc = self._read(stack, region)
 
-    # ------------------------------------------------------------ reading
-    def _read(self, stack: str, region: str) -> StateDoc:
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def read(self) -> bytes | None:
         if not self.path.exists():
-            return StateDoc(stack=stack, region=region)
-        hint = f"move {self.path} aside if it is not this stack's state; nothing was changed"
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise StateError(f"state file {self.path} is corrupt: {e}", hint) from None
-        if not isinstance(raw, dict):
-            raise StateError(f"state file {self.path} is corrupt: not a JSON object", hint)
-        version = raw.get("version")
-        if not isinstance(version, int) or version > STATE_VERSION or version < 1:
-            raise StateError(
-                f"state file {self.path} has version {version!r}; this s3tstream reads version {STATE_VERSION}",
-                "upgrade s3tstream to the version that wrote it; nothing was changed",
-            )
-        try:
-            doc = StateDoc.model_validate(raw)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise StateError(f"state file {self.path} is corrupt: {where}: {first['msg']}", hint) from None
-        doc.version = STATE_VERSION
-        if doc.stack != stack:
-            raise StateError(f"state file {self.path} belongs to stack {doc.stack!r}, not {stack!r}", hint)
-        if doc.region != region:
-            raise StateError(
-                f"state file {self.path} records Region {doc.region}, but the config says {region}",
-                "set stack.region back, or use another stack name for the other Region; nothing was changed",
-            )
-        return doc
+            return None
+        return self.path.read_bytes()
 
-    def check_account(self, account: str) -> None:
-        """Refuse a state recorded under another account; record the account on first use."""
-        with self._mutex:
-            if self.doc.account and self.doc.account != account:
-                raise StateError(
-                    f"state file {self.path} records account {self.doc.account}, but the credentials are for {account}",
-                    "switch to the profile of that account; nothing was changed",
-                )
+    def write(self, data: bytes) -> None:
+        atomic_write(self.path, data)
 
-    # ------------------------------------------------------------ locking
-    def lock(self, command: str = "") -> None:
+    def lock(self, stack: str, command: str = "") -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -149,14 +130,12 @@ class StateStore:
             except (OSError, ValueError):
                 holder = {}
             os.close(fd)
-            who = ", ".join(f"{k} {v}" for k, v in holder.items()) or "another process"
             raise LockedError(
-                f"stack {self.doc.stack!r} is in use by {who}",
+                f"stack {stack!r} is in use by {describe_holder(holder)}",
                 "wait for that run to finish; a lock held by a dead process is released automatically",
             ) from None
         os.ftruncate(fd, 0)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command or " ".join(sys.argv[:3]), "since": now()}
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.pwrite(fd, json.dumps(holder_info(command)).encode(), 0)
         self._lock_fd = fd
 
     def unlock(self) -> None:
@@ -165,6 +144,93 @@ class StateStore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def parse_doc(data: bytes, where: str, stack: str | None = None, region: str | None = None) -> StateDoc:
+    """A state document from its bytes, refusing a corrupt or newer one and (when given) another
+    stack's or Region's."""
+    hint = f"move {where} aside if it is not this stack's state; nothing was changed"
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise StateError(f"state file {where} is corrupt: {e}", hint) from None
+    if not isinstance(raw, dict):
+        raise StateError(f"state file {where} is corrupt: not a JSON object", hint)
+    version = raw.get("version")
+    if not isinstance(version, int) or version > STATE_VERSION or version < 1:
+        raise StateError(
+            f"state file {where} has version {version!r}; this s3tstream reads version {STATE_VERSION}",
+            "upgrade s3tstream to the version that wrote it; nothing was changed",
+        )
+    try:
+        doc = StateDoc.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise StateError(f"state file {where} is corrupt: {loc}: {first['msg']}", hint) from None
+    doc.version = STATE_VERSION
+    if stack is not None and doc.stack != stack:
+        raise StateError(f"state file {where} belongs to stack {doc.stack!r}, not {stack!r}", hint)
+    if region is not None and doc.region != region:
+        raise StateError(
+            f"state file {where} records Region {doc.region}, but the config says {region}",
+            "set stack.region back, or use another stack name for the other Region; nothing was changed",
+        )
+    return doc
+
+
+class StateStore:
+    """Load, lock, mutate and atomically save one stack's state document (thread-safe)."""
+
+    def __init__(self, path: Path, stack: str, region: str, backend: Any = None) -> None:
+        self.path = path  # the local file (also where `state pull` writes a remote state)
+        self.backend = backend if backend is not None else LocalBackend(path)
+        self._mutex = threading.RLock()
+        self.doc = self._read(stack, region)
+
+    @property
+    def where(self) -> str:
+        """Where the state lives, for messages: a path or an s3:// URI."""
+        return str(self.backend.where)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    # ------------------------------------------------------------ reading
+    def _read(self, stack: str, region: str) -> StateDoc:
+        try:
+            data = self.backend.read()
+        except OSError as e:
+            raise StateError(f"state file {self.where} is corrupt: {e}",
+                             f"move {self.where} aside if it is not this stack's state; nothing was changed") from None
+        if data is None:
+            return StateDoc(stack=stack, region=region)
+        return parse_doc(data, self.where, stack, region)
+
+    def check_account(self, account: str) -> None:
+        """Refuse a state recorded under another account; record the account on first use."""
+        with self._mutex:
+            if self.doc.account and self.doc.account != account:
+                raise StateError(
+                    f"state file {self.where} records account {self.doc.account}, but the credentials are for {account}",
+                    "switch to the profile of that account; nothing was changed",
+                )
+
+    # ------------------------------------------------------------ locking
+    def lock(self, command: str = "") -> None:
+        self.backend.lock(self.doc.stack, command)
+        # a remote state may have changed between the first read and the lock: read it again
+        if getattr(self.backend, "reread_after_lock", False):
+            try:
+                with self._mutex:
+                    self.doc = self._read(self.doc.stack, self.doc.region)
+            except BaseException:
+                self.backend.unlock()  # refused: the lock must not outlive this run
+                raise
+
+    def unlock(self) -> None:
+        self.backend.unlock()
 
     def __enter__(self) -> "StateStore":
         return self
@@ -176,7 +242,7 @@ class StateStore:
     def save(self) -> None:
         with self._mutex:
             self.doc.updated_at = now()
-            atomic_write(self.path, self.doc.model_dump_json(indent=2).encode())
+            self.backend.write(self.doc.model_dump_json(indent=2).encode())
 
     def set_account(self, account: str) -> None:
         with self._mutex:

@@ -26,12 +26,38 @@ DELIVERY_POLICY_NAME = "s3tstream-delivery"
 TRANSFORM_POLICY_NAME = "s3tstream-transform"
 LF_INTEGRATION_POLICY_NAME = "s3tstream-s3tables-integration"
 
+# The two access-control modes of the account's S3 Tables analytics integration (aws-notes,
+# "Settled since the first build"): Lake Formation grants, or IAM policies on the tables.
+MODE_LF = "lakeformation"
+MODE_IAM = "iam"
+
+# IAM mode: what the Firehose role needs on the table bucket and table (Firehose prerequisites,
+# "IAM access control"), and what a reader needs (Athena guide, option 1: the read actions).
+S3TABLES_WRITE_ACTIONS = (
+    "s3tables:GetTableBucket", "s3tables:GetNamespace", "s3tables:GetTable", "s3tables:GetTableMetadataLocation",
+    "s3tables:UpdateTableMetadataLocation", "s3tables:GetTableData", "s3tables:PutTableData",
+)
+S3TABLES_READ_ACTIONS = (
+    "s3tables:GetTableBucket", "s3tables:GetNamespace", "s3tables:GetTable", "s3tables:GetTableMetadataLocation",
+    "s3tables:GetTableData",
+)
+# Actions whose resource is the table bucket (Service Authorization Reference, S3 Tables:
+# resource type TableBucket); the others act on a Table.
+S3TABLES_BUCKET_ACTIONS = ("s3tables:GetTableBucket", "s3tables:GetNamespace")
+
+
+def reader_policy_name(cfg: "Config") -> str:
+    """The inline policy IAM mode puts on each reader (named for the stack: `down` removes only it)."""
+    return f"s3tstream-{cfg.stack.name}-read"
+
 # Resources that are "*" or a wildcard ARN on purpose: (action, reason). Tests fail on any other.
 WILDCARD_RESOURCES: dict[str, str] = {
     "lakeformation:GetDataAccess": "takes no resource-level permissions: '*' is the only form it accepts",
     "s3tables:ListTableBuckets": "a list call with no resource-level permissions; scoped by aws:ResourceAccount",
     "lf-integration:bucket/*": "the S3 Tables integration is registered for every table bucket of the account and "
     "Region (ResourceArn bucket/*, aws-notes), so Lake Formation's role must reach all of them",
+    "s3tables:bucket/<bucket>/table/*": "a table's ARN ends in an id S3 Tables makes at creation; the statement is "
+    "pinned to this stack's table by the condition keys s3tables:namespace and s3tables:tableName instead",
 }
 
 # Lake Formation permissions the Firehose role gets on the table. Chosen over ALL ("Super"):
@@ -150,8 +176,28 @@ def lf_integration_trust(cfg: "Config", ident: "Identity") -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ permission policies
-def firehose_lake_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
-    """The Glue / Lake Formation part of the Firehose role (inline policy LAKE_POLICY_NAME)."""
+def s3tables_statements(cfg: "Config", ident: "Identity", actions: tuple[str, ...], sid: str) -> list[dict[str, Any]]:
+    """IAM mode: ``actions`` on this stack's table bucket and table only."""
+    bucket = table_bucket_arn(cfg, ident)
+    on_bucket = [a for a in actions if a in S3TABLES_BUCKET_ACTIONS]
+    on_table = [a for a in actions if a not in S3TABLES_BUCKET_ACTIONS]
+    return [
+        {"Sid": f"{sid}Bucket", "Effect": "Allow", "Action": on_bucket, "Resource": [bucket]},
+        {
+            "Sid": f"{sid}Table",
+            "Effect": "Allow",
+            "Action": on_table,
+            # WILDCARD_RESOURCES s3tables:bucket/<bucket>/table/*: pinned to the table by name
+            "Resource": [f"{bucket}/table/*"],
+            "Condition": {"StringEquals": {"s3tables:namespace": cfg.names.namespace,
+                                           "s3tables:tableName": cfg.names.table}},
+        },
+    ]
+
+
+def firehose_lake_policy(cfg: "Config", ident: "Identity", mode: str = MODE_LF) -> dict[str, Any]:
+    """The Glue / Lake Formation (or, in IAM mode, Glue / S3 Tables) part of the Firehose role
+    (inline policy LAKE_POLICY_NAME)."""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "GlueTableInS3TablesCatalog",
@@ -159,13 +205,17 @@ def firehose_lake_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
             "Action": ["glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"],
             "Resource": glue_lake_arns(cfg, ident),
         },
-        {
+    ]
+    if mode == MODE_IAM:
+        # no Lake Formation credential vending: Firehose reads and writes the table with the role's own rights
+        statements += s3tables_statements(cfg, ident, S3TABLES_WRITE_ACTIONS, "S3Tables")
+    else:
+        statements.append({
             "Sid": "LakeFormationDataAccess",
             "Effect": "Allow",
             "Action": ["lakeformation:GetDataAccess"],
             "Resource": "*",  # WILDCARD_RESOURCES: GetDataAccess has no resource-level permissions
-        },
-    ]
+        })
     if cfg.table.kms_key_arn:
         statements.append({
             "Sid": "TableBucketKmsKey",
@@ -331,12 +381,37 @@ def lf_grants(cfg: "Config", ident: "Identity") -> list[LfGrant]:
     return out
 
 
-def glue_integration_catalog_input(cfg: "Config", ident: "Identity") -> dict[str, Any]:
-    """glue.create_catalog(Name="s3tablescatalog", CatalogInput=...) for the integration (aws-notes)."""
+def reader_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
+    """IAM mode: what a reader (an Athena user) needs to query the table through s3tablescatalog:
+    the Glue catalog objects and the s3tables read actions on this bucket and table."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "GlueTableInS3TablesCatalog",
+                "Effect": "Allow",
+                "Action": ["glue:GetCatalog", "glue:GetDatabase", "glue:GetTable"],
+                "Resource": glue_lake_arns(cfg, ident),
+            },
+            *s3tables_statements(cfg, ident, S3TABLES_READ_ACTIONS, "S3TablesRead"),
+        ],
+    }
+
+
+IAM_ALLOWED_PRINCIPALS = "IAM_ALLOWED_PRINCIPALS"
+
+
+def glue_integration_catalog_input(cfg: "Config", ident: "Identity", mode: str = MODE_LF) -> dict[str, Any]:
+    """glue.create_catalog(Name="s3tablescatalog", CatalogInput=...) for the integration (aws-notes).
+
+    Lake Formation mode: no default permissions (Lake Formation grants decide; the bucket/* ARN is
+    registered with register_resource first). IAM mode, as the S3 console and the Glue guide's
+    `glue create-catalog` make it: IAM_ALLOWED_PRINCIPALS holds ALL by default, so IAM policies decide."""
+    iam_all = [{"Principal": {"DataLakePrincipalIdentifier": IAM_ALLOWED_PRINCIPALS}, "Permissions": ["ALL"]}]
     return {
         "FederatedCatalog": {"Identifier": s3tables_all_buckets_arn(cfg, ident), "ConnectionName": "aws:s3tables"},
-        "CreateDatabaseDefaultPermissions": [],
-        "CreateTableDefaultPermissions": [],
+        "CreateDatabaseDefaultPermissions": iam_all if mode == MODE_IAM else [],
+        "CreateTableDefaultPermissions": [dict(p) for p in iam_all] if mode == MODE_IAM else [],
         "AllowFullTableExternalDataAccess": "True",
     }
 

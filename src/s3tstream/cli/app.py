@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from s3tstream import __version__
-from s3tstream.cli.commands import backfill as cmd_backfill, demo as cmd_demo, provision as cmd_provision, sandbox as cmd_sandbox, schema as cmd_schema, setup as cmd_setup, use as cmd_use
+from s3tstream.cli.commands import backfill as cmd_backfill, demo as cmd_demo, provision as cmd_provision, sandbox as cmd_sandbox, schema as cmd_schema, setup as cmd_setup, state as cmd_state, use as cmd_use
 from s3tstream.cli.commands import health as cmd_health
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ app.command()(cmd_use.verify)
 app.command()(cmd_backfill.backfill)
 app.add_typer(cmd_use.errors_app, name="errors")
 app.add_typer(cmd_schema.app, name="schema")
+app.add_typer(cmd_state.app, name="state")
 app.command()(cmd_demo.demo)
 app.command()(cmd_health.health)
 

@@ -71,13 +71,13 @@ def open_stack(path: Path | None, out: Output, command: str, *, lock: bool = Tru
     """Config -> state (locked) -> credentials; every check before any mutating call."""
     cfg = load_config(path)
     from s3tstream.aws.client import Aws
-    from s3tstream.state import StateStore
+    from s3tstream.aws.remote_state import open_state
 
-    state = StateStore(cfg.state_path, cfg.stack.name, cfg.stack.region)
+    aws = Aws(cfg)
+    state = open_state(cfg, aws)  # the local file, or the S3 object of stack.state
     if lock:
         state.lock(command)
     try:
-        aws = Aws(cfg)
         if identity:
             ident = aws.identity()
             state.check_account(ident.account)

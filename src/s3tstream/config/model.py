@@ -125,8 +125,23 @@ class StackConfig(_Section):
     # Short: lateness in noticing readiness adds up along up's critical path (benchmarks/up_critical_path.py).
     poll_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
     wait_timeout: Annotated[float, Field(gt=0, le=7200)] = 900.0
+    # Where the state lives: empty for .s3tstream/<stack>.json beside the config, or
+    # s3://bucket/prefix/ (shared by a team; locked with S3 conditional writes).
+    state: str | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, v: check_stack_name(v)))
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        _rule(v.startswith("s3://"), "empty (a local file) or s3://bucket/prefix/")
+        bucket, _, key = v[5:].partition("/")
+        check_s3_bucket(bucket)
+        _rule(len(key) <= 512 and not key.startswith("/") and "//" not in key,
+              "the key prefix after the bucket is at most 512 characters, without '//'")
+        return f"s3://{bucket}/{key}" if not key or key.endswith("/") else f"s3://{bucket}/{key}/"
 
     @field_validator("region")
     @classmethod
@@ -347,7 +362,11 @@ class FirehoseConfig(_Section):
 
 
 class LakeFormationConfig(_Section):
-    # Create the account's S3 Tables analytics integration when it is missing.
+    # Access control of the account's S3 Tables analytics integration: "iam" (IAM policies on
+    # the tables; what the S3 console creates), "lakeformation" (Lake Formation grants), or
+    # "auto" (the mode the account's integration has; Lake Formation when it has none).
+    integration_mode: Literal["auto", "lakeformation", "iam"] = "auto"
+    # Create the account's S3 Tables analytics integration when it is missing (in the mode above).
     integrate: bool = False
     # Add the caller to the Lake Formation administrators (keeping the others).
     make_caller_admin: bool = False

@@ -5,7 +5,10 @@
   ARN (with the role's path, read with iam:GetRole when allowed).
 - ``put_data_lake_settings`` replaces the whole settings document, so the admin list is only
   ever changed by read-modify-write of the full document, keeping every other admin.
-- The account's S3 Tables analytics integration is the Glue catalog ``s3tablescatalog``.
+- The account's S3 Tables analytics integration is the Glue catalog ``s3tablescatalog``, in one
+  of two access-control modes (aws-notes): IAM (the catalog's default permissions give
+  IAM_ALLOWED_PRINCIPALS ALL; what the S3 console makes) or Lake Formation (bucket/* registered
+  with Lake Formation). ``integration_mode`` tells which one this stack works with.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from s3tstream.aws import policies
 from s3tstream.aws.client import error_code, is_not_found
 
 if TYPE_CHECKING:
@@ -26,11 +30,26 @@ if TYPE_CHECKING:
 INTEGRATION_CATALOG = "s3tablescatalog"
 ASSUMED_ROLE_RE = re.compile(r"^arn:([^:]+):sts::(\d{12}):assumed-role/([^/]+)/.+$")
 
-INTEGRATION_FIX = (
-    "enable the S3 Tables integration with AWS analytics services once for the account and Region "
-    "(S3 console > Table buckets > Enable integration), or set `[lakeformation] integrate = true` "
-    "to let s3tstream create it (an IAM role for Lake Formation, register_resource, glue create_catalog)"
-)
+MODE_LF, MODE_IAM = policies.MODE_LF, policies.MODE_IAM
+MODE_TEXT = {MODE_LF: "Lake Formation access control", MODE_IAM: "IAM access control"}
+
+
+def integration_fix(cfg: "Config") -> str:
+    """How to get the integration, true for the mode the stack will work with."""
+    wanted = cfg.lakeformation.integration_mode
+    create = {
+        MODE_LF: "set `[lakeformation] integrate = true` to let s3tstream create it with Lake Formation access control "
+                 "(an IAM role for Lake Formation, register_resource, glue create_catalog)",
+        MODE_IAM: "set `[lakeformation] integrate = true` to let s3tstream create it with IAM access control "
+                  "(glue create_catalog with IAM_ALLOWED_PRINCIPALS default permissions)",
+    }
+    if wanted == MODE_LF:
+        # the console's "Enable integration" makes IAM mode: sending this config there would not help
+        return (f"{create[MODE_LF]}; the S3 console's \"Enable integration\" creates IAM access control, which this "
+                "config refuses (set `[lakeformation] integration_mode = \"auto\"` to use it)")
+    return ("enable the S3 Tables integration with AWS analytics services once for the account and Region "
+            "(S3 console > Table buckets > Enable integration: IAM access control, which s3tstream then uses), or "
+            + create[MODE_IAM if wanted == MODE_IAM else MODE_LF])
 
 
 def role_arn_from_session(arn: str) -> str | None:
@@ -80,14 +99,78 @@ def without_admin(settings: dict[str, Any], principal: str) -> dict[str, Any]:
     return out
 
 
-def integration_exists(aws: "Aws") -> bool:
+def get_integration(aws: "Aws") -> dict[str, Any] | None:
+    """The account's s3tablescatalog catalog (Glue GetCatalog), or None when it has none."""
     try:
-        aws.client("glue").get_catalog(CatalogId=INTEGRATION_CATALOG)
-        return True
+        return dict(aws.client("glue").get_catalog(CatalogId=INTEGRATION_CATALOG).get("Catalog") or {})
     except ClientError as e:
         if is_not_found(e):
-            return False
+            return None
         raise
+
+
+def integration_exists(aws: "Aws") -> bool:
+    return get_integration(aws) is not None
+
+
+def _iam_allowed(perms: Any) -> bool:
+    return any((p.get("Principal") or {}).get("DataLakePrincipalIdentifier") == policies.IAM_ALLOWED_PRINCIPALS
+               for p in perms or [])
+
+
+def catalog_mode(aws: "Aws", catalog: dict[str, Any]) -> str:
+    """The access-control mode of an existing integration catalog (aws-notes): default
+    permissions for IAM_ALLOWED_PRINCIPALS = IAM mode, default permissions without it = Lake
+    Formation mode. A catalog shown without default permissions at all is told by
+    lakeformation.describe_resource of bucket/*: registered = Lake Formation mode, not = IAM.
+    UNCONFIRMED: whether GetCatalog always returns the default permissions of s3tablescatalog."""
+    keys = ("CreateTableDefaultPermissions", "CreateDatabaseDefaultPermissions")
+    if any(_iam_allowed(catalog.get(k)) for k in keys):
+        return MODE_IAM
+    if any(k in catalog for k in keys):
+        return MODE_LF
+    registered = registered_for_lake_formation(aws)
+    return MODE_IAM if registered is False else MODE_LF
+
+
+def registered_for_lake_formation(aws: "Aws") -> bool | None:
+    """Whether bucket/* is registered with Lake Formation (None: not allowed to ask)."""
+    ident = aws.identity()
+    arn = f"arn:{ident.partition}:s3tables:{aws.region}:{ident.account}:bucket/*"
+    try:
+        aws.client("lakeformation").describe_resource(ResourceArn=arn)
+        return True
+    except ClientError as e:
+        if is_not_found(e) or error_code(e) == "EntityNotFoundException":
+            return False
+        if error_code(e) in ("AccessDeniedException", "AccessDenied"):
+            return None
+        raise
+
+
+class Integration:
+    """The account's integration as this stack sees it: does it exist, in which mode, and the
+    mode the stack works in (the configured one; with "auto" the account's, else Lake Formation)."""
+
+    def __init__(self, cfg: "Config", aws: "Aws") -> None:
+        self.catalog = get_integration(aws)
+        self.account_mode = catalog_mode(aws, self.catalog) if self.catalog is not None else None
+        wanted = cfg.lakeformation.integration_mode
+        self.mode = (self.account_mode or MODE_LF) if wanted == "auto" else wanted
+        self.wanted = wanted
+
+    @property
+    def exists(self) -> bool:
+        return self.catalog is not None
+
+    def conflict(self) -> str | None:
+        """A configured mode the account's integration does not have (the integration is
+        account-wide: s3tstream never changes its mode)."""
+        if self.account_mode is None or self.wanted == "auto" or self.wanted == self.account_mode:
+            return None
+        return (f"the account's S3 Tables integration (s3tablescatalog) uses {MODE_TEXT[self.account_mode]}, but "
+                f"lakeformation.integration_mode = \"{self.wanted}\"; set it to \"{self.account_mode}\" or \"auto\" "
+                "(the integration is account-wide: every table bucket of the account and Region uses it)")
 
 
 def admin_fix(principal: str) -> str:
@@ -99,25 +182,34 @@ def admin_fix(principal: str) -> str:
 
 
 def admin_check(cfg: "Config", aws: "Aws") -> "Check":
-    """Preflight: the caller can grant Lake Formation permissions, and the integration exists."""
+    """Preflight: the integration exists in a mode the stack can use, and (Lake Formation mode
+    only) the caller can grant Lake Formation permissions."""
     from s3tstream.provision.check import Check
 
-    principal = caller_principal(aws)
+    integ = Integration(cfg, aws)
     problems, fixes, notes = [], [], []
-    if principal in admins(get_settings(aws)):
-        notes.append(f"{principal} is a data lake administrator")
-    elif cfg.lakeformation.make_caller_admin:
-        notes.append(f"{principal} is not an administrator yet; grant-lf adds it (make_caller_admin = true)")
+    if integ.mode == MODE_LF:
+        principal = caller_principal(aws)
+        if principal in admins(get_settings(aws)):
+            notes.append(f"{principal} is a data lake administrator")
+        elif cfg.lakeformation.make_caller_admin:
+            notes.append(f"{principal} is not an administrator yet; grant-lf adds it (make_caller_admin = true)")
+        else:
+            problems.append(f"{principal} is not a Lake Formation data lake administrator, so it cannot grant permissions")
+            fixes.append(admin_fix(principal))
     else:
-        problems.append(f"{principal} is not a Lake Formation data lake administrator, so it cannot grant permissions")
-        fixes.append(admin_fix(principal))
-    if integration_exists(aws):
-        notes.append("S3 Tables analytics integration (s3tablescatalog) present")
+        notes.append("IAM access control: no Lake Formation administrator or grant needed")
+    if integ.conflict():
+        problems.append(integ.conflict())
+        fixes.append(f"set `[lakeformation] integration_mode = \"{integ.account_mode}\"` (or \"auto\")")
+    elif integ.exists:
+        notes.append(f"S3 Tables analytics integration (s3tablescatalog) present, {MODE_TEXT[integ.mode]}")
     elif cfg.lakeformation.integrate:
-        notes.append("S3 Tables analytics integration missing; grant-lf creates it (integrate = true)")
+        notes.append(f"S3 Tables analytics integration missing; grant-lf creates it with {MODE_TEXT[integ.mode]} "
+                     "(integrate = true)")
     else:
         problems.append("the account's S3 Tables integration with AWS analytics services (Glue catalog s3tablescatalog) is missing")
-        fixes.append(INTEGRATION_FIX)
+        fixes.append(integration_fix(cfg))
     if problems:
         return Check("lake formation admin", False, "; ".join(problems), "; ".join(fixes))
     return Check("lake formation admin", True, "; ".join(notes))

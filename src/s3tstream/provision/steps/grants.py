@@ -1,6 +1,11 @@
 """grant-lf: the S3 Tables analytics integration, the caller as Lake Formation admin, the
 Firehose delivery role (with its Glue/Lake Formation inline policy) and its Lake Formation grants.
 
+The integration has two access-control modes (lakeformation.Integration): in Lake Formation
+mode all of the below; in IAM mode there is no admin and no grant: the Firehose role's inline
+policy carries the s3tables actions on this bucket and table, and each reader gets an inline
+policy (5. below) instead of grants.
+
 Resources, in creation order (`down` walks them backwards: grants are revoked before the role
 is deleted, while the caller is still an administrator):
 1. s3tables-analytics-integration: the Glue catalog s3tablescatalog. Present: adopted (never
@@ -15,6 +20,9 @@ is deleted, while the caller is still an administrator):
 4. lf-grant, one per (principal, resource): only the permissions missing are granted
    (list_permissions first); the record keeps exactly what this stack granted, so `down`
    revokes exactly that. A grant that was already complete is adopted (never revoked).
+5. iam-reader-policy (IAM mode), one per reader: the inline policy s3tstream-<stack>-read on the
+   reader's role or user; its stack-named policy name is the proof that it is ours (IAM inline
+   policies take no tags), and `down` deletes only that policy.
 """
 
 from __future__ import annotations
@@ -94,6 +102,14 @@ def delete_role(ctx: Ctx, name: str) -> None:
             raise
 
 
+def integration(ctx: Ctx) -> lfm.Integration:
+    """The account's integration and the stack's mode, read once per command (kept in ctx.options)."""
+    got = ctx.options.get("_integration")
+    if got is None:
+        got = ctx.options["_integration"] = lfm.Integration(ctx.cfg, ctx.aws)
+    return got
+
+
 # ------------------------------------------------------------------ 1. integration
 class AnalyticsIntegration(ResourceSpec):
     kind = "s3tables-analytics-integration"
@@ -104,17 +120,32 @@ class AnalyticsIntegration(ResourceSpec):
         return lfm.INTEGRATION_CATALOG
 
     def observe(self) -> Observed:
-        if lfm.integration_exists(self.ctx.aws):
-            return Observed(exists=True, id=self.name, owned=False, outputs={"catalog": self.name})
+        integ = lfm.Integration(self.ctx.cfg, self.ctx.aws)
+        if integ.exists:
+            if integ.conflict():
+                return Observed(exists=True, id=self.name, owned=False, conflict=integ.conflict())
+            return Observed(exists=True, id=self.name, owned=False,
+                            outputs={"catalog": self.name, "mode": integ.account_mode})
         if not self.ctx.cfg.lakeformation.integrate:
             return Observed(
                 exists=False,
                 conflict=f"the account's S3 Tables integration with AWS analytics services is missing in "
-                f"{self.ctx.cfg.stack.region} (no Glue catalog s3tablescatalog); {lfm.INTEGRATION_FIX}",
+                f"{self.ctx.cfg.stack.region} (no Glue catalog s3tablescatalog); {lfm.integration_fix(self.ctx.cfg)}",
             )
         return Observed(exists=False)
 
+    def _wait_visible(self) -> None:
+        aws = self.ctx.aws
+
+        def visible() -> tuple[bool, str]:
+            return lfm.integration_exists(aws), "waiting for s3tablescatalog"
+
+        wait_until(visible, "S3 Tables analytics integration", timeout=self.ctx.timeout, interval=self.ctx.poll,
+                   progress=self.ctx.progress)
+
     def create(self) -> dict[str, Any]:
+        if integration(self.ctx).mode == lfm.MODE_IAM:
+            return self._create_iam_mode()
         cfg, aws = self.ctx.cfg, self.ctx.aws
         ident = aws.identity()
         role_name = policies.lf_integration_role_name(cfg)
@@ -149,20 +180,37 @@ class AnalyticsIntegration(ResourceSpec):
         note(registered=registered, catalog_created=True)
         glue = aws.client("glue")
         try:
-            glue.create_catalog(Name=lfm.INTEGRATION_CATALOG, CatalogInput=policies.glue_integration_catalog_input(cfg, ident))
+            glue.create_catalog(Name=lfm.INTEGRATION_CATALOG,
+                                CatalogInput=policies.glue_integration_catalog_input(cfg, ident, lfm.MODE_LF))
         except ClientError as e:
             if error_code(e) != "AlreadyExistsException":  # AlreadyExists is success (aws-notes)
                 raise
             catalog_made = bool(prev.get("catalog_created"))
         note(catalog_created=catalog_made)
-
-        def visible() -> tuple[bool, str]:
-            return lfm.integration_exists(aws), "waiting for s3tablescatalog"
-
-        wait_until(visible, "S3 Tables analytics integration", timeout=self.ctx.timeout, interval=self.ctx.poll,
-                   progress=self.ctx.progress)
-        return {"id": self.name, "catalog": self.name, "role_name": role_name, "role_arn": role_arn,
+        self._wait_visible()
+        return {"id": self.name, "catalog": self.name, "mode": lfm.MODE_LF, "role_name": role_name, "role_arn": role_arn,
                 "resource_arn": resource_arn, "registered": registered, "catalog_created": catalog_made}
+
+    def _create_iam_mode(self) -> dict[str, Any]:
+        """IAM access control, as the S3 console makes it: only the catalog, with
+        IAM_ALLOWED_PRINCIPALS default permissions; no Lake Formation role or registration."""
+        cfg, aws = self.ctx.cfg, self.ctx.aws
+        rec = self.ctx.state.get(self.kind, self.name)
+        prev = dict(rec.outputs) if rec else {}
+        # intent first: AlreadyExists on a resume after a kill is then ours
+        self.ctx.state.record("grant-lf", self.kind, self.name, outputs={"mode": lfm.MODE_IAM, "catalog_created": True})
+        made = True
+        try:
+            aws.client("glue").create_catalog(
+                Name=lfm.INTEGRATION_CATALOG,
+                CatalogInput=policies.glue_integration_catalog_input(cfg, aws.identity(), lfm.MODE_IAM))
+        except ClientError as e:
+            if error_code(e) != "AlreadyExistsException":
+                raise
+            made = bool(prev.get("catalog_created"))
+        self.ctx.state.record("grant-lf", self.kind, self.name, outputs={"catalog_created": made})
+        self._wait_visible()
+        return {"id": self.name, "catalog": self.name, "mode": lfm.MODE_IAM, "catalog_created": made}
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:
@@ -239,7 +287,7 @@ class FirehoseRole(ResourceSpec):
         return policies.firehose_trust(self.ctx.cfg, self.ctx.aws.identity())
 
     def _lake(self) -> dict[str, Any]:
-        return policies.firehose_lake_policy(self.ctx.cfg, self.ctx.aws.identity())
+        return policies.firehose_lake_policy(self.ctx.cfg, self.ctx.aws.identity(), integration(self.ctx).mode)
 
     def observe(self) -> Observed:
         iam = self._iam()
@@ -372,8 +420,76 @@ class LfGrantResource(ResourceSpec):
             raise
 
 
+# ------------------------------------------------------------------ 5. readers (IAM mode)
+class ReaderPolicy(ResourceSpec):
+    kind = "iam-reader-policy"
+
+    def __init__(self, ctx: Ctx, reader: str) -> None:
+        super().__init__(ctx)
+        self.reader = reader
+
+    @property
+    def name(self) -> str:
+        return self.reader
+
+    @staticmethod
+    def _target(reader: str) -> tuple[str, str]:
+        """("role" | "user", its name) from the reader's ARN (the path is not part of the name)."""
+        kind, _, rest = reader.split(":", 5)[5].partition("/")
+        return kind, rest.rsplit("/", 1)[-1]
+
+    def _doc(self) -> dict[str, Any]:
+        return policies.reader_policy(self.ctx.cfg, self.ctx.aws.identity())
+
+    def observe(self) -> Observed:
+        kind, name = self._target(self.reader)
+        iam, pname = self.ctx.aws.client("iam"), policies.reader_policy_name(self.ctx.cfg)
+        try:
+            if kind == "role":
+                doc = iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"]
+            else:
+                doc = iam.get_user_policy(UserName=name, PolicyName=pname)["PolicyDocument"]
+        except ClientError as e:
+            if is_not_found(e):
+                return Observed(exists=False)
+            raise
+        # the stack-named inline policy is this stack's (IAM inline policies take no tags)
+        obs = Observed(exists=True, id=self.reader, owned=True, outputs={"reader": self.reader, "policy": pname})
+        if canon(doc) != canon(self._doc()):
+            obs.drift.append(f"inline policy {pname}")
+        return obs
+
+    def create(self) -> dict[str, Any]:
+        kind, name = self._target(self.reader)
+        iam, pname = self.ctx.aws.client("iam"), policies.reader_policy_name(self.ctx.cfg)
+        doc = json.dumps(self._doc())
+        if kind == "role":
+            iam.put_role_policy(RoleName=name, PolicyName=pname, PolicyDocument=doc)
+        else:
+            iam.put_user_policy(UserName=name, PolicyName=pname, PolicyDocument=doc)
+        return {"id": self.reader, "reader": self.reader, "policy": pname}
+
+    def update(self, observed: Observed) -> dict[str, Any]:
+        return self.create()
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        reader, pname = record.outputs.get("reader") or record.name, record.outputs.get("policy")
+        if not pname:
+            return
+        kind, name = cls._target(reader)
+        iam = ctx.aws.client("iam")
+        if kind == "role":
+            iam.delete_role_policy(RoleName=name, PolicyName=pname)
+        else:
+            iam.delete_user_policy(UserName=name, PolicyName=pname)
+
+
 def resources(ctx: Ctx) -> list[ResourceSpec]:
     ident = ctx.aws.identity()
+    if integration(ctx).mode == lfm.MODE_IAM:
+        # IAM access control: no Lake Formation admin and no grant; IAM policies instead
+        return [AnalyticsIntegration(ctx), FirehoseRole(ctx), *(ReaderPolicy(ctx, r) for r in ctx.cfg.lakeformation.readers)]
     out: list[ResourceSpec] = [AnalyticsIntegration(ctx), DataLakeAdmin(ctx), FirehoseRole(ctx)]
     out += [LfGrantResource(ctx, g) for g in policies.lf_grants(ctx.cfg, ident)]
     return out

@@ -1,4 +1,4 @@
-"""One table's share of a flush written in one commit: the destination role's Lake Formation grants
+"""One table's share of a flush written in one commit: the destination role's permissions
 checked, each row converted (a row that does not fit is refused on its own), the operations
 applied with ``iceberg_writer``. What fails the whole table raises ``TableFailure``."""
 
@@ -55,17 +55,13 @@ def _required_permissions(ops: list[iceberg_writer.Op]) -> list[str]:
 
 
 def _check_grants(cfg: StreamConfig, work: TableWork, bucket: str) -> None:
-    from s3tstream.sandbox.services import lakeformation as lf_ext
+    """The destination role's permissions in the account's integration mode (sandbox/access.py)."""
+    from s3tstream.sandbox import access
 
-    catalog_id = f"{cfg.account_id}:s3tablescatalog/{bucket}"
-    for perm in _required_permissions(work.ops):
-        if not lf_ext.has_table_permission(cfg.account_id, catalog_id, work.database, work.table, cfg.role_arn, perm,
-                                           region=cfg.region):
-            raise TableFailure(
-                iceberg_writer.GLUE_ACCESS_DENIED if perm == "DESCRIBE" else iceberg_writer.S3_ACCESS_DENIED,
-                f"Role {cfg.role_arn} is not authorized to perform {perm} on table {work.database}.{work.table} "
-                f"in catalog {catalog_id}: grant it with Lake Formation.",
-            )
+    denied = access.firehose_denied(cfg.account_id, cfg.region, cfg.role_arn, bucket, work.database, work.table,
+                                    _required_permissions(work.ops))
+    if denied:
+        raise TableFailure(*denied)
 
 
 def write_table(cfg: StreamConfig, st: StreamState, work: TableWork, endpoint_url: str,

@@ -36,8 +36,10 @@ test CANCELLED deterministically); releasing runs the held ones.
 
 UNCONFIRMED: AthenaError.ErrorCategory values per code, the exact texts of CATALOG_NOT_FOUND /
 SCHEMA_NOT_FOUND, ColumnInfo Precision values, the StateChangeReason of a cancelled query.
-Lake Formation permissions of the caller are not checked (Athena users need SELECT and
-DESCRIBE on the table on AWS).
+A caller that is an IAM role or user of the sandbox must be allowed in the account's
+integration mode (``sandbox.access``): Lake Formation SELECT and DESCRIBE (INSERT too for DML),
+or in IAM mode its IAM policies' glue:GetTable and s3tables read (or write) actions on the table;
+otherwise the query FAILS with PERMISSION_DENIED. The default credentials are not checked.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Execution:
     thread: threading.Thread | None = None
     held: bool = False
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    principal: str = ""  # the caller, as Lake Formation / IAM see it (sandbox.access checks it)
 
     def to_json(self) -> dict[str, Any]:
         status: dict[str, Any] = {"State": self.state, "SubmissionDateTime": self.submitted}
@@ -166,8 +169,9 @@ def _workgroup(req: SandboxRequest, name: str) -> Any:
 
 
 # ------------------------------------------------------------------ running a query
-def _iceberg_table(ex: Execution, catalog: str, schema: str, table: str) -> Any:
-    """The PyIceberg table behind ``s3tablescatalog/<bucket>.<namespace>.<table>``."""
+def _iceberg_table(ex: Execution, catalog: str, schema: str, table: str, write: bool = False) -> Any:
+    """The PyIceberg table behind ``s3tablescatalog/<bucket>.<namespace>.<table>``, when the caller
+    may read (or write) it in the account's integration mode."""
     from moto.s3tables.models import s3tables_backends
     from pyiceberg.exceptions import NoSuchTableError
 
@@ -183,6 +187,11 @@ def _iceberg_table(ex: Execution, catalog: str, schema: str, table: str) -> Any:
         raise engine.not_found_schema(schema)
     if table not in tb.namespaces[schema].tables:
         raise engine.not_found_table(catalog, schema, table)
+    from s3tstream.sandbox.access import reader_denied
+
+    denied = reader_denied(ex.account_id, ex.region, ex.principal, bucket, schema, table, write=write)
+    if denied:
+        raise engine.QueryError("PERMISSION_DENIED", denied)  # UNCONFIRMED: Athena's code for it
     try:
         return catalogs_for(ex.endpoint).catalog(ex.account_id, ex.region, arn).load_table((schema, table))
     except TableWithoutMetadata:
@@ -220,7 +229,7 @@ def _writer(ex: Execution) -> engine.Writer:
 
         from s3tstream.sandbox.athena.dml import conform
 
-        tbl = _iceberg_table(ex, ref.catalog, ref.schema, ref.table)
+        tbl = _iceberg_table(ex, ref.catalog, ref.schema, ref.table, write=True)
         rows = conform(rows_for(merge_on_read.scan(tbl)[0]), tbl.schema(), ref.qualified)
         if not rows.num_rows:
             return 0
@@ -233,7 +242,7 @@ def _writer(ex: Execution) -> engine.Writer:
                     tx.append(rows)
                 return int(rows.num_rows)
             except CommitFailedException:
-                tbl = _iceberg_table(ex, ref.catalog, ref.schema, ref.table)
+                tbl = _iceberg_table(ex, ref.catalog, ref.schema, ref.table, write=True)
         raise engine.QueryError("ICEBERG_COMMIT_ERROR", f"Failed to commit to table {ref.qualified}: "
                                 "the table kept changing during the query", category=1)
 
@@ -288,6 +297,15 @@ def _launch(ex: Execution) -> None:
     ex.thread.start()
 
 
+def _caller(req: SandboxRequest) -> str:
+    from s3tstream.sandbox.services.lakeformation import caller_principal
+
+    try:
+        return caller_principal(req)
+    except Exception:  # noqa: BLE001 - an unknown access key: not an IAM entity, not checked
+        return ""
+
+
 # ------------------------------------------------------------------ handlers
 @handles("athena", "StartQueryExecution")
 def start_query_execution(req: SandboxRequest) -> dict[str, Any]:
@@ -323,6 +341,7 @@ def start_query_execution(req: SandboxRequest) -> dict[str, Any]:
         id=qid, account_id=req.account_id, region=req.region, query=query,
         catalog=ctx.get("Catalog"), database=ctx.get("Database"), workgroup=wg_name,
         output=f"{str(location).rstrip('/')}/{qid}.csv", endpoint=req.server.endpoint_url, latency=req.latency,
+        principal=_caller(req),
     )
     with _lock:
         _store(req)[qid] = ex

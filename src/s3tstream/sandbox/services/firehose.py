@@ -115,17 +115,15 @@ def _table(req: SandboxRequest, catalog_arn: str, database: str, table: str, rol
     tb = next((b for b in backend.table_buckets.values() if b.name == bucket), None)
     if tb is None or database not in tb.namespaces or table not in tb.namespaces[database].tables:
         raise denied
-    # Reached through the federated catalog s3tablescatalog and Lake Formation: the account's
-    # integration must exist and the role must hold DESCRIBE (or ALL) on the table (aws-notes:
+    # Reached through the federated catalog s3tablescatalog: the account's integration must exist
+    # and (Lake Formation mode) the role must hold DESCRIBE (or ALL) on the table (aws-notes:
     # "A missing grant shows up only at stream creation as 'not authorized to perform:
     # glue:GetTable'").
-    from s3tstream.sandbox.services import glue as glue_ext
-    from s3tstream.sandbox.services import lakeformation as lf_ext
+    # In IAM mode (the integration's default permissions name IAM_ALLOWED_PRINCIPALS) the role's
+    # own IAM policy must allow glue:GetTable instead of a grant (sandbox.access).
+    from s3tstream.sandbox import access
 
-    if not glue_ext.catalog_exists(account, region, "s3tablescatalog"):
-        raise denied
-    if not lf_ext.has_table_permission(account, f"{account}:s3tablescatalog/{bucket}", database, table, role,
-                                       "DESCRIBE", region):
+    if access.create_time_denied(account, region, role, bucket, database, table):
         raise denied
     return tb.namespaces[database].tables[table]
 

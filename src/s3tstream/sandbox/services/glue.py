@@ -107,6 +107,9 @@ def create_catalog(req: SandboxRequest) -> dict[str, Any]:
         "ResourceArn": f"arn:{_partition(req.region)}:glue:{req.region}:{req.account_id}:catalog/{name}",
         "CreateTime": now,
         "UpdateTime": now,
+        # UNCONFIRMED: an omitted default-permission list reads back as empty
+        "CreateTableDefaultPermissions": [],
+        "CreateDatabaseDefaultPermissions": [],
         **{k: v for k, v in cin.items() if k in (
             "Description", "FederatedCatalog", "Parameters", "CreateTableDefaultPermissions",
             "CreateDatabaseDefaultPermissions", "AllowFullTableExternalDataAccess")},

@@ -15,8 +15,10 @@ made twice raises KeyError, list_permissions under a child catalog id returns no
 For a future Firehose data plane: ``has_table_permission(account, catalog_id, db, table,
 principal, perm)`` answers from the same grants (ALL implies every permission).
 Control route ``POST /_sandbox/lakeformation/bootstrap`` {"admins": [arn...], "integration":
-true, "account": ..., "region": ...}: make principals admins and create the integration catalog,
-for demos (defaults: moto's default caller, 123456789012, us-east-1).
+true, "mode": "lakeformation" | "iam", "account": ..., "region": ...}: make principals admins and
+create the integration catalog, for demos (defaults: moto's default caller, 123456789012,
+us-east-1, Lake Formation mode). Mode "iam" makes it as the S3 console does: default permissions
+ALL for IAM_ALLOWED_PRINCIPALS (sandbox.access then checks IAM policies instead of grants).
 """
 
 from __future__ import annotations
@@ -386,6 +388,12 @@ def bootstrap(server: Any, payload: dict[str, Any]) -> dict[str, Any]:
             if not any(p.get("DataLakePrincipalIdentifier") == a for p in cur):
                 cur.append({"DataLakePrincipalIdentifier": a})
     if payload.get("integration", True):
+        iam_mode = payload.get("mode") == "iam"
+
+        def defaults() -> list[dict[str, Any]]:
+            return [{"Principal": {"DataLakePrincipalIdentifier": "IAM_ALLOWED_PRINCIPALS"}, "Permissions": ["ALL"]}] \
+                if iam_mode else []
+
         with glue_ext._lock:
             cats = glue_ext._catalogs.setdefault((account, region), {})
             cats.setdefault("s3tablescatalog", {
@@ -393,7 +401,7 @@ def bootstrap(server: Any, payload: dict[str, Any]) -> dict[str, Any]:
                 "ResourceArn": f"arn:aws:glue:{region}:{account}:catalog/s3tablescatalog",
                 "FederatedCatalog": {"Identifier": f"arn:aws:s3tables:{region}:{account}:bucket/*",
                                      "ConnectionName": "aws:s3tables"},
-                "CreateTableDefaultPermissions": [], "CreateDatabaseDefaultPermissions": [],
+                "CreateTableDefaultPermissions": defaults(), "CreateDatabaseDefaultPermissions": defaults(),
                 "AllowFullTableExternalDataAccess": "True", "CreateTime": _now(),
             })
     return {"admins": [p["DataLakePrincipalIdentifier"] for p in acct.settings["DataLakeAdmins"]],

@@ -7,6 +7,10 @@
 - ``get_table(tableArn=...)`` (moto crashes on it).
 - Encryption (bucket), maintenance (bucket and table; AWS defaults when never set) and tags
   (TagResource/UntagResource/ListTagsForResource, ``tags`` on create).
+- A caller that is an IAM role or user of the sandbox needs its IAM policies to allow
+  s3tables:GetTable / GetTableMetadataLocation / UpdateTableMetadataLocation on the table
+  (``sandbox.access``; AccessDeniedException 403 otherwise): what the local query engine and
+  any direct Iceberg client need on AWS, in either integration mode.
 - Deleting a namespace that still holds tables, or a bucket that still holds namespaces, is
   refused with ConflictException (AWS documents that a namespace must be emptied first:
   https://docs.aws.amazon.com/AmazonS3/latest/userguide/s3-tables-namespace-delete.html;
@@ -288,6 +292,27 @@ def _table_response(t: Any) -> dict[str, Any]:
     return out
 
 
+def _require(req: SandboxRequest, action: str, b: Any, ns: str, t: Any) -> None:
+    """AccessDeniedException when the caller's IAM policies do not allow action on the table."""
+    from s3tstream.sandbox import access
+    from s3tstream.sandbox.services.lakeformation import caller_principal
+
+    msg = access.s3tables_denied(req.account_id, req.region, caller_principal(req), action, b.name, ns, t.name,
+                                 bucket_arn=b.arn, table_arn=t.arn)
+    if msg:
+        raise AwsError("AccessDeniedException", msg, 403)
+
+
+@handles("s3tables", "GetTableMetadataLocation")
+def get_table_metadata_location(req: SandboxRequest) -> dict[str, Any]:
+    b, ns, t = _table(req)
+    _require(req, "s3tables:GetTableMetadataLocation", b, ns.name, t)
+    out = {"versionToken": t.version_token, "warehouseLocation": t.warehouse_location}
+    if t.metadata_location:
+        out["metadataLocation"] = t.metadata_location
+    return out
+
+
 @handles("s3tables", "GetTable")
 def get_table(req: SandboxRequest) -> dict[str, Any]:
     arn = req.params.get("tableArn")
@@ -299,11 +324,13 @@ def get_table(req: SandboxRequest) -> dict[str, Any]:
         b = _bucket(req, bucket_arn)
         for ns in b.namespaces.values():
             if name in ns.tables:
+                _require(req, "s3tables:GetTable", b, ns.name, ns.tables[name])
                 return _table_response(ns.tables[name])
         raise AwsError("NotFoundException", "The specified table does not exist.", 404)
     if not (req.params.get("tableBucketARN") and req.params.get("namespace") and req.params.get("name")):
         raise AwsError("BadRequestException", "Specify tableArn, or tableBucketARN, namespace and name.")
-    _, _, t = _table(req)
+    b, ns, t = _table(req)
+    _require(req, "s3tables:GetTable", b, ns.name, t)
     return _table_response(t)
 
 
@@ -320,7 +347,8 @@ def delete_table(req: SandboxRequest) -> Reply:
 
 @handles("s3tables", "UpdateTableMetadataLocation")
 def update_table_metadata_location(req: SandboxRequest) -> dict[str, Any]:
-    _, ns, t = _table(req)
+    b, ns, t = _table(req)
+    _require(req, "s3tables:UpdateTableMetadataLocation", b, ns.name, t)
     where = _p(req, "metadataLocation")
     token = _p(req, "versionToken")
     # AWS: the location must be under the warehouse location and name a .metadata.json file.
