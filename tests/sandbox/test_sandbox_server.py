@@ -12,7 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from sandbox_helpers import REGION, create_table
 
-from s3tstream.sandbox import _pin, registry
+from s3tstream.sandbox import _pin, instances, registry
 from s3tstream.sandbox import client as sandbox_client
 from s3tstream.sandbox.server import SandboxServer
 
@@ -150,9 +150,9 @@ def test_control_routes(sandbox, monkeypatch):
     health = sandbox_client.health(sandbox.endpoint_url)
     assert health["status"] == "ok" and health["moto"] == "5.2.5" and health["latency"] == "instant"
     with pytest.raises(sandbox_client.SandboxControlError, match="NotFound"):
-        sandbox_client._call(sandbox.endpoint_url, "GET", "no/such/route")
+        sandbox_client.call(sandbox.endpoint_url, "GET", "no/such/route")
     monkeypatch.setitem(registry._CONTROL, ("POST", "echo"), lambda server, body: {"got": body, "port": server.port})
-    assert sandbox_client._call(sandbox.endpoint_url, "POST", "echo", {"a": 1}) == {"got": {"a": 1}, "port": sandbox.port}
+    assert sandbox_client.call(sandbox.endpoint_url, "POST", "echo", {"a": 1}) == {"got": {"a": 1}, "port": sandbox.port}
 
 
 def test_workers_run_with_the_server_and_on_demand(sandbox, monkeypatch):
@@ -186,7 +186,8 @@ def test_reset_clears_backends_destinations_and_faults(client, sandbox, name):
     assert ddb.describe_kinesis_streaming_destination(TableName=table)["KinesisDataStreamDestinations"] == []
     # moto's own reset route clears the extensions' state too
     ddb.enable_kinesis_streaming_destination(TableName=table, StreamArn=arn)
-    request = urllib.request.Request(sandbox.endpoint_url + "/moto-api/reset", data=b"", method="POST")
+    request = urllib.request.Request(sandbox.endpoint_url + "/moto-api/reset", data=b"", method="POST",
+                                     headers={instances.TOKEN_HEADER: sandbox.token})
     assert json.loads(urllib.request.urlopen(request, timeout=5).read()) == {"status": "ok"}
     create_table(ddb, table)
     assert ddb.describe_kinesis_streaming_destination(TableName=table)["KinesisDataStreamDestinations"] == []
