@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from s3tstream.errors import S3tError
+from s3tstream.errors import S3tError, UsageError
 from s3tstream.sandbox import client, instances
 from s3tstream.sandbox.latency import validate as validate_latency
 
@@ -276,13 +276,13 @@ def running() -> list[dict[str, Any]]:
 
 def find(port: int | None = None) -> dict[str, Any] | None:
     """The running sandbox on ``port``, or the only one when ``port`` is None (None: none runs).
-    Several and no port: SandboxError listing them."""
+    Several and no port: UsageError listing them."""
     found = running()
     if port:
         return next((r for r in found if int(r["port"]) == port), None)
     if len(found) > 1:
         listed = ", ".join(f"{r['endpoint_url']} (pid {r['pid']})" for r in found)
-        raise SandboxError(f"{len(found)} sandboxes are running: {listed}", "pick one with --port")
+        raise UsageError(f"{len(found)} sandboxes are running: {listed}", "pick one with --port")
     return found[0] if found else None
 
 
