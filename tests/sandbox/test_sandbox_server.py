@@ -217,3 +217,28 @@ def test_moto_version_pin(monkeypatch):
         _pin.check_moto_version()
     monkeypatch.setenv(_pin.SKIP_ENV, "1")
     assert _pin.check_moto_version() == "9.9.9"
+
+
+def test_dispatch_does_not_list_motos_folder_or_inspect_classes_per_request(sandbox, client, monkeypatch):
+    """moto listed its package folder (and ran inspect.getmembers) for every request; the sandbox
+    asks once per host name and response class (sandbox/dispatch.py)."""
+    import inspect
+
+    from moto import backends
+    from moto.dynamodb.responses import DynamoHandler
+
+    from s3tstream.sandbox import dispatch
+
+    ddb, sts = client("dynamodb"), client("sts")
+    ddb.list_tables(), sts.get_caller_identity()  # each host and class seen once
+    listed, inspected = [], []
+    real_list, real_getmembers = backends.list_of_moto_modules, inspect.getmembers
+    monkeypatch.setattr(backends, "list_of_moto_modules", lambda: listed.append(1) or real_list())
+    monkeypatch.setattr(inspect, "getmembers", lambda *a, **k: inspected.append(1) or real_getmembers(*a, **k))
+    for _ in range(3):
+        assert "TableNames" in ddb.list_tables()
+        assert sts.get_caller_identity()["Account"] == "123456789012"
+    assert listed == [] and inspected == []
+    # the cache holds exactly what moto computes
+    assert dispatch._method_names(DynamoHandler) == frozenset(dispatch._original_method_names(DynamoHandler))
+    assert isinstance(sandbox._httpd.app.moto_app, dispatch.Dispatcher)

@@ -352,16 +352,14 @@ class SandboxServer:
         if self._httpd is not None:
             return self
         check_moto_version()
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        from s3tstream.sandbox import dispatch
         from s3tstream.sandbox import services as ext
 
         ext.load_all()
+        dispatch.install()  # after load_all: the response classes are final
         verbose = self.verbose
 
         class _Handler(MotoRequestHandler):
@@ -369,7 +367,7 @@ class SandboxServer:
                 if verbose:
                     super().log_request(*args, **kwargs)
 
-        app = SandboxApp(DomainDispatcherApplication(create_backend_app), self)
+        app = SandboxApp(dispatch.Dispatcher(create_backend_app), self)
         self._httpd = make_server(
             self.host, self._requested_port, app, threaded=True, request_handler=_Handler
         )

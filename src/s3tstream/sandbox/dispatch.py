@@ -1,0 +1,65 @@
+"""moto's request dispatch without its per-request costs (profiled on the demo's request mix).
+
+- ``DomainDispatcherApplication.get_backend_for_host`` lists moto's package folder (``os.listdir``
+  and an ``isdir`` per entry, ~170 entries) and tries every backend's URL regex, for each request
+  and under a process-wide lock: about a quarter of a request's time. Its answer depends only on
+  the host name (the folder and the patterns do not change while the process runs), so
+  :class:`Dispatcher` remembers it per host.
+- ``BaseResponse.call_action`` lists the response class's functions with ``inspect.getmembers``
+  for each request, to test whether the action is one of them. The names of a class's functions
+  are fixed once the sandbox's modules are imported (``services.load_all`` runs before the server
+  serves), so :func:`_method_names` answers from a per-class cache.
+
+``benchmarks/sandbox.py`` measures the server against moto's unpatched one.
+moto 5.2.5 internals relied on: ``DomainDispatcherApplication.get_backend_for_host(host)`` (pure
+in ``host``), ``moto.core.responses.method_names_from_class(clazz) -> list[str]`` used only as
+``action in method_names`` by ``BaseResponse.call_action``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from s3tstream.sandbox._pin import check_moto_version
+
+check_moto_version()
+
+import moto.core.responses as moto_responses  # noqa: E402
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: E402
+
+_MISSING = object()
+
+
+class Dispatcher(DomainDispatcherApplication):
+    """moto's dispatcher, remembering which backend serves each host name."""
+
+    def __init__(self, create_app: Any) -> None:
+        super().__init__(create_app)
+        self._backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        backend = self._backends.get(host, _MISSING)
+        if backend is _MISSING:
+            backend = super().get_backend_for_host(host)
+            self._backends[host] = backend
+        return backend
+
+
+_names: dict[type, frozenset[str]] = {}
+_names_lock = threading.Lock()
+_original_method_names = moto_responses.method_names_from_class
+
+
+def _method_names(clazz: Any) -> frozenset[str]:
+    names = _names.get(clazz)
+    if names is None:
+        names = frozenset(_original_method_names(clazz))
+        with _names_lock:
+            _names[clazz] = names
+    return names
+
+
+def install() -> None:
+    """Use the cached function names in moto's ``call_action`` (idempotent)."""
+    moto_responses.method_names_from_class = _method_names  # type: ignore[assignment]
