@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -18,12 +18,12 @@ HomeOpt = Annotated[
     typer.Option("--home", envvar="S3TSTREAM_HOME", help="Where the sandbox records its pid, port and log."),
 ]
 FindHomeOpt = Annotated[
-    Optional[Path],  # noqa: UP007 - typer reads the annotation
+    Path | None,
     typer.Option("--home", envvar="S3TSTREAM_HOME",
                  help="Only the sandbox recorded in this folder (default: any sandbox of yours, wherever started)."),
 ]
 PortPickOpt = Annotated[
-    Optional[int],  # noqa: UP007
+    int | None,
     typer.Option("--port", min=1, max=65535, help="The sandbox on this port (needed when several run)."),
 ]
 
