@@ -29,6 +29,7 @@ import moto.core.responses as moto_responses  # noqa: E402
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: E402
 
 _MISSING = object()
+MAX_HOSTS = 1024  # a few dozen (service, Region) pairs in practice
 
 
 class Dispatcher(DomainDispatcherApplication):
@@ -42,6 +43,8 @@ class Dispatcher(DomainDispatcherApplication):
         backend = self._backends.get(host, _MISSING)
         if backend is _MISSING:
             backend = super().get_backend_for_host(host)
+            if len(self._backends) >= MAX_HOSTS:  # hosts come from the request's signing scope: bound them
+                self._backends.clear()
             self._backends[host] = backend
         return backend
 
