@@ -242,3 +242,22 @@ def test_dispatch_does_not_list_motos_folder_or_inspect_classes_per_request(sand
     # the cache holds exactly what moto computes
     assert dispatch._method_names(DynamoHandler) == frozenset(dispatch._original_method_names(DynamoHandler))
     assert isinstance(sandbox._httpd.app.moto_app, dispatch.Dispatcher)
+
+
+def test_a_background_sandbox_warms_the_services_up_uses(tmp_path, monkeypatch, _fake_aws_env):
+    """The first request of a service imported its backend and loaded its model (80-480 ms each);
+    a background sandbox does it as soon as it listens, while its client starts."""
+    from s3tstream.sandbox import dispatch
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with SandboxServer(kind="serve") as srv:
+        assert srv.warming is not None
+        srv.warming.join(120)
+        apps = srv._httpd.app.moto_app.app_instances
+        assert {"sts", "dynamodb", "kinesis", "iam", "s3", "s3tables", "glue", "lakeformation", "firehose",
+                "awslambda", "logs", "athena"} <= set(apps)
+        assert len(dispatch.WARM_SERVICES) == 12
+        ddb = boto3.client("dynamodb", region_name=REGION, endpoint_url=srv.endpoint_url,
+                           config=Config(retries={"total_max_attempts": 1}))
+        assert "TableNames" in ddb.list_tables()
+    assert SandboxServer().warming is None  # in process (tests): nothing to overlap with

@@ -337,6 +337,7 @@ class SandboxServer:
         self.host = host
         self.kind = kind  # "serve" (the background process) or "in-process" (instances.py)
         self.token: str | None = None  # the control routes' token, written to instances.token_path(port)
+        self.warming: threading.Thread | None = None  # dispatch.warm, for a background sandbox
         self._requested_port = port
         self.latency = latency_mod.validate(latency)
         # multiplies every realistic delay (None: $S3TSTREAM_SANDBOX_LATENCY_SCALE or 1; latency.py)
@@ -367,7 +368,8 @@ class SandboxServer:
                 if verbose:
                     super().log_request(*args, **kwargs)
 
-        app = SandboxApp(dispatch.Dispatcher(create_backend_app), self)
+        dispatcher = dispatch.Dispatcher(create_backend_app)
+        app = SandboxApp(dispatcher, self)
         self._httpd = make_server(
             self.host, self._requested_port, app, threaded=True, request_handler=_Handler
         )
@@ -389,6 +391,9 @@ class SandboxServer:
             target=lambda: httpd.serve_forever(poll_interval=0.05), name=f"sandbox-http-{self.port}", daemon=True
         )
         self._thread.start()
+        if self.kind == "serve":  # a background sandbox: its first requests come from another process
+            self.warming = threading.Thread(target=dispatch.warm, args=(dispatcher,), name="sandbox-warm", daemon=True)
+            self.warming.start()
         self._worker_loops = [registry.WorkerLoop(w, self) for w in registry.workers()]
         for loop in self._worker_loops:
             loop.start()
