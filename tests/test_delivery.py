@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import urllib.request
 from typing import Any
 
 import botocore.session
@@ -346,9 +345,9 @@ def describe(stack: Any) -> dict[str, Any]:
 
 
 def control(stack: Any, route: str, body: dict[str, Any]) -> Any:
-    req = urllib.request.Request(f"{stack.endpoint_url}/_sandbox/{route}", data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+    from s3tstream.sandbox import client as sandbox_client  # sends the control token
+
+    return sandbox_client.call(stack.endpoint_url, "POST", route, body)
 
 
 def test_up_creates_the_delivery_stream_as_specified(stack: Any) -> None:

@@ -69,11 +69,9 @@ class Env:
 
 
 def _control(endpoint_url: str, route: str, body: dict[str, Any]) -> Any:
-    import urllib.request
+    from s3tstream.sandbox import client
 
-    req = urllib.request.Request(f"{endpoint_url}/_sandbox/{route}", data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+    return client.call(endpoint_url, "POST", route, body)
 
 
 def _drop_integration(env: Env) -> None:

@@ -152,7 +152,7 @@ class Lake:
         self.c("s3").create_bucket(Bucket=self.error_bucket)
         iam = self.c("iam")
         self.role_arn = iam.create_role(RoleName=f"fh-{self.bucket}", AssumeRolePolicyDocument=_trust("firehose.amazonaws.com"))["Role"]["Arn"]
-        sbc._call(self.endpoint, "POST", "lakeformation/bootstrap", {})
+        sbc.call(self.endpoint, "POST", "lakeformation/bootstrap", {})
         self.grant()
         return self
 

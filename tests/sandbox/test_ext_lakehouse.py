@@ -4,7 +4,6 @@ encryption, maintenance, tags, non-empty deletes), glue catalogs, Lake Formation
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -188,9 +187,9 @@ def test_glue_catalogs(client: Callable[..., Any], lake: dict[str, Any]) -> None
 # ------------------------------------------------------------------ lake formation
 @pytest.fixture
 def lf_table(client: Callable[..., Any], lake: dict[str, Any]) -> dict[str, Any]:
-    urllib.request.urlopen(urllib.request.Request(  # the integration and the caller as admin
-        client("s3tables").meta.endpoint_url + "/_sandbox/lakeformation/bootstrap",
-        data=json.dumps({"admins": [CALLER]}).encode(), method="POST")).read()
+    from s3tstream.sandbox import client as sandbox_client  # the integration and the caller as admin
+
+    sandbox_client.call(client("s3tables").meta.endpoint_url, "POST", "lakeformation/bootstrap", {"admins": [CALLER]})
     lake["s3t"].create_table(tableBucketARN=lake["arn"], namespace=lake["ns"], name="t", format="ICEBERG")
     iam = client("iam")
     role = iam.create_role(RoleName=f"r-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]

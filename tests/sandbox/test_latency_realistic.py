@@ -5,9 +5,11 @@ sandbox/ext/readiness.py, ext/firehose.py)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +29,20 @@ SECONDS = latency.REALISTIC_SECONDS
 
 
 class Clock:
-    """One fake monotonic clock for every realistic deadline."""
+    """One fake monotonic clock for every realistic deadline.
+
+    Exact arithmetic from a whole second: ``advance(d - 0.01); advance(0.01)`` lands exactly on a
+    deadline set at ``now + d`` (float sums of such steps can fall a rounding short of it).
+    """
 
     def __init__(self) -> None:
-        self.now = time.monotonic()
+        self.now = Fraction(int(time.monotonic()))
 
     def __call__(self) -> float:
-        return self.now
+        return float(self.now)
 
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        self.now += Fraction(str(seconds))
 
 
 @pytest.fixture
@@ -182,6 +188,36 @@ def test_firehose_refuses_a_new_role_then_is_creating_for_its_delay(slow, client
     assert status() == "CREATING"
     clock.advance(0.01)
     assert status() == "ACTIVE"
+    fh.delete_delivery_stream(DeliveryStreamName=stream)
+
+
+def test_a_describe_while_a_worker_settles_the_stream_sees_it_active(
+    slow, client, name, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The readiness worker and a describe race: the describe must never find the stream taken off
+    the pending list but not yet ACTIVE (the cause of a flaky CREATING under load)."""
+    role = client("iam").create_role(RoleName=name("role"), AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    bucket, stream, fh = name("b"), name("fh"), slow("firehose")
+    client("s3").create_bucket(Bucket=bucket)
+    fh.create_delivery_stream(
+        DeliveryStreamName=stream, DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={"RoleARN": role, "BucketARN": f"arn:aws:s3:::{bucket}"},
+    )
+    entered, apply = threading.Event(), firehose_ext._apply
+
+    def slow_apply(key: Any, nxt: dict[str, Any]) -> None:  # whoever settles first pauses mid-way
+        entered.set()
+        time.sleep(0.05)
+        apply(key, nxt)
+
+    monkeypatch.setattr(firehose_ext, "_apply", slow_apply)
+    clock.advance(SECONDS["firehose.delivery_stream.create"])
+    settler = threading.Thread(target=firehose_ext._settle_due)
+    settler.start()
+    assert entered.wait(10)
+    described = fh.describe_delivery_stream(DeliveryStreamName=stream)["DeliveryStreamDescription"]
+    settler.join()
+    assert described["DeliveryStreamStatus"] == "ACTIVE"
     fh.delete_delivery_stream(DeliveryStreamName=stream)
 
 

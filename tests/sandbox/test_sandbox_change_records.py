@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from s3tstream.sandbox import client as sandbox_client
-from s3tstream.sandbox.services.dynamodb import TTL_IDENTITY, item_size
+from s3tstream.sandbox.services.dynamodb_changes import TTL_IDENTITY, item_size
 
 
 def pk_of(keys: dict) -> str:

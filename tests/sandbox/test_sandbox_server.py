@@ -12,7 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from sandbox_helpers import REGION, create_table
 
-from s3tstream.sandbox import _pin, registry
+from s3tstream.sandbox import _pin, instances, registry
 from s3tstream.sandbox import client as sandbox_client
 from s3tstream.sandbox.server import SandboxServer
 
@@ -150,9 +150,9 @@ def test_control_routes(sandbox, monkeypatch):
     health = sandbox_client.health(sandbox.endpoint_url)
     assert health["status"] == "ok" and health["moto"] == "5.2.5" and health["latency"] == "instant"
     with pytest.raises(sandbox_client.SandboxControlError, match="NotFound"):
-        sandbox_client._call(sandbox.endpoint_url, "GET", "no/such/route")
+        sandbox_client.call(sandbox.endpoint_url, "GET", "no/such/route")
     monkeypatch.setitem(registry._CONTROL, ("POST", "echo"), lambda server, body: {"got": body, "port": server.port})
-    assert sandbox_client._call(sandbox.endpoint_url, "POST", "echo", {"a": 1}) == {"got": {"a": 1}, "port": sandbox.port}
+    assert sandbox_client.call(sandbox.endpoint_url, "POST", "echo", {"a": 1}) == {"got": {"a": 1}, "port": sandbox.port}
 
 
 def test_workers_run_with_the_server_and_on_demand(sandbox, monkeypatch):
@@ -186,7 +186,8 @@ def test_reset_clears_backends_destinations_and_faults(client, sandbox, name):
     assert ddb.describe_kinesis_streaming_destination(TableName=table)["KinesisDataStreamDestinations"] == []
     # moto's own reset route clears the extensions' state too
     ddb.enable_kinesis_streaming_destination(TableName=table, StreamArn=arn)
-    request = urllib.request.Request(sandbox.endpoint_url + "/moto-api/reset", data=b"", method="POST")
+    request = urllib.request.Request(sandbox.endpoint_url + "/moto-api/reset", data=b"", method="POST",
+                                     headers={instances.TOKEN_HEADER: sandbox.token})
     assert json.loads(urllib.request.urlopen(request, timeout=5).read()) == {"status": "ok"}
     create_table(ddb, table)
     assert ddb.describe_kinesis_streaming_destination(TableName=table)["KinesisDataStreamDestinations"] == []
@@ -216,3 +217,47 @@ def test_moto_version_pin(monkeypatch):
         _pin.check_moto_version()
     monkeypatch.setenv(_pin.SKIP_ENV, "1")
     assert _pin.check_moto_version() == "9.9.9"
+
+
+def test_dispatch_does_not_list_motos_folder_or_inspect_classes_per_request(sandbox, client, monkeypatch):
+    """moto listed its package folder (and ran inspect.getmembers) for every request; the sandbox
+    asks once per host name and response class (sandbox/dispatch.py)."""
+    import inspect
+
+    from moto import backends
+    from moto.dynamodb.responses import DynamoHandler
+
+    from s3tstream.sandbox import dispatch
+
+    ddb, sts = client("dynamodb"), client("sts")
+    ddb.list_tables(), sts.get_caller_identity()  # each host and class seen once
+    listed, inspected = [], []
+    real_list, real_getmembers = backends.list_of_moto_modules, inspect.getmembers
+    monkeypatch.setattr(backends, "list_of_moto_modules", lambda: listed.append(1) or real_list())
+    monkeypatch.setattr(inspect, "getmembers", lambda *a, **k: inspected.append(1) or real_getmembers(*a, **k))
+    for _ in range(3):
+        assert "TableNames" in ddb.list_tables()
+        assert sts.get_caller_identity()["Account"] == "123456789012"
+    assert listed == [] and inspected == []
+    # the cache holds exactly what moto computes
+    assert dispatch._method_names(DynamoHandler) == frozenset(dispatch._original_method_names(DynamoHandler))
+    assert isinstance(sandbox._httpd.app.moto_app, dispatch.Dispatcher)
+
+
+def test_a_background_sandbox_warms_the_services_up_uses(tmp_path, monkeypatch, _fake_aws_env):
+    """The first request of a service imported its backend and loaded its model (80-480 ms each);
+    a background sandbox does it as soon as it listens, while its client starts."""
+    from s3tstream.sandbox import dispatch
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with SandboxServer(kind="serve") as srv:
+        assert srv.warming is not None
+        srv.warming.join(120)
+        apps = srv._httpd.app.moto_app.app_instances
+        assert {"sts", "dynamodb", "kinesis", "iam", "s3", "s3tables", "glue", "lakeformation", "firehose",
+                "awslambda", "logs", "athena"} <= set(apps)
+        assert len(dispatch.WARM_SERVICES) == 12
+        ddb = boto3.client("dynamodb", region_name=REGION, endpoint_url=srv.endpoint_url,
+                           config=Config(retries={"total_max_attempts": 1}))
+        assert "TableNames" in ddb.list_tables()
+    assert SandboxServer().warming is None  # in process (tests): nothing to overlap with

@@ -10,7 +10,14 @@ Using it
   state and the server's faults. moto's state is process-wide: servers in one process share it.
 - Background process (CLI): ``s3tstream.sandbox.control.start(home, port, latency)`` /
   ``stop(home)`` / ``status(home)``; the process is ``python -m s3tstream.sandbox serve``.
-- Control routes (``s3tstream.sandbox.client`` wraps them; stdlib only):
+  ``control.running()`` / ``find(port)`` / ``stop_found(port)``: this user's sandboxes from any
+  folder, through the registry of ``instances.py``.
+- Access: loopback only; requests a web page could send (``Origin``, cross-site
+  ``Sec-Fetch-Site``, a non-loopback ``Host``) get 403; control routes (all but ``GET
+  /_sandbox/health``) and ``/moto-api/...`` need the token of ``instances.token_path(port)``
+  (a 0600 file in this user's cache folder, written when the server starts listening) in the
+  ``X-S3tstream-Sandbox-Token`` header.
+- Control routes (``s3tstream.sandbox.client`` wraps them and sends the token; stdlib only):
   ``GET /_sandbox/health``, ``POST /_sandbox/reset``, ``GET|POST|DELETE /_sandbox/faults``
   (``inject_fault(url, service, operation, code, message, status=400, count=1)``: the next
   ``count`` calls fail with that AWS error in the protocol's own error format),
@@ -46,7 +53,8 @@ server starts)
     @control_route("POST", "firehose/flush")   # -> POST /_sandbox/firehose/flush
     def flush(server, body): return {...}
 
-The middleware, per request: ``/_sandbox`` routes; else identify (service, operation) from
+The middleware, per request: refuse browser requests; ``/_sandbox`` routes (with the token);
+else identify (service, operation) from
 botocore's models (``protocols.py``: X-Amz-Target for json, Action for query, method + path
 for rest-json/rest-xml, the rpc-v2-cbor path); an injected fault wins; then a registered
 handler; otherwise moto answers unchanged. Errors use each protocol's wire shape so botocore
@@ -55,7 +63,8 @@ raises the right ``ClientError`` code. A module that patches moto calls
 
 moto internals relied on (re-check on upgrade; pinned to moto 5.2.5 in ``_pin.py``)
 -----------------------------------------------------------------------------------
-- ``moto.moto_server.werkzeug_app``: ``DomainDispatcherApplication``, ``create_backend_app``,
+- ``moto.moto_server.werkzeug_app``: ``DomainDispatcherApplication`` (``dispatch.py`` caches its
+  ``get_backend_for_host`` and ``moto.core.responses.method_names_from_class``), ``create_backend_app``,
   ``MotoRequestHandler``; ``moto.moto_api._internal.models.moto_api_backend.reset()``;
   ``moto.iam.models.get_account_id_from(access_key)``.
 - ``moto.dynamodb``: ``dynamodb_backends[account][region]``, ``DynamoDBBackend.get_table``

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m s3tstream.sandbox")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the sandbox endpoint in the foreground")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="a loopback address (the sandbox refuses others)")
     serve.add_argument("--port", type=int, default=4566)
     serve.add_argument("--latency", choices=LATENCIES, default="instant")
     serve.add_argument("--verbose", action="store_true", help="log every request")
@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         server = SandboxServer(host=args.host, port=args.port, latency=args.latency, verbose=args.verbose,
-                               delivery=args.delivery, seed=args.seed)
+                               delivery=args.delivery, seed=args.seed, kind="serve")
         server.start()
+    except ValueError as err:  # a host that is not loopback
+        print(f"s3tstream sandbox: {err}", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"s3tstream sandbox: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
         return 1

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
+
+from s3tstream.sandbox import instances
 
 
 class SandboxControlError(RuntimeError):
     pass
 
 
-def _call(endpoint_url: str, method: str, route: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
+def token_for(endpoint_url: str) -> str | None:
+    """The control token of the sandbox at ``endpoint_url``: from this user's 0600 token file of
+    its port (``instances.token_path``), written by the sandbox when it started."""
+    port = urllib.parse.urlsplit(endpoint_url).port
+    return instances.read_token(port) if port else None
+
+
+def call(endpoint_url: str, method: str, route: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
+    """``method /_sandbox/<route>`` with the control token; the JSON answer (SandboxControlError on 4xx/5xx)."""
     url = endpoint_url.rstrip("/") + "/_sandbox/" + route.strip("/")
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    token = token_for(endpoint_url)
+    if token:
+        request.add_header(instances.TOKEN_HEADER, token)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read() or b"null")
@@ -32,12 +46,12 @@ def _call(endpoint_url: str, method: str, route: str, body: dict[str, Any] | Non
 
 
 def health(endpoint_url: str, timeout: float = 2.0) -> dict[str, Any]:
-    return _call(endpoint_url, "GET", "health", timeout=timeout)
+    return call(endpoint_url, "GET", "health", timeout=timeout)
 
 
 def reset(endpoint_url: str) -> None:
     """Clear all AWS state (every moto backend), extension state and injected faults."""
-    _call(endpoint_url, "POST", "reset", {})
+    call(endpoint_url, "POST", "reset", {})
 
 
 def inject_fault(
@@ -52,7 +66,7 @@ def inject_fault(
     """Make the next ``count`` calls of ``service``/``operation`` (botocore names, e.g.
     ``"firehose"``, ``"CreateDeliveryStream"``) fail with AWS error ``code`` in the protocol's
     own error format."""
-    return _call(
+    return call(
         endpoint_url,
         "POST",
         "faults",
@@ -78,26 +92,26 @@ def inject_random_faults(
                             "exclude": exclude or []}
     if errors:
         body["errors"] = errors
-    return _call(endpoint_url, "POST", "faults/random", body)["random"]
+    return call(endpoint_url, "POST", "faults/random", body)["random"]
 
 
 def random_faults_status(endpoint_url: str) -> dict[str, Any] | None:
     """Counts of random mode so far (seen, injected, by_code, by_operation), or None when off."""
-    return _call(endpoint_url, "GET", "faults/random")["random"]
+    return call(endpoint_url, "GET", "faults/random")["random"]
 
 
 def stop_random_faults(endpoint_url: str) -> dict[str, Any] | None:
     """Stop random mode; returns its final counts."""
-    return _call(endpoint_url, "DELETE", "faults/random")["random"]
+    return call(endpoint_url, "DELETE", "faults/random")["random"]
 
 
 def list_faults(endpoint_url: str) -> list[dict[str, Any]]:
-    return _call(endpoint_url, "GET", "faults")["faults"]
+    return call(endpoint_url, "GET", "faults")["faults"]
 
 
 def clear_faults(endpoint_url: str) -> int:
     """Remove every queued fault and stop random mode; returns how many queued faults there were."""
-    return int(_call(endpoint_url, "DELETE", "faults")["cleared"])
+    return int(call(endpoint_url, "DELETE", "faults")["cleared"])
 
 
 def ttl_delete(
@@ -111,12 +125,12 @@ def ttl_delete(
     body: dict[str, Any] = {"table": table, "key": key, "region": region}
     if account_id:
         body["account_id"] = account_id
-    return bool(_call(endpoint_url, "POST", "dynamodb/ttl-delete", body)["deleted"])
+    return bool(call(endpoint_url, "POST", "dynamodb/ttl-delete", body)["deleted"])
 
 
 def run_workers(endpoint_url: str) -> list[str]:
     """Run every data-plane worker once, now (instead of waiting for its interval)."""
-    return _call(endpoint_url, "POST", "workers/run", {})["ran"]
+    return call(endpoint_url, "POST", "workers/run", {})["ran"]
 
 
 # --- Firehose data plane and Athena (s3tstream.sandbox.dataplane, ext/athena.py) -------------
@@ -138,7 +152,7 @@ def firehose_flush(
 ) -> list[dict[str, Any]]:
     """Read every new source record and flush now, ignoring the buffering hints (one stream,
     or every ACTIVE Kinesis-sourced Iceberg stream). Returns each stream's status."""
-    return _call(endpoint_url, "POST", "firehose/flush", _scope(name, region, account_id), timeout=120)["streams"]
+    return call(endpoint_url, "POST", "firehose/flush", _scope(name, region, account_id), timeout=120)["streams"]
 
 
 def firehose_wait_drained(
@@ -151,17 +165,17 @@ def firehose_wait_drained(
     """Flush until every record on the source stream is resolved (in the table, dropped or in the
     error bucket). Raises SandboxControlError (DrainTimeout) when that takes over ``timeout``."""
     body = {**_scope(name, region, account_id), "timeout": timeout}
-    return _call(endpoint_url, "POST", "firehose/drain", body, timeout=timeout + 60)["streams"]
+    return call(endpoint_url, "POST", "firehose/drain", body, timeout=timeout + 60)["streams"]
 
 
 def firehose_status(
     endpoint_url: str, name: str | None = None, region: str | None = None, account_id: str | None = None
 ) -> list[dict[str, Any]]:
     """Checkpoints, buffered and pending records, totals and the last error of each stream."""
-    return _call(endpoint_url, "POST", "firehose/status", _scope(name, region, account_id))["streams"]
+    return call(endpoint_url, "POST", "firehose/status", _scope(name, region, account_id))["streams"]
 
 
 def athena_hold(endpoint_url: str, hold: bool = True) -> dict[str, Any]:
     """Keep newly started Athena queries QUEUED (hold=True) until released (hold=False): lets a
     test stop a query before it runs. Releasing runs the held queries."""
-    return _call(endpoint_url, "POST", "athena/hold", {"hold": hold})
+    return call(endpoint_url, "POST", "athena/hold", {"hold": hold})

@@ -3,7 +3,9 @@
 The record lives in ``<home>/sandbox.json`` ({pid, port, endpoint_url, latency, delivery, seed, log,
 started_at})
 and the process writes to ``<home>/sandbox.log``. The process runs in its own session, so it
-outlives the CLI call that started it.
+outlives the CLI call that started it. The process also records itself, with its control token,
+in this user's registry (``instances.py``: ``~/.cache/s3tstream/sandboxes/<port>.json|.token``),
+so :func:`running`, :func:`find` and :func:`stop_found` see it from any folder.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from s3tstream.sandbox import client
+from s3tstream.errors import S3tError, UsageError
+from s3tstream.sandbox import client, instances
 from s3tstream.sandbox.latency import validate as validate_latency
 
 RECORD = "sandbox.json"
@@ -29,8 +32,11 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
 
-class SandboxError(RuntimeError):
-    """A sandbox could not be started or stopped; the message says why and what to do."""
+class SandboxError(S3tError):
+    """A sandbox could not be started, found or stopped; the message says why, the hint what to do
+    (the CLI prints it without a traceback, exit 1)."""
+
+    code = "sandbox"
 
 
 def _record_path(home: Path) -> Path:
@@ -161,7 +167,9 @@ def start(home: Path, port: int = 4566, latency: str = "instant", timeout: float
     if not _port_free(port):
         other = _responding(f"http://{HOST}:{port}")
         what = f"another sandbox (pid {other.get('pid')})" if other else "another program"
-        raise SandboxError(f"port {port} is already in use by {what}; choose another port with --port")
+        hint = ("it is already running: use it, or stop it (s3tstream sandbox stop --port "
+                f"{port})" if other else "choose another port with --port (0 picks a free one)")
+        raise SandboxError(f"cannot start the sandbox: port {port} on {HOST} is already in use by {what}", hint)
 
     log_path = home / LOG
     cmd = [sys.executable, "-m", "s3tstream.sandbox", "serve", "--host", HOST, "--port", str(port), "--latency", latency,
@@ -205,6 +213,7 @@ def start(home: Path, port: int = 4566, latency: str = "instant", timeout: float
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     _write_record(home, record)
+    instances.annotate(port, home=str(home.resolve()), log=str(log_path.resolve()))
     return record
 
 
@@ -255,3 +264,54 @@ def stop(home: Path) -> bool:
         raise SandboxError(f"sandbox pid {pid} did not stop after SIGKILL")
     _remove_record(home)
     return True
+
+
+# --- every sandbox of this user (instances.py), wherever it was started ----------------------
+
+
+def running() -> list[dict[str, Any]]:
+    """The background sandboxes (``serve`` processes) this user runs, by port; records whose
+    process is gone (or is no sandbox any more) are removed on the way."""
+    out = []
+    for record in instances.records():
+        pid, port = int(record.get("pid", -1)), int(record["port"])
+        if not _pid_alive(pid):
+            instances.remove(port, pid=pid)
+            continue
+        if record.get("kind") != "serve":
+            continue  # a SandboxServer inside another program (the tests): not ours to stop
+        if not _is_sandbox_process(pid):
+            instances.remove(port, pid=pid)
+            continue
+        out.append(record)
+    return sorted(out, key=lambda r: int(r["port"]))
+
+
+def find(port: int | None = None) -> dict[str, Any] | None:
+    """The running sandbox on ``port``, or the only one when ``port`` is None (None: none runs).
+    Several and no port: UsageError listing them."""
+    found = running()
+    if port:
+        return next((r for r in found if int(r["port"]) == port), None)
+    if len(found) > 1:
+        listed = ", ".join(f"{r['endpoint_url']} (pid {r['pid']})" for r in found)
+        raise UsageError(f"{len(found)} sandboxes are running: {listed}", "pick one with --port")
+    return found[0] if found else None
+
+
+def stop_found(port: int | None = None) -> dict[str, Any] | None:
+    """Stop the sandbox :func:`find` picks; returns its record (None: none was running)."""
+    record = find(port)
+    if record is None:
+        return None
+    pid = int(record["pid"])
+    _kill(pid)
+    if _pid_alive(pid):
+        raise SandboxError(f"sandbox pid {pid} did not stop after SIGKILL")
+    instances.remove(int(record["port"]), pid=pid)
+    home = record.get("home")
+    if home:
+        home_record = _read_record(Path(home))
+        if home_record is not None and int(home_record.get("pid", -1)) == pid:
+            _remove_record(Path(home))
+    return record

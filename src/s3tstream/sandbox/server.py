@@ -1,24 +1,30 @@
 """The sandbox endpoint: moto's WSGI app behind a middleware of ours, served in a thread.
 
 One endpoint URL serves every service (moto picks the backend from the SigV4 credential scope).
-The middleware, in order: answers ``/_sandbox/...`` control routes; fails the call if a fault
-was injected for its (service, operation); routes it to an extension handler if one is
-registered; otherwise passes it to moto unchanged.
+The middleware, in order: refuses what a web browser sends (an ``Origin`` or cross-site
+``Sec-Fetch-Site`` header, a ``Host`` that is not a loopback name: a web page, or a DNS name
+rebound to 127.0.0.1, must not drive the sandbox); answers ``/_sandbox/...`` control routes
+(and moto's ``/moto-api/...``) only with the control token (``instances.py``); fails the call if
+a fault was injected for its (service, operation); routes it to an extension handler if one is
+registered; otherwise passes it to moto unchanged. The server listens on loopback only.
 """
 
 from __future__ import annotations
 
+import hmac
 import http
 import io
+import ipaddress
 import json
 import logging
 import os
 import threading
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from s3tstream.sandbox import latency as latency_mod
-from s3tstream.sandbox import protocols, registry
+from s3tstream.sandbox import instances, protocols, registry
 from s3tstream.sandbox._pin import check_moto_version
 from s3tstream.sandbox.faults import Fault, FaultRegistry, RandomFaults
 
@@ -39,6 +45,36 @@ def _account_id(environ: dict[str, Any]) -> str:
 
         return get_account_id_from(key)
     return DEFAULT_ACCOUNT_ID
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, localhost or a name under .localhost (what resolves to this machine only)."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host_header: str) -> str:
+    if host_header.startswith("["):  # [::1]:4566
+        return host_header[1 : host_header.find("]")] if "]" in host_header else host_header
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def _browser_refusal(environ: dict[str, Any]) -> str | None:
+    """Why a request looks like it comes from a web page (None: an SDK or CLI call)."""
+    if environ.get("HTTP_ORIGIN") is not None:
+        return "requests from a web page (Origin header) are refused"
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    if site is not None and site.lower() != "none":
+        return "requests from a web page (Sec-Fetch-Site header) are refused"
+    host = environ.get("HTTP_HOST")
+    if host and not is_loopback(_host_name(host)):
+        return f"Host {host!r} is not a loopback name; the sandbox answers only 127.0.0.1 / localhost"
+    return None
 
 
 def _respond(start_response: Any, status: int, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
@@ -63,8 +99,17 @@ class SandboxApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "") or "/"
         method = environ.get("REQUEST_METHOD", "GET").upper()
+        refusal = _browser_refusal(environ)
+        if refusal is not None:
+            return _forbidden(start_response, refusal)
         if path == "/_sandbox" or path.startswith("/_sandbox/"):
-            return self._control(environ, start_response, path[len("/_sandbox") :], method)
+            sub = path[len("/_sandbox") :]
+            if not (method == "GET" and sub.strip("/") == "health") and not self._authorized(environ):
+                return _forbidden(start_response, self._token_hint())
+            return self._control(environ, start_response, sub, method)
+        if path == "/moto-api" or path.startswith("/moto-api/"):  # moto's dashboard, reset, state manager
+            if not self._authorized(environ):
+                return _forbidden(start_response, self._token_hint())
         if path.rstrip("/") == "/moto-api/reset" and method == "POST":
             registry.run_reset_hooks()
             self.faults.clear()
@@ -107,6 +152,16 @@ class SandboxApp:
                     return _respond(start_response, *self._call(handler, ident, environ, read_body()))
         with latency_mod.serving(self.server):  # moto patches read this server's latency profile
             return self.moto_app(environ, start_response)
+
+    def _authorized(self, environ: dict[str, Any]) -> bool:
+        token = self.server.token if self.server is not None else None
+        given = environ.get("HTTP_" + instances.TOKEN_HEADER.upper().replace("-", "_"), "")
+        return bool(token) and hmac.compare_digest(given.encode(), token.encode())  # type: ignore[union-attr]
+
+    def _token_hint(self) -> str:
+        where = instances.token_path(self.server.port) if self.server is not None and self.server.running else "the sandbox's token file"
+        return (f"control routes need the {instances.TOKEN_HEADER} header with the token in {where} "
+                "(s3tstream.sandbox.client sends it)")
 
     @staticmethod
     def _may_handle(environ: dict[str, Any]) -> bool:
@@ -249,6 +304,12 @@ class SandboxApp:
         return fn(self.server, payload)
 
 
+def _forbidden(start_response: Any, message: str) -> list[bytes]:
+    log.warning("sandbox: refused a request: %s", message)
+    body = registry.json_bytes({"error": "AccessDenied", "message": message})
+    return _respond(start_response, 403, [("Content-Type", "application/json")], body)
+
+
 def reset_all() -> None:
     """Reset every moto backend (process-wide) and every extension's state."""
     from moto.moto_api._internal.models import moto_api_backend
@@ -269,13 +330,18 @@ class SandboxServer:
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, latency: str = "instant", verbose: bool = False,
-        latency_scale: float | None = None, delivery: str = "ordered", seed: int = 0,
+        latency_scale: float | None = None, delivery: str = "ordered", seed: int = 0, kind: str = "in-process",
     ) -> None:
         from s3tstream.sandbox.dataplane import chaos
 
+        if not is_loopback(host):  # anyone who reaches the port could use (and reset) the sandbox
+            raise ValueError(f"the sandbox listens on loopback only (127.0.0.1, ::1, localhost), not {host!r}")
         self.host = host
         # how the Firehose data plane delivers: "ordered", or "chaos" (dataplane/chaos.py)
         self.delivery = chaos.parse(delivery, seed)
+        self.kind = kind  # "serve" (the background process) or "in-process" (instances.py)
+        self.token: str | None = None  # the control routes' token, written to instances.token_path(port)
+        self.warming: threading.Thread | None = None  # dispatch.warm, for a background sandbox
         self._requested_port = port
         self.latency = latency_mod.validate(latency)
         # multiplies every realistic delay (None: $S3TSTREAM_SANDBOX_LATENCY_SCALE or 1; latency.py)
@@ -291,16 +357,14 @@ class SandboxServer:
         if self._httpd is not None:
             return self
         check_moto_version()
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        from s3tstream.sandbox import dispatch
         from s3tstream.sandbox import services as ext
 
         ext.load_all()
+        dispatch.install()  # after load_all: the response classes are final
         verbose = self.verbose
 
         class _Handler(MotoRequestHandler):
@@ -308,15 +372,32 @@ class SandboxServer:
                 if verbose:
                     super().log_request(*args, **kwargs)
 
-        app = SandboxApp(DomainDispatcherApplication(create_backend_app), self)
+        dispatcher = dispatch.Dispatcher(create_backend_app)
+        app = SandboxApp(dispatcher, self)
         self._httpd = make_server(
             self.host, self._requested_port, app, threaded=True, request_handler=_Handler
         )
         httpd = self._httpd
+        # before serving: whoever sees the sandbox answer can already read its token
+        try:
+            self.token = instances.register(self.port, {
+                "pid": os.getpid(), "endpoint_url": self.endpoint_url, "latency": self.latency, "kind": self.kind,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            })
+        except OSError as err:
+            self._httpd = None
+            httpd.server_close()
+            raise RuntimeError(
+                f"cannot write the sandbox's control token under {instances.registry_dir()}: {err}; "
+                "make that folder writable or set XDG_CACHE_HOME to a writable folder"
+            ) from None
         self._thread = threading.Thread(
             target=lambda: httpd.serve_forever(poll_interval=0.05), name=f"sandbox-http-{self.port}", daemon=True
         )
         self._thread.start()
+        if self.kind == "serve":  # a background sandbox: its first requests come from another process
+            self.warming = threading.Thread(target=dispatch.warm, args=(dispatcher,), name="sandbox-warm", daemon=True)
+            self.warming.start()
         self._worker_loops = [registry.WorkerLoop(w, self) for w in registry.workers()]
         for loop in self._worker_loops:
             loop.start()
@@ -328,6 +409,7 @@ class SandboxServer:
             loop.stop()
         self._worker_loops = []
         if self._httpd is not None:
+            instances.remove(self.port, pid=os.getpid())
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
@@ -353,7 +435,7 @@ class SandboxServer:
 
     @property
     def endpoint_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
     @property

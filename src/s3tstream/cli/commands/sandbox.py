@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +16,15 @@ app = typer.Typer(help="A local AWS endpoint for the demo and the tests (no AWS 
 HomeOpt = Annotated[
     Path,
     typer.Option("--home", envvar="S3TSTREAM_HOME", help="Where the sandbox records its pid, port and log."),
+]
+FindHomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="S3TSTREAM_HOME",
+                 help="Only the sandbox recorded in this folder (default: any sandbox of yours, wherever started)."),
+]
+PortPickOpt = Annotated[
+    int | None,
+    typer.Option("--port", min=1, max=65535, help="The sandbox on this port (needed when several run)."),
 ]
 
 
@@ -54,30 +63,41 @@ def start(
 
 @app.command()
 @handle_errors
-def stop(home: HomeOpt = Path(".s3tstream"), output: OutputOpt = Format.text) -> None:
-    """Stop the background sandbox."""
+def stop(home: FindHomeOpt = None, port: PortPickOpt = None, output: OutputOpt = Format.text) -> None:
+    """Stop your background sandbox, wherever it was started (--port when several run)."""
     from s3tstream.sandbox import control
 
     out = Output(output)
-    stopped = control.stop(_home(home))
+    if home is not None:
+        stopped: Any = control.stop(_home(home))
+    else:
+        stopped = control.stop_found(port)
     if out.is_json:
-        out.json({"stopped": bool(stopped)})
+        out.json({"stopped": bool(stopped), **({"port": stopped["port"]} if isinstance(stopped, dict) else {})})
+    elif isinstance(stopped, dict):
+        out.line(f"sandbox on port {stopped['port']} stopped (pid {stopped['pid']})")
     else:
         out.line("sandbox stopped" if stopped else "no sandbox was running")
 
 
 @app.command()
 @handle_errors
-def status(home: HomeOpt = Path(".s3tstream"), output: OutputOpt = Format.text) -> None:
-    """Say whether the sandbox runs, and where."""
+def status(home: FindHomeOpt = None, port: PortPickOpt = None, output: OutputOpt = Format.text) -> None:
+    """Say which of your sandboxes run, and where (exit 1 when none)."""
     from s3tstream.sandbox import control
 
     out = Output(output)
-    info = control.status(_home(home))
-    if out.is_json:
-        out.json({"running": info is not None, **(info or {})})
-    elif info:
-        out.line(f"running: {info['endpoint_url']} (pid {info['pid']})")
+    if home is not None:
+        found = [info] if (info := control.status(_home(home))) else []
     else:
-        out.line("not running")
+        found = [r for r in control.running() if port is None or int(r["port"]) == port]
+    if out.is_json:
+        one = found[0] if len(found) == 1 else {}
+        out.json({"running": bool(found), **one, "sandboxes": found})
+    for info in found if not out.is_json else []:
+        where = f", home {info['home']}" if info.get("home") else ""
+        out.line(f"running: {info['endpoint_url']} (pid {info['pid']}{where})")
+    if not found:
+        if not out.is_json:
+            out.line("not running" if port is None else f"no sandbox of yours runs on port {port}")
         raise SystemExit(1)

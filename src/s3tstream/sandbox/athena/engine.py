@@ -240,7 +240,9 @@ def _java_float(x: float) -> str:
 
 
 def _ts(v: datetime.datetime) -> str:
-    s = v.strftime("%Y-%m-%d %H:%M:%S.%f")
+    # Trino pads the year to 4 digits (Java's "uuuu"): 0001-01-01 00:00:00.000000; strftime("%Y")
+    # does not on Linux ("1-01-01")
+    s = f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
     if v.tzinfo is not None:
         off = v.utcoffset()
         s += " UTC" if not off else " " + v.strftime("%z")
@@ -344,6 +346,9 @@ def _translate(exc: Exception, sql: str) -> QueryError:
         return QueryError("COLUMN_NOT_FOUND", f"{_line_col(sql, pos)}: Column '{col}' cannot be resolved")
     if isinstance(exc, duckdb.ParserException):
         return QueryError("SYNTAX_ERROR", f"line 1:1: {msg}")
+    if isinstance(exc, duckdb.PermissionException):  # a host file, an extension (_Session locks them)
+        return QueryError("PERMISSION_DENIED", f"line 1:1: Access Denied: {msg}; Athena reads only the tables "
+                          "of its catalogs")
     if isinstance(exc, duckdb.CatalogException) and "Function" in msg:
         return QueryError("FUNCTION_NOT_FOUND", f"line 1:1: {msg}")
     if isinstance(exc, (duckdb.BinderException, duckdb.CatalogException, duckdb.ConversionException,
@@ -367,6 +372,12 @@ class _Session:
         self._attached: set[str] = set()
         self._schemas: set[tuple[str, str]] = set()
         self.con.execute("SET TimeZone = 'UTC'")
+        # Athena reads only the tables of its catalogs (S3 objects): no host files by path
+        # (read_parquet/read_csv/glob/COPY/ATTACH), no extensions, no Python variables by name;
+        # locked so that a statement cannot turn it back on. Refusals: PERMISSION_DENIED (_translate).
+        for setting in ("enable_external_access = false", "python_enable_replacements = false",
+                        "lock_configuration = true"):
+            self.con.execute(f"SET {setting}")
         from s3tstream.sandbox.athena.trino_sql import MACROS
 
         for shim in _SHIMS + MACROS:

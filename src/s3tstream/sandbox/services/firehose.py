@@ -238,19 +238,18 @@ def _advance(req: SandboxRequest, name: str) -> None:
         if nxt is None or nxt.get("ready_at") is not None:
             return  # realistic: _settle_due completes it when its delay has passed
         del _pending[_key(req, name)]
-    _apply(_key(req, name), nxt)
+        _apply(_key(req, name), nxt)
 
 
 def _settle_due() -> None:
     """Realistic latency: every stream whose creation delay has passed reaches its final state,
     whoever looks (called before each handler reads a status, and by a worker)."""
     now = _clock()
-    with _lock:
+    with _lock:  # remove and apply under one lock: a describe never sees it gone yet still CREATING
         due = [(k, v) for k, v in _pending.items() if v.get("ready_at") is not None and now >= v["ready_at"]]
-        for k, _ in due:
+        for k, v in due:
             del _pending[k]
-    for k, v in due:
-        _apply(k, v)
+            _apply(k, v)
 
 
 @worker("firehose-readiness", interval=0.2)
