@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from s3tstream.config import tables
 from s3tstream.errors import ConfigError
 
 DEFAULT_CONFIG = "s3tstream.toml"
@@ -475,6 +476,13 @@ class AlarmsConfig(_Section):
         return self
 
 
+class TableEntry(_Section):
+    """One [[tables]] entry: the keys of [source] and [table] for one table."""
+
+    source: SourceConfig = SourceConfig()
+    table: TableConfig = TableConfig()
+
+
 class Config(_Section):
     stack: StackConfig
     source: SourceConfig = SourceConfig()
@@ -485,25 +493,31 @@ class Config(_Section):
     athena: AthenaConfig = AthenaConfig()
     backfill: BackfillConfig = BackfillConfig()
     alarms: AlarmsConfig = AlarmsConfig()
+    # Many tables, one pipeline: entries each with a source and a table (config/tables.py).
+    # Empty: the one table of [source]/[table].
+    tables: list[TableEntry] = Field(default_factory=list)
 
     # Where the config was read from; the state directory sits beside it.
     path: Path | None = Field(default=None, exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_form(cls, data: Any) -> Any:
+        # (validate_assignment calls this too, with the fields as models: nothing to check then)
+        if isinstance(data, dict) and "tables" in data and not isinstance(data.get("stack"), StackConfig):
+            both = [k for k in ("source", "table") if k in data]
+            if both:
+                raise tables.FieldProblems([(both[0], (
+                    "[source]/[table] (one table) and [[tables]] entries cannot both be set: move them into a "
+                    "[[tables]] entry (an S3TSTREAM_SOURCE__*/S3TSTREAM_TABLE__* variable sets them too)"))])
+            if not data["tables"]:
+                raise tables.FieldProblems([("tables", "at least one [[tables]] entry (or use [source]/[table])")])
+        return data
+
     @model_validator(mode="after")
     def _cross(self) -> "Config":
-        keys = self.key_columns()
-        by_name = {c.name: c for c in self.table.columns}
-        for attr, col_name in keys:
-            col = by_name.get(col_name)
-            if col is not None:
-                want = {"S": "string", "N": ("long", "int", "decimal"), "B": "binary"}[attr.type]
-                if not (col.type == want or (isinstance(want, tuple) and col.type.startswith(want))):
-                    raise ValueError(
-                        f"table.columns: key column {col_name!r} has type {col.type} but the DynamoDB key "
-                        f"{attr.name!r} is {attr.type}"
-                    )
-                if not col.required:
-                    raise ValueError(f"table.columns: key column {col_name!r} must be required = true")
+        tables.check(self)
+        tables.unify(self)
         return self
 
     # ------------------------------------------------------------ derived names
@@ -519,6 +533,20 @@ class Config(_Section):
             col = next((c.name for c in self.table.columns if c.attribute == a.name), None)
             out.append((a, col or a.name.lower()))
         return out
+
+    # ------------------------------------------------------------ tables (config/tables.py)
+    def scopes(self) -> list["Config"]:
+        """One config per table, each scoped to it (source/table are that entry's)."""
+        return tables.scopes(self)
+
+    def scoped(self, table: str | None) -> "Config":
+        """The config scoped to one lake table (`--table NAME`; optional with one table)."""
+        return tables.scoped(self, table)
+
+    @property
+    def table_names(self) -> list[str]:
+        """The lake table names, in config order."""
+        return tables.table_names(self)
 
     @property
     def state_dir(self) -> Path:
@@ -540,7 +568,7 @@ class Names:
         self.stream = cfg.stream.name or f"{s}-changes"
         self.table_bucket = cfg.table.bucket or f"{s}-lake"
         self.namespace = cfg.table.namespace or s.replace("-", "_")
-        self.table = cfg.table.name or re.sub(r"[^a-z0-9_]", "_", self.source_table.lower()).strip("_") or "items"
+        self.table = cfg.table.name or tables.default_lake_table(self.source_table)
         self.firehose = cfg.firehose.name or f"{s}-to-lake"
         self.transform_function = cfg.firehose.lambda_name or f"{s}-transform"
         self.firehose_role = f"s3tstream-{s}-firehose"
@@ -598,6 +626,10 @@ def build(data: dict, source: str = "", path: Path | None = None) -> Config:
         problems = []
         for err in e.errors():
             key = _loc(err["loc"])
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, tables.FieldProblems):  # cross-key rules name their own keys
+                problems += [(".".join(p for p in (key, path) if p), m) for path, m in cause.problems]
+                continue
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
