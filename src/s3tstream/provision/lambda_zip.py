@@ -1,7 +1,8 @@
 """The transform Lambda's deployment package, built in process and byte-for-byte deterministic.
 
 The zip holds exactly ``s3tstream/__init__.py`` (a minimal stdlib-only stub written here, not
-the CLI's own ``__init__``) and ``s3tstream/transform/*.py``. Entries are sorted, every entry
+the CLI's own ``__init__``) and ``s3tstream/transform/*.py`` (and, for a stack whose settings
+exceed the Lambda environment's 4 KB, ``s3tstream/transform/settings.json``). Entries are sorted, every entry
 has the same fixed timestamp (1980-01-01, the earliest a zip can store), Unix permissions
 0644 and no extra fields, and they are STORED (not deflated): deflate output depends on the
 zlib build, and a package that changed bytes from one machine to the next would make every
@@ -78,12 +79,14 @@ def build_zip(files: list[tuple[str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
-def build(root: Path | None = None) -> Package:
-    files = source_files(root)
+def build(root: Path | None = None, extra: tuple[tuple[str, bytes], ...] = ()) -> Package:
+    files = sorted(source_files(root) + list(extra))
     return Package(build_zip(files), tuple(n for n, _ in files))
 
 
-@lru_cache(maxsize=1)
-def package() -> Package:
-    """The package of the installed transform (built once per process)."""
-    return build()
+@lru_cache(maxsize=4)
+def package(extra: tuple[tuple[str, bytes], ...] = ()) -> Package:
+    """The package of the installed transform (built once per process), plus `extra` files:
+    the settings of a stack whose tables' settings are too large for the Lambda environment
+    (transform/routing.py)."""
+    return build(extra=extra)

@@ -220,7 +220,11 @@ def encode_settings(settings: "Mapping[str, Any] | Settings") -> dict[str, str]:
     """Validate settings and return the Lambda environment variables that carry them."""
     if not isinstance(settings, Settings):
         settings = Settings.from_dict(settings)
-    text = json.dumps(settings.to_dict(), separators=(",", ":"))  # ASCII only
+    return encode_text(json.dumps(settings.to_dict(), separators=(",", ":")))  # ASCII only
+
+
+def encode_text(text: str) -> dict[str, str]:
+    """The environment variables for a settings document's JSON text (ASCII)."""
     if len(text) <= INLINE_LIMIT:
         return {ENV_SETTINGS: text}
     packed = base64.b64encode(zlib.compress(text.encode("ascii"), 9)).decode("ascii")
@@ -235,33 +239,41 @@ def encode_settings(settings: "Mapping[str, Any] | Settings") -> dict[str, str]:
 _CACHE: dict[tuple[str, str], Settings] = {}
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read settings from environment variables (cached per variable value)."""
+def settings_text(environ: Mapping[str, str]) -> tuple[tuple[str, str], str] | None:
+    """(cache key, JSON text) of the settings the environment variables carry; None when
+    neither is set (routing.py then looks for settings packaged in the zip)."""
     inline = environ.get(ENV_SETTINGS)
     packed = environ.get(ENV_SETTINGS_Z)
     if inline and packed:
         raise SettingsError(f"both {ENV_SETTINGS} and {ENV_SETTINGS_Z} are set; set exactly one")
-    if inline:
-        key = (ENV_SETTINGS, inline)
-    elif packed:
-        key = (ENV_SETTINGS_Z, packed)
-    else:
+    if not inline and not packed:
+        return None
+    if not packed:
+        return (ENV_SETTINGS, inline), inline  # type: ignore[return-value]
+    try:
+        text = zlib.decompress(base64.b64decode(packed, validate=True)).decode("utf-8")
+    except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError) as exc:
+        raise SettingsError(f"{ENV_SETTINGS_Z} is not base64(zlib(JSON)): {exc}") from None
+    return (ENV_SETTINGS_Z, packed), text
+
+
+def parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SettingsError(f"settings are not valid JSON: {exc}") from None
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Read settings from environment variables (cached per variable value)."""
+    found = settings_text(environ)
+    if found is None:
         raise SettingsError(f"neither {ENV_SETTINGS} nor {ENV_SETTINGS_Z} is set")
+    key, text = found
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    if packed:
-        try:
-            text = zlib.decompress(base64.b64decode(packed, validate=True)).decode("utf-8")
-        except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError) as exc:
-            raise SettingsError(f"{ENV_SETTINGS_Z} is not base64(zlib(JSON)): {exc}") from None
-    else:
-        text = inline  # type: ignore[assignment]
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise SettingsError(f"settings are not valid JSON: {exc}") from None
-    settings = Settings.from_dict(doc)
+    settings = Settings.from_dict(parse_json(text))
     if len(_CACHE) > 8:  # environments change rarely; keep the cache tiny
         _CACHE.clear()
     _CACHE[key] = settings
