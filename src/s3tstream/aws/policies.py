@@ -126,7 +126,8 @@ def glue_lake_arns(cfg: "Config", ident: "Identity") -> list[str]:
         _arn(ident, "glue", r, a, "catalog/s3tablescatalog"),
         _arn(ident, "glue", r, a, f"catalog/s3tablescatalog/{n.table_bucket}"),
         _arn(ident, "glue", r, a, f"database/s3tablescatalog/{n.table_bucket}/{n.namespace}"),
-        _arn(ident, "glue", r, a, f"table/s3tablescatalog/{n.table_bucket}/{n.namespace}/{n.table}"),
+        # one ARN per table of the stack (they share the bucket and namespace: config/tables.py)
+        *(_arn(ident, "glue", r, a, f"table/s3tablescatalog/{n.table_bucket}/{n.namespace}/{t}") for t in cfg.table_names),
     ]
 
 
@@ -189,10 +190,16 @@ def s3tables_statements(cfg: "Config", ident: "Identity", actions: tuple[str, ..
             "Action": on_table,
             # WILDCARD_RESOURCES s3tables:bucket/<bucket>/table/*: pinned to the table by name
             "Resource": [f"{bucket}/table/*"],
+            # several values: any of them (IAM: a condition key with a list matches any value)
             "Condition": {"StringEquals": {"s3tables:namespace": cfg.names.namespace,
-                                           "s3tables:tableName": cfg.names.table}},
+                                           "s3tables:tableName": _one_or_list(cfg.table_names)}},
         },
     ]
+
+
+def _one_or_list(values: list[str]) -> str | list[str]:
+    # one table: the document a stack made before many tables (no drift on an existing stack)
+    return values[0] if len(values) == 1 else list(values)
 
 
 def firehose_lake_policy(cfg: "Config", ident: "Identity", mode: str = MODE_LF) -> dict[str, Any]:
@@ -366,19 +373,25 @@ def firehose_table_permissions(cfg: "Config") -> tuple[str, ...]:
 
 
 def lf_grants(cfg: "Config", ident: "Identity") -> list[LfGrant]:
-    """Every grant the stack makes: the Firehose role (database + table), then each reader."""
+    """Every grant the stack makes: the Firehose role (database, then each table), then each
+    reader on each table. A grant on one table is that table's: removing the table from the
+    config removes its grants (provision/engine.py), the others stay."""
     n = cfg.names
     role = firehose_role_arn(cfg, ident)
-    out = [
-        LfGrant(f"database {n.table_bucket}/{n.namespace}", role, lf_database_resource(cfg, ident),
-                FIREHOSE_DATABASE_PERMISSIONS),
-        LfGrant(f"table {n.table_bucket}/{n.namespace}.{n.table}", role, lf_table_resource(cfg, ident),
-                firehose_table_permissions(cfg)),
-    ]
+    out = [LfGrant(f"database {n.table_bucket}/{n.namespace}", role, lf_database_resource(cfg, ident),
+                   FIREHOSE_DATABASE_PERMISSIONS)]
+    for scoped in cfg.scopes():
+        out.append(table_grant(scoped, ident, role, firehose_table_permissions(cfg)))
     for reader in cfg.lakeformation.readers:
-        out.append(LfGrant(f"table {n.table_bucket}/{n.namespace}.{n.table}", reader, lf_table_resource(cfg, ident),
-                           READER_TABLE_PERMISSIONS))
+        out += [table_grant(scoped, ident, reader, READER_TABLE_PERMISSIONS) for scoped in cfg.scopes()]
     return out
+
+
+def table_grant(scoped: "Config", ident: "Identity", principal: str, permissions: tuple[str, ...]) -> LfGrant:
+    """A grant on the table of a config scoped to one table."""
+    n = scoped.names
+    return LfGrant(f"table {n.table_bucket}/{n.namespace}.{n.table}", principal, lf_table_resource(scoped, ident),
+                   permissions)
 
 
 def reader_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
