@@ -95,3 +95,33 @@ def test_packaged_settings_are_in_the_deterministic_zip():
     assert lambda_zip.package(tuple(files.items())).data == lambda_zip.build(extra=tuple(files.items())).data
     with zipfile.ZipFile(io.BytesIO(pkg.data)) as zf:
         assert json.loads(zf.read(routing.PACKAGED_PATH))["routes"]["t0"]["table"] == "t0"
+
+
+def _record(rid: str, table: str, pk: str, event: str = "INSERT") -> dict:
+    import base64
+
+    change = {"eventID": f"e{rid}", "eventName": event, "eventSource": "aws:dynamodb", "tableName": table,
+              "dynamodb": {"ApproximateCreationDateTime": 1700000000000, "Keys": {"pk": {"S": pk}},
+                           "NewImage": {"pk": {"S": pk}}, "OldImage": {"pk": {"S": pk}}}}
+    return {"recordId": rid, "data": base64.b64encode(json.dumps(change).encode()).decode()}
+
+
+def test_handler_routes_each_record_to_its_table(monkeypatch, capsys):
+    from s3tstream.transform import records
+
+    doc = {"routes": {"Orders": table_doc("orders"), "events": table_doc("events", mode="changelog")}}
+    env, _ = routing.deploy(doc)
+    monkeypatch.setattr(records.os, "environ", env)
+    out = records.handler({"records": [
+        _record("1", "Orders", "a"), _record("2", "events", "b"), _record("3", "Orders", "c", "REMOVE"),
+        _record("4", "customers", "d"), _record("5", "events", "e", "REMOVE"),
+    ]})["records"]
+    assert [r["recordId"] for r in out] == ["1", "2", "3", "4", "5"]
+    meta = {r["recordId"]: r.get("metadata", {}).get("otfMetadata") for r in out}
+    assert (meta["1"]["destinationTableName"], meta["1"]["operation"]) == ("orders", "update")
+    assert (meta["2"]["destinationTableName"], meta["2"]["operation"]) == ("events", "insert")
+    assert (meta["3"]["destinationTableName"], meta["3"]["operation"]) == ("orders", "delete")
+    assert (meta["5"]["destinationTableName"], meta["5"]["operation"]) == ("events", "insert")
+    # a table the pipeline does not carry is never written to another table: it fails, named
+    assert out[3]["result"] == "ProcessingFailed"
+    assert "table 'customers', which this pipeline does not carry" in capsys.readouterr().out

@@ -88,13 +88,68 @@ def classify(ctx: Ctx, info: StepInfo, spec: ResourceSpec, obs: Observed) -> Cha
 
 
 def plan(ctx: Ctx, steps: list[StepInfo] | None = None) -> list[Change]:
-    """Read-only: what `up` would do, per resource."""
+    """Read-only: what `up` would do, per resource (and to the resources of removed tables)."""
     out: list[Change] = []
     for info in steps or built_steps():
         for spec in resources(ctx, info):
             obs = _aws_call(f"observing {spec.kind} {spec.name}", spec.observe)
             out.append(classify(ctx, info, spec, obs))
+    return out + [ch for ch, _ in removals(ctx, steps or built_steps())]
+
+
+# ------------------------------------------------------------------ tables removed from the config
+TABLE_OUTPUT = "lake_table"
+
+
+def removed(ctx: Ctx, steps: list[StepInfo]) -> list[Any]:
+    """Records of per-table kinds that no resource of the config names: a table's entry was
+    taken out of [[tables]] (or renamed). Newest first, the order they are undone in."""
+    load_all_kinds()
+    named = {(spec.kind, spec.name) for info in steps for spec in resources(ctx, info)}
+    ours = {info.name for info in steps}
+    return [r for r in reversed(list(ctx.state.doc.resources))
+            if r.step in ours and getattr(KINDS.get(r.kind), "per_table", False) and r.key not in named]
+
+
+def removals(ctx: Ctx, steps: list[StepInfo]) -> list[tuple[Change, Any]]:
+    """What `up` does to each removed table's record: its streaming and grants stop (delete); its
+    data (source table, lake table) stays (keep) unless `up --prune`; an adopted one is forgotten."""
+    prune = bool(ctx.options.get("prune"))
+    out = []
+    for rec in removed(ctx, steps):
+        cls = KINDS[rec.kind]
+        table = rec.outputs.get(TABLE_OUTPUT)
+        whose = f"table {table}" if table else "a table"
+        ch = Change(rec.step, rec.kind, rec.name, "delete", f"{whose} is no longer in the config")
+        if rec.ownership == "adopted":
+            ch.action, ch.detail = "forget", f"{ch.detail}; adopted: left in place"
+        elif cls.data and not prune:
+            # nothing to do, now or on any later run: "none", so plan does not count it as pending
+            ch.action, ch.detail = "none", f"{ch.detail}; kept with its data (`up --prune` deletes it, `down` too)"
+        out.append((ch, rec))
     return out
+
+
+def remove_tables(ctx: Ctx, steps: list[StepInfo]) -> list[Change]:
+    """Undo the records of removed tables (after the steps: the Firehose stream no longer lists
+    them). Kept data stays recorded, so `down` still removes it."""
+    done = []
+    for ch, rec in removals(ctx, steps):
+        if ch.action == "none":
+            done.append(ch)
+            continue
+        if ch.action == "delete":
+            ctx.progress(f"removing {rec.kind} {rec.name}: {ch.detail}")
+            ctx.state.record(rec.step, rec.kind, rec.name, status="deleting")
+            kept = _aws_call(f"removing {rec.kind} {rec.name}", lambda: KINDS[rec.kind].delete(ctx, rec))
+            if kept:
+                ch.action, ch.detail = "keep", kept
+                ctx.state.record(rec.step, rec.kind, rec.name, status="present")
+                done.append(ch)
+                continue
+        ctx.state.drop(rec.kind, rec.name)
+        done.append(ch)
+    return done
 
 
 def apply_step(ctx: Ctx, info: StepInfo) -> list[Change]:
@@ -109,6 +164,8 @@ def apply_resource(ctx: Ctx, info: StepInfo, spec: ResourceSpec) -> Change:
     obs = _aws_call(f"observing {spec.kind} {spec.name}", spec.observe)
     ch = classify(ctx, info, spec, obs)
     rec = state.get(spec.kind, spec.name)
+    # the lake table a per-table record serves: status groups by it, and it outlives the config entry
+    mark = {TABLE_OUTPUT: spec.table} if spec.table else {}
     if ch.action == "conflict":
         raise PlanError(
             f"{spec.kind} {spec.name}: {ch.detail}",
@@ -117,22 +174,26 @@ def apply_resource(ctx: Ctx, info: StepInfo, spec: ResourceSpec) -> Change:
     if ch.action == "create":
         ctx.progress(f"creating {spec.kind} {spec.name}")
         # Intent first: a run killed during create finds this record and converges.
-        state.record(info.name, spec.kind, spec.name, status="creating", ownership=rec.ownership if rec else "owned")
+        state.record(info.name, spec.kind, spec.name, status="creating", ownership=rec.ownership if rec else "owned",
+                     outputs=mark)
         out = _aws_call(f"creating {spec.kind} {spec.name}", spec.create)
-        state.record(info.name, spec.kind, spec.name, status="present", id=out.get("id"), outputs=out)
+        state.record(info.name, spec.kind, spec.name, status="present", id=out.get("id"), outputs={**out, **mark})
         ctx.progress(f"created {spec.kind} {spec.name}")
     elif ch.action in ("adopt", "claim"):
         state.record(
-            info.name, spec.kind, spec.name, status="present", id=obs.id, outputs=obs.outputs,
+            info.name, spec.kind, spec.name, status="present", id=obs.id, outputs={**obs.outputs, **mark},
             ownership="adopted" if ch.action == "adopt" else "owned",
         )
         ctx.progress(f"{'adopted' if ch.action == 'adopt' else 'recorded'} {spec.kind} {spec.name}")
     elif ch.action == "update":
         ctx.progress(f"updating {spec.kind} {spec.name}: {ch.detail}")
         out = _aws_call(f"updating {spec.kind} {spec.name}", lambda: spec.update(obs))
-        state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or (rec and rec.id), outputs={**obs.outputs, **out})
-    elif rec is not None and (rec.status != "present" or (obs.id and rec.id != obs.id)):
-        state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or rec.id, outputs=obs.outputs)
+        state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or (rec and rec.id),
+                     outputs={**obs.outputs, **out, **mark})
+    elif rec is not None and (rec.status != "present" or (obs.id and rec.id != obs.id)
+                              or (mark and rec.outputs.get(TABLE_OUTPUT) != spec.table)):
+        state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or rec.id,
+                     outputs={**obs.outputs, **mark})
     return ch
 
 
@@ -152,7 +213,8 @@ def check_requirements(ctx: Ctx, info: StepInfo) -> None:
 
 def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -> Result:
     """Run steps in dependency order, independent ones at the same time."""
-    todo = {s.name: s for s in (steps or built_steps())}
+    infos = list(steps or built_steps())
+    todo = {s.name: s for s in infos}
     planned = set(todo)
     done: set[str] = set()
     failed: set[str] = set()
@@ -195,6 +257,12 @@ def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -
                 with lock:
                     result.changes.extend(changes)
                     done.add(name)
+    if not result.errors and not result.skipped:
+        # every step ran: the Firehose stream and the transform no longer carry removed tables
+        try:
+            result.changes.extend(remove_tables(ctx, infos))
+        except S3tError as e:
+            result.errors["remove tables"] = e
     return result
 
 

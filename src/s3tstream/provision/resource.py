@@ -6,7 +6,7 @@ from its record alone, even after the config stopped naming it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
@@ -68,6 +68,10 @@ class Ctx:
         wait_until(check, f"{what} deletion" if gone else what, timeout=self.timeout, interval=self.poll,
                    progress=self.progress)
 
+    def scoped(self, cfg: "Config") -> "Ctx":
+        """This context for one table: cfg scoped to it (config/tables.py), the rest shared."""
+        return replace(self, cfg=cfg)
+
     def tags(self) -> dict[str, str]:
         """The stack tag plus the user's tags; the stack tag is how `down` knows what is ours."""
         return {**self.cfg.stack.tags, **self.names.stack_tag()}
@@ -82,6 +86,9 @@ class ResourceSpec:
     data: ClassVar[bool] = False
     # An existing one that this stack did not create is adopted and never deleted.
     adoptable: ClassVar[bool] = False
+    # One per table of the config (built with a ctx scoped to it): a record of this kind the
+    # config no longer names is a removed table's (provision/engine.py: removed()).
+    per_table: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -94,6 +101,11 @@ class ResourceSpec:
     @property
     def name(self) -> str:
         raise NotImplementedError
+
+    @property
+    def table(self) -> str | None:
+        """The lake table this resource serves (per-table kinds), None for the stack's shared ones."""
+        return self.ctx.cfg.names.table if self.per_table else None
 
     def observe(self) -> Observed:
         raise NotImplementedError

@@ -54,7 +54,8 @@ import sys
 from typing import Any
 
 from .mapping import RecordError, dumps_exact, keys_row, map_item, plan_for
-from .settings import Settings, load_settings
+from .routing import Routes, load_routes
+from .settings import Settings, SettingsError
 
 __all__ = ["handler", "transform_records"]
 
@@ -158,8 +159,29 @@ def _out_for(settings: Settings) -> _Out:
     return out
 
 
-def _transform(data: Any, o: _Out) -> tuple[str, str | None]:
-    """One record -> (operation or "Dropped", base64 row).  Raises for a bad record."""
+class _Router:
+    """The _Out of each table a batch may hold (routing.py): one for every record (a one-table
+    document), or one per DynamoDB table name."""
+
+    __slots__ = ("default", "outs", "routes")
+
+    def __init__(self, settings: "Settings | Routes") -> None:
+        self.routes = settings if isinstance(settings, Routes) else Routes({}, settings)
+        self.default = _out_for(self.routes.default) if self.routes.default is not None else None
+        self.outs = {name: _out_for(s) for name, s in self.routes.by_table.items()}
+
+    def pick(self, change: dict) -> _Out:
+        o = self.outs.get(change.get("tableName"))
+        if o is None:
+            try:
+                self.routes.for_table(change.get("tableName"))
+            except SettingsError as exc:
+                raise RecordError(str(exc)) from None
+        return o  # type: ignore[return-value]
+
+
+def _transform(data: Any, router: _Router) -> tuple[str, str | None, _Out]:
+    """One record -> (operation or "Dropped", base64 row, its table's _Out).  Raises for a bad record."""
     try:
         raw = _a2b(data, strict_mode=True)
     except (binascii.Error, TypeError, ValueError) as exc:
@@ -173,6 +195,7 @@ def _transform(data: Any, o: _Out) -> tuple[str, str | None]:
     ddb = change.get("dynamodb")
     if ddb.__class__ is not dict:
         raise RecordError("change record has no dynamodb object")
+    o = router.default or router.pick(change)  # the record's table, by its tableName
     name = change.get("eventName")
     source = change.get("eventSource")
     if source not in _SOURCES:
@@ -189,14 +212,14 @@ def _transform(data: Any, o: _Out) -> tuple[str, str | None]:
         except Exception:  # noqa: BLE001
             row = map_item(image, settings)
         if not o.changelog:
-            return "update", _encode(row)
+            return "update", _encode(row), o
         op_name = "backfill" if kind == "backfill" else ("insert" if name == "INSERT" else "modify")
     elif name == "REMOVE":
         ttl = _is_ttl(change)
         if not o.changelog:
             if ttl and o.keep_ttl:
-                return "Dropped", None
-            return "delete", _encode(_removed_row(ddb, settings, strict_old=False))
+                return "Dropped", None, o
+            return "delete", _encode(_removed_row(ddb, settings, strict_old=False)), o
         row = _removed_row(ddb, settings, strict_old=True)
         op_name = "ttl_remove" if ttl else "remove"
     else:
@@ -208,17 +231,18 @@ def _transform(data: Any, o: _Out) -> tuple[str, str | None]:
     row["_op"] = op_name
     row["_event_time"] = _event_time(ddb)
     row["_event_id"] = event_id
-    return "insert", _encode(row)
+    return "insert", _encode(row), o
 
 
 def _log(entry: dict) -> None:
     sys.stdout.write(json.dumps(entry, default=str) + "\n")
 
 
-def transform_records(records: list, settings: Settings) -> list[dict]:
-    """Transform Firehose input records (dicts with recordId and data) -> output records."""
-    o = _out_for(settings)
-    meta = o.meta
+def transform_records(records: list, settings: "Settings | Routes") -> list[dict]:
+    """Transform Firehose input records (dicts with recordId and data) -> output records.
+
+    settings: one table's (every record is that table's), or Routes (by each record's tableName)."""
+    router = _Router(settings)
     out: list[dict] = []
     append = out.append
     dropped = failed = 0
@@ -226,7 +250,7 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
         rid = rec["recordId"]  # a record without an id breaks the envelope: raise
         data = rec.get("data")
         try:
-            op, payload = _transform(data, o)
+            op, payload, o = _transform(data, router)
         except Exception as exc:  # noqa: BLE001 - a bad record must never fail the batch
             reason = exc.reason if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
             if len(reason) > _REASON_MAX:
@@ -240,7 +264,7 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
             dropped += 1
             append({"recordId": rid, "result": "Dropped", "data": data})
         else:
-            append({"recordId": rid, "result": "Ok", "data": payload, "metadata": meta[op]})
+            append({"recordId": rid, "result": "Ok", "data": payload, "metadata": o.meta[op]})
     _log({"level": "INFO", "msg": "batch", "records": len(out),
           "ok": len(out) - dropped - failed, "dropped": dropped, "failed": failed})
     return out
@@ -248,8 +272,8 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
 
 def handler(event: dict, context: Any = None) -> dict:
     """AWS Lambda entry point (``s3tstream.transform.handler``) for the Firehose transform."""
-    settings = load_settings(os.environ)
+    routes = load_routes(os.environ)
     records = event["records"]
     if not isinstance(records, list):
         raise ValueError("event.records must be a list")
-    return {"records": transform_records(records, settings)}
+    return {"records": transform_records(records, routes)}

@@ -54,9 +54,15 @@ def _report(out: Output, stack, result, title: str) -> None:  # type: ignore[no-
         raise error
 
 
+PruneOpt = Annotated[bool, typer.Option(
+    "--prune", help="Also delete the source and lake tables of tables removed from the config (their data).")]
+
+
 @handle_errors
-def up(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
-    """Create every provisioning step in dependency order; safe to run again (it resumes)."""
+def up(config: ConfigOpt = None, output: OutputOpt = Format.text, prune: PruneOpt = False) -> None:
+    """Create every provisioning step in dependency order; safe to run again (it resumes).
+
+    A table removed from the config stops streaming; its data stays unless --prune."""
     from s3tstream.provision import engine, preflight
 
     out = Output(output)
@@ -64,20 +70,20 @@ def up(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
     try:
         for c in preflight.require(stack.cfg, stack.aws):
             out.info(f"[green]ok[/green] {c.name}: {c.detail}")
-        result = engine.apply(stack.ctx())
+        result = engine.apply(stack.ctx(prune=prune))
         _report(out, stack, result, f"up: {stack.cfg.stack.name}")
     finally:
         stack.close()
 
 
 @handle_errors
-def plan(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
+def plan(config: ConfigOpt = None, output: OutputOpt = Format.text, prune: PruneOpt = False) -> None:
     """Show what `up` would create, change or leave (read-only calls only)."""
     from s3tstream.provision import engine
 
     out = Output(output)
     stack = open_stack(config, out, "plan", lock=False)
-    changes = engine.plan(stack.ctx())
+    changes = engine.plan(stack.ctx(prune=prune))
     if out.is_json:
         out.json({"stack": stack.cfg.stack.name, "changes": [c.to_dict() for c in changes]})
     else:
@@ -142,12 +148,17 @@ def status(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
         spec = specs.get(rec.key)
         if spec is None:
             live, detail = "unknown", "no longer in the config; `down` removes it"
+            table = rec.outputs.get(engine.TABLE_OUTPUT) or ""
         else:
             obs = engine._aws_call(f"observing {rec.kind} {rec.name}", spec.observe)
             live = "missing" if not obs.exists else ("drifted" if obs.drift or obs.conflict else "present")
             detail = obs.conflict or "; ".join(obs.drift)
-        rows.append({"step": rec.step, "kind": rec.kind, "name": rec.name, "ownership": rec.ownership,
+            table = spec.table or ""
+        rows.append({"table": table, "step": rec.step, "kind": rec.kind, "name": rec.name, "ownership": rec.ownership,
                      "recorded": rec.status, "live": live, "id": rec.id, "detail": detail})
+    # grouped by table: the stack's shared resources first, then each table's (config order, then removed ones)
+    order = {t: i for i, t in enumerate(stack.cfg.table_names)}
+    rows.sort(key=lambda r: (bool(r["table"]), order.get(r["table"], len(order)), r["table"]))
     if out.is_json:
         out.json({"stack": stack.cfg.stack.name, "account": stack.state.doc.account, "region": stack.cfg.stack.region,
                   "resources": rows})
@@ -155,8 +166,10 @@ def status(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
     if not rows:
         out.line(f"stack {stack.cfg.stack.name}: nothing recorded (run `s3tstream up`)")
         return
-    out.table(f"status: {stack.cfg.stack.name}", ["step", "kind", "name", "ownership", "recorded", "live", "detail"],
-              [[r["step"], r["kind"], r["name"], r["ownership"], r["recorded"], r["live"], r["detail"]] for r in rows])
+    out.table(f"status: {stack.cfg.stack.name}",
+              ["table", "step", "kind", "name", "ownership", "recorded", "live", "detail"],
+              [[r["table"] or "(shared)", r["step"], r["kind"], r["name"], r["ownership"], r["recorded"], r["live"],
+                r["detail"]] for r in rows])
 
 
 @handle_errors

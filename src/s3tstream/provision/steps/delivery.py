@@ -145,10 +145,31 @@ def _effective_columns(cfg: "Config") -> list[dict[str, Any]]:
     ]
 
 
-def transform_environment(cfg: "Config") -> dict[str, str]:
-    from s3tstream.transform import encode_settings
+def transform_document(cfg: "Config") -> dict[str, Any]:
+    """The settings of every table: one table's document (as before many tables), or each
+    table's by its DynamoDB table name (transform/routing.py)."""
+    scopes = cfg.scopes()
+    if len(scopes) == 1:
+        return transform_settings(scopes[0])
+    return {"routes": {s.names.source_table: transform_settings(s) for s in scopes}}
 
-    return encode_settings(transform_settings(cfg))
+
+def transform_deployment(cfg: "Config") -> tuple[dict[str, str], tuple[tuple[str, bytes], ...]]:
+    """(environment variables, extra files for the zip) that carry the settings: a document over
+    the Lambda environment's 4 KB travels in the zip (a settings change is then a code change)."""
+    from s3tstream.transform.routing import deploy
+
+    env, files = deploy(transform_document(cfg))
+    return env, tuple(sorted(files.items()))
+
+
+def transform_environment(cfg: "Config") -> dict[str, str]:
+    return transform_deployment(cfg)[0]
+
+
+def transform_package(cfg: "Config") -> lambda_zip.Package:
+    extra = transform_deployment(cfg)[1]
+    return lambda_zip.package(extra) if extra else lambda_zip.package()
 
 
 # ------------------------------------------------------------------ error bucket
@@ -631,7 +652,7 @@ class TransformFunction(ResourceSpec):
         obs = Observed(exists=True, id=c["FunctionArn"], outputs={"arn": c["FunctionArn"], "code_sha256": c.get("CodeSha256")})
         obs.owned = _ours(self.ctx, r.get("Tags", {}))
         fh = self.ctx.cfg.firehose
-        if c.get("CodeSha256") != lambda_zip.package().sha256 or c.get("Architectures", ["x86_64"]) != [fh.lambda_architecture]:
+        if c.get("CodeSha256") != transform_package(self.ctx.cfg).sha256 or c.get("Architectures", ["x86_64"]) != [fh.lambda_architecture]:
             obs.drift.append("code")
         want = self.desired_config()
         have_env = (c.get("Environment") or {}).get("Variables", {})
@@ -663,7 +684,7 @@ class TransformFunction(ResourceSpec):
 
     def create(self) -> dict[str, Any]:
         fh = self.ctx.cfg.firehose
-        pkg = lambda_zip.package()
+        pkg = transform_package(self.ctx.cfg)
         args = {
             "FunctionName": self.name,
             "Code": {"ZipFile": pkg.data},
@@ -689,7 +710,7 @@ class TransformFunction(ResourceSpec):
         self._wait_ready("update")
         out: dict[str, Any] = {}
         if "code" in observed.drift:
-            pkg = lambda_zip.package()
+            pkg = transform_package(self.ctx.cfg)
             lam.update_function_code(FunctionName=self.name, ZipFile=pkg.data, Architectures=[fh.lambda_architecture], Publish=False)
             self._wait_ready("code update")
             out["code_sha256"] = pkg.sha256
@@ -753,15 +774,20 @@ def s3_configuration(cfg: "Config", ident: "Identity", bucket: str) -> dict[str,
 
 
 def table_configuration(cfg: "Config") -> list[dict[str, Any]]:
-    t: dict[str, Any] = {
-        "DestinationDatabaseName": cfg.names.namespace,
-        "DestinationTableName": cfg.names.table,
-        "S3ErrorOutputPrefix": cfg.firehose.error_prefix,
-    }
-    if cfg.table.mode == "upsert":
-        # UniqueKeys identify the row for Firehose's update/delete (aws-notes).
-        t["UniqueKeys"] = [col for _, col in cfg.key_columns()]
-    return [t]
+    """One DestinationTableConfiguration per table: the transform routes each record to its
+    table with metadata.otfMetadata (destinationDatabaseName/destinationTableName)."""
+    out = []
+    for s in cfg.scopes():
+        t: dict[str, Any] = {
+            "DestinationDatabaseName": s.names.namespace,
+            "DestinationTableName": s.names.table,
+            "S3ErrorOutputPrefix": s.firehose.error_prefix,
+        }
+        if s.table.mode == "upsert":
+            # UniqueKeys identify the row for Firehose's update/delete (aws-notes).
+            t["UniqueKeys"] = [col for _, col in s.key_columns()]
+        out.append(t)
+    return out
 
 
 def destination(cfg: "Config", ident: "Identity", bucket: str) -> dict[str, Any]:
@@ -778,8 +804,9 @@ def destination(cfg: "Config", ident: "Identity", bucket: str) -> dict[str, Any]
             "Enabled": True, "LogGroupName": names.firehose_log_group, "LogStreamName": names.firehose_log_stream,
         },
         "S3BackupMode": "FailedDataOnly",
-        # AppendOnly scales throughput but delivers out of order: changelog mode only.
-        "AppendOnly": cfg.table.mode == "changelog",
+        # AppendOnly scales throughput but delivers out of order: changelog mode only. It is
+        # the stream's, not a table's: one upsert table among them needs update/delete.
+        "AppendOnly": all(s.table.mode == "changelog" for s in cfg.scopes()),
         "S3Configuration": s3_configuration(cfg, ident, bucket),
     }
 

@@ -352,6 +352,8 @@ def _grant(ctx: Ctx, grant: policies.LfGrant, perms: list[str]) -> None:
 class LfGrantResource(ResourceSpec):
     kind = "lf-grant"
     adoptable = True  # complete before the stack: someone else's grant, never revoked by `down`
+    # grants on a table the config no longer names are revoked by `up` (the database grant stays named)
+    per_table = True
 
     def __init__(self, ctx: Ctx, grant: policies.LfGrant) -> None:
         super().__init__(ctx)
@@ -360,6 +362,10 @@ class LfGrantResource(ResourceSpec):
     @property
     def name(self) -> str:
         return self.grant.name
+
+    @property
+    def table(self) -> str | None:
+        return (self.grant.resource.get("Table") or {}).get("Name")  # None: the database grant
 
     def _outputs(self, granted: list[str]) -> dict[str, Any]:
         return {"id": self.name, "principal": self.grant.principal, "resource": self.grant.resource,

@@ -225,6 +225,7 @@ class Namespace(ResourceSpec):
 class Table(ResourceSpec):
     kind = "s3tables-table"
     data = True
+    per_table = True
     adoptable = True  # e.g. the legacy table without metadata: set-metadata then fixes it
 
     @property
@@ -310,5 +311,8 @@ class Table(ResourceSpec):
 
 
 def resources(ctx: Ctx) -> list[ResourceSpec]:
-    schema.metadata_payload(ctx.cfg)  # columns and partition spec validated before any call
-    return [TableBucket(ctx), Namespace(ctx), Table(ctx)]
+    scopes = ctx.cfg.scopes()
+    for c in scopes:
+        schema.metadata_payload(c)  # columns and partition spec validated before any call
+    # one bucket and namespace for the stack (config/tables.py), one table per entry
+    return [TableBucket(ctx), Namespace(ctx), *(Table(ctx.scoped(c)) for c in scopes)]

@@ -48,6 +48,7 @@ class IcebergMetadata(ResourceSpec):
 
     kind = "iceberg-metadata"
     data = True
+    per_table = True
 
     @property
     def name(self) -> str:
@@ -176,4 +177,4 @@ class IcebergMetadata(ResourceSpec):
 
 
 def resources(ctx: Ctx) -> list[ResourceSpec]:
-    return [IcebergMetadata(ctx)]
+    return [IcebergMetadata(ctx.scoped(c)) for c in ctx.cfg.scopes()]

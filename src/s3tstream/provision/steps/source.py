@@ -32,6 +32,7 @@ def fmt_keys(keys: list[tuple[str, str, str]]) -> str:
 class SourceTable(ResourceSpec):
     kind = "dynamodb-table"
     data = True
+    per_table = True
 
     @property
     def adoptable(self) -> bool:  # type: ignore[override]
@@ -140,4 +141,4 @@ class SourceTable(ResourceSpec):
 
 
 def resources(ctx: Ctx) -> list[ResourceSpec]:
-    return [SourceTable(ctx)]
+    return [SourceTable(ctx.scoped(c)) for c in ctx.cfg.scopes()]

@@ -151,6 +151,7 @@ class StreamingDestination(ResourceSpec):
 
     kind = "kinesis-streaming-destination"
     adoptable = True
+    per_table = True
 
     @property
     def name(self) -> str:
@@ -262,4 +263,5 @@ class StreamingDestination(ResourceSpec):
 
 
 def resources(ctx: Ctx) -> list[ResourceSpec]:
-    return [KinesisStream(ctx), StreamingDestination(ctx)]
+    # one stream for the stack; every source table streams into it
+    return [KinesisStream(ctx), *(StreamingDestination(ctx.scoped(c)) for c in ctx.cfg.scopes())]
