@@ -90,7 +90,7 @@ class FakeDdb:
 
 
 def sent(entries):
-    return [json.loads(d) for d, _ in entries]
+    return [json.loads(d) for d, _, _ in entries]
 
 
 def test_upsert_replays_the_raw_record_while_it_is_still_current():

@@ -235,7 +235,7 @@ def test_verify_reports_an_injected_difference_and_repair_fixes_it(stack):
     assert "missing: {\"pk\":\"b\"}" in text.stdout and "--repair" in text.stderr
 
     doc = json.loads(stack.cli("verify", "--repair", "--output", "json", ok=False).stdout)
-    assert doc["repair"] == {"sent": 3, "inserts": 2, "removes": 1, "stream": f"{stack.name}-changes"}
+    assert doc["repair"] == {"sent": 3, "inserts": 2, "removes": 1, "stream": f"{stack.name}-changes", "not_sent": []}
     drain(stack)
     clean = stack.json("verify")
     assert clean["ok"] is True and clean["counts"]["matching"] == 5 and clean["counts"]["lake_rows"] == 5

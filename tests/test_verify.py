@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 
 from s3tstream.config import model as c
 from s3tstream.data import verify as V
+from s3tstream.data.changes import change_record
 from s3tstream.errors import AwsError
 from s3tstream.data.items import ItemSchema, from_boto, item_from_plain, to_boto
 from s3tstream.lake.query import QueryResult
@@ -187,7 +188,7 @@ def test_missing_extra_differing_duplicate_and_unmappable(cfg, schema):
 
 def test_change_record_format(cfg, schema):
     item = plain_items(schema, 1)[0]
-    r = V.change_record(cfg, "INSERT", {"Id": item["Id"]}, item)
+    r = change_record(cfg, "INSERT", {"Id": item["Id"]}, item)
     assert r["eventSource"] == "s3tstream:repair" and r["eventName"] == "INSERT"
     assert r["awsRegion"] == "eu-west-1" and r["tableName"] == "shop" and r["recordFormat"] == "application/json"
     assert r["userIdentity"] is None and len(r["eventID"]) == 36
@@ -196,7 +197,7 @@ def test_change_record_format(cfg, schema):
     assert abs(d["ApproximateCreationDateTime"] / 1000 - datetime.now().timestamp()) < 60
     assert d["SizeBytes"] > 0 and d["NewImage"]["blob"] == {"B": "aGk="}
     us = c.build({"stack": {"name": "shop"}})  # MICROSECOND by default
-    assert V.change_record(us, "REMOVE", {"pk": {"S": "a"}})["dynamodb"]["ApproximateCreationDateTime"] > 10**15
+    assert change_record(us, "REMOVE", {"pk": {"S": "a"}})["dynamodb"]["ApproximateCreationDateTime"] > 10**15
 
     # the transform takes the repair record like DynamoDB's own
     from s3tstream.transform import transform_records
@@ -221,56 +222,6 @@ def test_typed_key_values():
     assert V.typed_key_value("N", "1" * 38) == {"N": "1" * 38}  # never rounded
     assert V.typed_key_value("B", "aGk=") == {"B": "aGk="}
     assert V.typed_key_value("S", "x") == {"S": "x"}
-
-
-# ------------------------------------------------------------------ PutRecords
-def kinesis():
-    return boto3.client("kinesis", region_name="us-east-1")
-
-
-def test_put_records_retries_only_failed_entries():
-    k = kinesis()
-    entries = [(f"r{i}".encode(), f"pk{i}") for i in range(3)]
-    sleeps = []
-    with Stubber(k) as stub:
-        stub.add_response("put_records", {"FailedRecordCount": 1, "Records": [
-            {"SequenceNumber": "1", "ShardId": "s"},
-            {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"},
-            {"SequenceNumber": "2", "ShardId": "s"}]},
-            {"StreamName": "st", "Records": [{"Data": d, "PartitionKey": p} for d, p in entries]})
-        stub.add_response("put_records", {"Records": [{"SequenceNumber": "3", "ShardId": "s"}]},
-                          {"StreamName": "st", "Records": [{"Data": b"r1", "PartitionKey": "pk1"}]})
-        assert V.put_records(k, "st", entries, sleep=sleeps.append) == 3
-        stub.assert_no_pending_responses()
-    assert len(sleeps) == 1
-
-
-def test_put_records_gives_up_after_bounded_attempts():
-    k = kinesis()
-    failed = {"FailedRecordCount": 1, "Records": [{"ErrorCode": "InternalFailure", "ErrorMessage": "x"}]}
-    with Stubber(k) as stub:
-        for _ in range(3):
-            stub.add_response("put_records", failed)
-        with pytest.raises(AwsError, match="refused 1 record.*after 3 attempts.*InternalFailure"):
-            V.put_records(k, "st", [(b"x", "p")], sleep=lambda s: None, max_attempts=3)
-
-
-def test_put_records_batches_by_count_and_size():
-    calls = []
-
-    class K:
-        def put_records(self, StreamName, Records):
-            calls.append(len(Records))
-            return {"FailedRecordCount": 0, "Records": [{} for _ in Records]}
-
-    assert V.put_records(K(), "st", [(b"x", "p")] * 1001) == 1001
-    assert calls == [500, 500, 1]
-    calls.clear()
-    big = b"x" * (900 * 1024)
-    assert V.put_records(K(), "st", [(big, "p")] * 7) == 7
-    assert calls == [5, 2]  # 5 MiB per request
-    with pytest.raises(Exception, match="1 MiB"):
-        V.put_records(K(), "st", [(b"x" * (1024 * 1024 + 1), "p")])
 
 
 def test_scan_source_reads_every_segment_in_wire_json(schema):

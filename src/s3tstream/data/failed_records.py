@@ -35,7 +35,6 @@ import base64
 import binascii
 import gzip
 import json
-import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,6 +48,7 @@ from s3tstream.errors import AwsError
 if TYPE_CHECKING:
     from s3tstream.aws.client import Aws
     from s3tstream.config.model import Config
+    from s3tstream.data.changes import Entry
 
 Progress = Callable[[str], None]
 _decoder = json.JSONDecoder()
@@ -249,47 +249,6 @@ class ReplayResult:
                 "sent_as_recorded": self.raw, "sent_as_current_state": self.current, "kept": self.kept}
 
 
-def _batch_get(ddb: Any, table: str, keys: list[dict[str, Any]], attrs: list[str], sleep: Callable[[float], None] = time.sleep,
-               max_attempts: int = 8) -> dict[str, dict[str, Any]]:
-    """Current items by key (wire JSON), consistent reads, UnprocessedKeys retried."""
-    from s3tstream.data.items import from_boto, to_boto
-
-    found: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(keys), 100):
-        pending = [to_boto(k) for k in keys[i:i + 100]]
-        attempt = 0
-        while pending:
-            try:
-                r = ddb.batch_get_item(RequestItems={table: {"Keys": pending, "ConsistentRead": True}})
-            except (ClientError, BotoCoreError) as e:
-                raise translate(e, f"reading current items from {table}") from None
-            for it in r.get("Responses", {}).get(table, []):
-                w = from_boto(it)
-                found[_key_id(w, attrs)] = w
-            pending = r.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-            if pending:
-                attempt += 1
-                if attempt >= max_attempts:
-                    raise AwsError(f"DynamoDB left {len(pending)} key(s) unprocessed after {attempt} attempts",
-                                   "the table is throttled; wait and run `errors replay` again", code="throttled")
-                sleep(min(5.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
-    return found
-
-
-def _key_id(item: dict[str, Any], attrs: list[str]) -> str:
-    from s3tstream.data.items import norm_number
-
-    def norm(v: Any) -> Any:
-        if isinstance(v, dict) and isinstance(v.get("N"), str):
-            try:
-                return {"N": norm_number(v["N"])}
-            except ArithmeticError:
-                return v
-        return v
-
-    return json.dumps({a: norm(item.get(a)) for a in attrs}, sort_keys=True)
-
-
 def _row_keys(cfg: "Config", row: dict[str, Any]) -> dict[str, Any] | None:
     """DynamoDB typed keys of a transformed row (a delivery failure's rawData)."""
     from s3tstream.lake.schema import effective_schema
@@ -305,9 +264,10 @@ def _row_keys(cfg: "Config", row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def plan_object(cfg: "Config", ddb: Any, records: list[FailedRecord], sleep: Callable[[float], None] = time.sleep
-                ) -> tuple[list[tuple[bytes, str]], int, int, str | None]:
+                ) -> tuple[list["Entry"], int, int, str | None]:
     """What to send for one object's records: (entries, as recorded, as current state, why not)."""
-    from s3tstream.data.verify import change_record, partition_key
+    from s3tstream.data.changes import change_record, encode, partition_key
+    from s3tstream.data.items import batch_get, key_id
 
     changelog = cfg.table.mode == "changelog"
     attrs = [a.name for a, _ in cfg.key_columns()]
@@ -333,18 +293,17 @@ def plan_object(cfg: "Config", ddb: Any, records: list[FailedRecord], sleep: Cal
 
     current: dict[str, dict[str, Any]] = {}
     if not changelog:
-        uniq = {_key_id(k, attrs): k for _, _, k in wanted}
-        current = _batch_get(ddb, table, list(uniq.values()), attrs, sleep=sleep)
-    entries: list[tuple[bytes, str]] = []
+        current = batch_get(ddb, table, [k for _, _, k in wanted], attrs, sleep=sleep)
+    entries: list["Entry"] = []
     n_raw = n_cur = 0
     for r, ch, keys in wanted:
-        if ch is not None and (changelog or _still_current(ch, current.get(_key_id(keys, attrs)))):
-            entries.append((r.raw or b"", partition_key(keys)))
+        if ch is not None and (changelog or _still_current(ch, current.get(key_id(keys, attrs)))):
+            entries.append((r.raw or b"", partition_key(keys), keys))
             n_raw += 1
             continue
-        item = current.get(_key_id(keys, attrs))
+        item = current.get(key_id(keys, attrs))
         rec = change_record(cfg, "INSERT", keys, item) if item is not None else change_record(cfg, "REMOVE", keys)
-        entries.append((json.dumps(rec, separators=(",", ":")).encode(), partition_key(keys)))
+        entries.append(encode(rec))
         n_cur += 1
     return entries, n_raw, n_cur, None
 
@@ -366,7 +325,7 @@ def replay(
 ) -> ReplayResult:
     """Replay every error object (``codes``: only objects whose records all failed with one of
     them; an object is deleted whole, so one that mixes codes is kept and reported)."""
-    from s3tstream.data.verify import put_records
+    from s3tstream.data.changes import put_records
 
     s3, kinesis, ddb = aws.client("s3"), aws.client("kinesis"), aws.client("dynamodb")
     bucket, prefix = error_location(cfg, aws)

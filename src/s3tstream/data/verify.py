@@ -25,21 +25,19 @@ import base64
 import hashlib
 import json
 import math
-import random
 import struct
 import threading
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from s3tstream.aws.client import translate
-from s3tstream.errors import AwsError, UsageError
+from s3tstream.data.changes import change_record
+from s3tstream.data.progress import Progress, Throttle
 from s3tstream.lake.query import quote_ident
 from s3tstream.transform import types as T
 
@@ -47,12 +45,7 @@ if TYPE_CHECKING:
     from s3tstream.config.model import Config
     from s3tstream.transform import Settings
 
-Progress = Callable[[str], None]
 EXAMPLES = 5
-REPAIR_SOURCE = "s3tstream:repair"
-KINESIS_BATCH = 500  # PutRecords: at most 500 records
-KINESIS_BATCH_BYTES = 5 * 1024 * 1024  # and 5 MiB per request (data + partition keys)
-KINESIS_RECORD_BYTES = 1024 * 1024
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = 1_000_000
@@ -254,21 +247,6 @@ class Report:
 
 
 # ------------------------------------------------------------------ reading both sides
-class _Throttle:
-    def __init__(self, progress: Progress, every: float = 2.0) -> None:
-        self.progress = progress
-        self.every = every
-        self.last = 0.0
-        self.lock = threading.Lock()
-
-    def __call__(self, msg: str, force: bool = False) -> None:
-        with self.lock:
-            now = time.monotonic()
-            if force or now - self.last >= self.every:
-                self.last = now
-                self.progress(msg)
-
-
 def auto_segments(item_count: int) -> int:
     if item_count < 10_000:
         return 1
@@ -282,7 +260,7 @@ def scan_source(client: Any, table: str, segments: int, handle: Callable[[dict[s
 
     count = 0
     lock = threading.Lock()
-    tick = _Throttle(progress)
+    tick = Throttle(progress)
 
     def run(segment: int) -> None:
         nonlocal count
@@ -388,43 +366,7 @@ def compare(
     return rep, layout
 
 
-# ------------------------------------------------------------------ change records and Kinesis
-def now_approx(precision: str, clock: Callable[[], float] = time.time) -> int:
-    t = clock()
-    return int(t * 1_000_000) if precision == "MICROSECOND" else int(t * 1000)
-
-
-def change_record(cfg: "Config", event: str, keys: dict[str, Any], new_image: dict[str, Any] | None = None,
-                  source: str = REPAIR_SOURCE, approx: int | None = None) -> dict[str, Any]:
-    """A change record in the Kinesis Data Streams for DynamoDB format (aws-notes).
-
-    ``approx``: ApproximateCreationDateTime at the stream's precision (default: now).
-    """
-    from s3tstream.data.items import item_size
-
-    precision = cfg.stream.timestamp_precision
-    when = now_approx(precision) if approx is None else approx
-    ddb: dict[str, Any] = {"ApproximateCreationDateTime": when, "Keys": keys}
-    if new_image is not None:
-        ddb["NewImage"] = new_image
-    ddb["SizeBytes"] = item_size(keys) + (item_size(new_image) if new_image else 0)
-    ddb["ApproximateCreationDateTimePrecision"] = precision
-    return {
-        "awsRegion": cfg.stack.region,
-        "eventID": str(uuid.uuid4()),
-        "eventName": event,
-        "userIdentity": None,
-        "recordFormat": "application/json",
-        "tableName": cfg.names.source_table,
-        "dynamodb": ddb,
-        "eventSource": source,
-    }
-
-
-def partition_key(keys: Any) -> str:
-    return hashlib.md5(json.dumps(keys, sort_keys=True).encode(), usedforsecurity=False).hexdigest().upper()
-
-
+# ------------------------------------------------------------------ repair
 def typed_key_value(attr_type: str, v: Any) -> dict[str, Any]:
     """A canonical lake key value -> the DynamoDB typed key value."""
     if attr_type == "N":
@@ -451,70 +393,3 @@ def repair_records(cfg: "Config", rep: Report, layout: Layout, *, removes: bool 
             keys = {a: typed_key_value(t, v) for (a, t), v in zip(layout.key_attrs, k)}
             out.append(change_record(cfg, "REMOVE", keys))
     return out
-
-
-def put_records(
-    client: Any,
-    stream: str,
-    entries: Iterable[tuple[bytes, str]],
-    *,
-    progress: Progress = lambda m: None,
-    sleep: Callable[[float], None] = time.sleep,
-    max_attempts: int = 8,
-    base_delay: float = 0.1,
-    max_delay: float = 5.0,
-) -> int:
-    """PutRecords in batches (500 records / 5 MiB), retrying failed entries with bounded backoff.
-
-    ``entries`` are (data, partition key). Returns the number accepted; raises AwsError when some
-    entries still fail after ``max_attempts``.
-    """
-    batches: list[list[dict[str, Any]]] = []
-    cur: list[dict[str, Any]] = []
-    size = 0
-    for data, pk in entries:
-        n = len(data) + len(pk.encode())
-        if n > KINESIS_RECORD_BYTES:
-            raise UsageError(f"a record of {n} bytes exceeds Kinesis' 1 MiB limit (partition key {pk})",
-                             "DynamoDB skips such items too; shrink the item")
-        if cur and (len(cur) == KINESIS_BATCH or size + n > KINESIS_BATCH_BYTES):
-            batches.append(cur)
-            cur, size = [], 0
-        cur.append({"Data": data, "PartitionKey": pk})
-        size += n
-    if cur:
-        batches.append(cur)
-    sent = 0
-    total = sum(len(b) for b in batches)
-    for batch in batches:
-        pending = batch
-        attempt = 0
-        while pending:
-            try:
-                resp = client.put_records(StreamName=stream, Records=pending)
-            except (ClientError, BotoCoreError) as e:
-                raise translate(e, f"sending records to the Kinesis stream {stream} ({sent} of {total} sent)") from None
-            failed = [p for p, r in zip(pending, resp.get("Records", [])) if r.get("ErrorCode")]
-            sent += len(pending) - len(failed)
-            if not failed:
-                break
-            attempt += 1
-            if attempt >= max_attempts:
-                codes = sorted({r.get("ErrorCode") for r in resp.get("Records", []) if r.get("ErrorCode")})
-                raise AwsError(f"Kinesis refused {len(failed)} record(s) after {attempt} attempts ({', '.join(codes)}); "
-                               f"{sent} of {total} were accepted",
-                               "the stream is throttled; wait and run the command again", code="throttled")
-            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            progress(f"{len(failed)} record(s) throttled; retry {attempt} in {delay:.2f}s")
-            sleep(delay)
-            pending = failed
-        progress(f"sent {sent}/{total} records")
-    return sent
-
-
-def send_records(client: Any, stream: str, records: list[dict[str, Any]], **kw: Any) -> int:
-    return put_records(
-        client, stream,
-        ((json.dumps(r, separators=(",", ":")).encode(), partition_key(r["dynamodb"]["Keys"])) for r in records),
-        **kw,
-    )

@@ -274,7 +274,8 @@ def verify(
     from s3tstream.errors import S3tError, UsageError
     from s3tstream.data.items import transform_settings
     from s3tstream.lake.query import open_engine
-    from s3tstream.data.verify import compare, repair_records, send_records
+    from s3tstream.data.changes import send_records
+    from s3tstream.data.verify import compare, repair_records
 
     _check_engine(engine)
     if export and engine == "local":
@@ -326,7 +327,11 @@ def verify(
         with _spinner(out, "repair") as progress:
             sent = send_records(stack.aws.client("kinesis"), cfg.names.stream, recs, progress=progress)
         inserts = sum(1 for r in recs if r["eventName"] == "INSERT")
-        doc["repair"] = {"sent": sent, "inserts": inserts, "removes": len(recs) - inserts, "stream": cfg.names.stream}
+        doc["repair"] = {"sent": sent.sent, "inserts": inserts, "removes": len(recs) - inserts, "stream": cfg.names.stream,
+                         "not_sent": [o.to_json() for o in sent.oversize]}
+        if sent.oversize:
+            notes.append(f"{len(sent.oversize)} key(s) could not be repaired: their change record is over Kinesis' "
+                         "record limit (1 MiB, data + partition key); shrink those items")
     err = None
     if not doc["ok"]:
         c = doc["counts"]
@@ -357,6 +362,8 @@ def verify(
     if "repair" in doc:
         r = doc["repair"]
         out.line(f"repair: sent {r['sent']} record(s) ({r['inserts']} insert, {r['removes']} remove) to {r['stream']}")
+        for o in r["not_sent"]:
+            out.line(f"not sent (over the record limit, {o['bytes']:,} bytes): {exact_json(o['keys'], indent=None)}")
     if err:
         raise err
     out.line(f"OK: {c['source_items']} item(s) and {c['lake_rows']} row(s) match")
