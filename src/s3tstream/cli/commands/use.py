@@ -384,28 +384,37 @@ def errors(
     """Group the failed records in the error bucket by error code: count, first and last time, an example."""
     if ctx.invoked_subcommand is not None:
         return
-    from s3tstream.data.failed_records import error_location, read_all, summarize
+    from s3tstream.data.failed_records import error_location, list_errors, safe
+    from s3tstream.errors import S3tError
     from s3tstream.lake.query import exact_json
 
     out = Output(output)
     stack = open_stack(config, out, "errors", lock=False)
     bucket, prefix = error_location(stack.cfg, stack.aws)
     with _spinner(out, "errors") as progress:
-        objects, records = read_all(stack.aws.client("s3"), bucket, prefix, progress)
-    groups = summarize(records)
+        found = list_errors(stack.aws.client("s3"), bucket, prefix, progress)
+    groups = found.groups
+    err = S3tError(f"{len(found.bad)} error object(s) could not be read; they were skipped and left in place",
+                   "look at them (`aws s3 cp`), remove them by hand if they are not Firehose's",
+                   code="unreadable") if found.bad else None
     if out.is_json:
-        _emit_json({"bucket": bucket, "prefix": prefix, "objects": len(objects), "records": len(records), "groups": groups})
-        return
-    if not records:
+        return _emit_json_result({"bucket": bucket, "prefix": prefix, "objects": found.objects, "records": found.records,
+                                  "groups": groups, "unreadable_objects": found.bad}, err)
+    for b in found.bad:
+        out.err.print(f"unreadable: {safe(b['object'])}: {safe(b['reason'])}", markup=False)
+    if not found.records:
         out.line(f"no failed records under s3://{bucket}/{prefix}")
-        return
-    out.table(f"failed records in s3://{bucket}/{prefix} ({len(objects)} object(s))",
-              ["error code", "count", "first", "last", "message"],
-              [[g["error_code"], str(g["count"]), g["first"] or "", g["last"] or "", (g["message"] or "")[:100]] for g in groups])
-    for g in groups:
-        text = exact_json(g["example"], indent=None)
-        out.line(f"example {g['error_code']}: {text[:400]}{'...' if len(text) > 400 else ''}")
-    out.info("fix the cause, then `s3tstream errors replay` sends them through the pipeline again")
+    else:
+        out.table(f"failed records in s3://{safe(bucket)}/{safe(prefix)} ({found.objects} object(s))",
+                  ["error code", "count", "first", "last", "message"],
+                  [[safe(g["error_code"]), str(g["count"]), g["first"] or "", g["last"] or "", safe((g["message"] or "")[:100])]
+                   for g in groups])
+        for g in groups:
+            text = safe(exact_json(g["example"], indent=None))
+            out.out.print(f"example {safe(g['error_code'])}: {text[:400]}{'...' if len(text) > 400 else ''}", markup=False)
+        out.info("fix the cause, then `s3tstream errors replay` sends them through the pipeline again")
+    if err:
+        raise err
 
 
 @errors_app.command()
@@ -421,24 +430,35 @@ def replay(
     """Send the failed records back through the Kinesis stream (once the cause is fixed).
 
     Each error object is deleted only after Kinesis accepted all of its records."""
-    from s3tstream.errors import UsageError
-    from s3tstream.data.failed_records import replay as do_replay
+    from s3tstream.data.failed_records import safe
+    from s3tstream.data.replay import replay as do_replay
+    from s3tstream.errors import S3tError, UsageError
 
     codes = tuple(c.strip() for c in code or ())
     if any(not c for c in codes):
         raise UsageError("--code must name an error code, e.g. --code Lambda.ProcessingFailedStatus")
     out = Output(output)
-    stack = open_stack(config, out, "errors replay", lock=False)
-    with _spinner(out, "replay") as progress:
-        res = do_replay(stack.cfg, stack.aws, dry_run=dry_run, codes=codes, progress=progress)
+    stack = open_stack(config, out, "errors replay")  # the stack lock: two replays never send one object twice
+    try:
+        with _spinner(out, "replay") as progress:
+            res = do_replay(stack.cfg, stack.aws, dry_run=dry_run, codes=codes, progress=progress)
+    finally:
+        stack.close()
+    err = S3tError(f"{len(res.failed)} error object(s) could not be replayed; they were kept",
+                   "see why for each; fix or remove them by hand", code="not-replayed") if res.failed else None
     if out.is_json:
-        _emit_json({**res.to_json(), "dry_run": dry_run, "stream": stack.cfg.names.stream, "codes": list(codes)})
-        return
+        return _emit_json_result({**res.to_json(), "dry_run": dry_run, "stream": stack.cfg.names.stream,
+                                  "codes": list(codes)}, err)
     verb = "would send" if dry_run else "sent"
-    out.line(f"{verb} {res.records} record(s) from {res.objects - len(res.kept)} object(s) to {stack.cfg.names.stream} "
-             f"({res.raw} as recorded, {res.current} as the item's current state); deleted {res.deleted} object(s)")
+    out.line(f"{verb} {res.records} record(s) from {res.objects - len(res.kept) - len(res.failed)} object(s) to "
+             f"{stack.cfg.names.stream} ({res.raw} as recorded, {res.current} as the item's current state); "
+             f"deleted {res.deleted} object(s)")
     for k in res.kept:
-        out.warn(f"kept {k['object']}: {k['reason']}")
+        out.err.print(f"kept {safe(k['object'])}: {safe(k['reason'])}", markup=False)
+    for k in res.failed:
+        out.err.print(f"not replayed: {safe(k['object'])}: {safe(k['reason'])}", markup=False)
+    if err:
+        raise err
 
 
 # ------------------------------------------------------------------ `step put-item` / `step query`
