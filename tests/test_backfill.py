@@ -473,7 +473,7 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
     keep = pa.array([pk not in lost for pk in rows.column("pk").to_pylist()])
     with tbl.transaction() as tx:
         tx.overwrite(rows.filter(keep))
-    assert env.json("verify", ok=False)["counts"]["missing"] == 300
+    assert env.json("verify", "--settle", "0", ok=False)["counts"]["missing"] == 300
 
     cfg, aws = cfg_aws(env)
     sc.inject_fault(env.endpoint_url, "athena", "StartQueryExecution", "InvalidRequestException", "boom", 400, count=1)

@@ -225,16 +225,16 @@ def test_verify_reports_an_injected_difference_and_repair_fixes_it(stack):
     rows = [{"pk": "c", "price": Decimal("99.0000"), "qty": 2, "tags": ["c"]}, {"pk": "z", "qty": 1}]
     lake_table(stack).append(pa.Table.from_pylist(rows, schema=schema))
 
-    r = stack.cli("verify", "--output", "json", ok=False)
+    r = stack.cli("verify", "--settle", "0", "--output", "json", ok=False)
     assert r.exit_code == 1
     doc = json.loads(r.stdout)
     assert doc["counts"]["missing"] == 1 and doc["counts"]["extra"] == 1 and doc["counts"]["differing"] == 1
     assert doc["examples"]["missing"] == [{"pk": "b"}] and doc["examples"]["extra"] == [{"pk": "z"}]
     assert doc["examples"]["differing"] == [{"key": {"pk": "c"}, "columns": ["price"]}]
-    text = stack.cli("verify", ok=False)
+    text = stack.cli("verify", "--settle", "0", ok=False)
     assert "missing: {\"pk\":\"b\"}" in text.stdout and "--repair" in text.stderr
 
-    doc = json.loads(stack.cli("verify", "--repair", "--output", "json", ok=False).stdout)
+    doc = json.loads(stack.cli("verify", "--repair", "--settle", "0", "--output", "json", ok=False).stdout)
     assert doc["repair"] == {"sent": 3, "inserts": 2, "removes": 1, "stream": f"{stack.name}-changes", "not_sent": []}
     drain(stack)
     clean = stack.json("verify")
@@ -257,7 +257,7 @@ def test_failed_record_is_listed_then_replayed_after_the_fix(stack):
     assert g["count"] == 1 and g["first"] and g["last"] and g["objects"] == 1
     assert g["example"]["keys"] == {"pk": "noqty"} and g["example"]["eventName"] == "INSERT"
     assert "noqty" in stack.cli("errors").stdout
-    v = json.loads(stack.cli("verify", "--output", "json", ok=False).stdout)
+    v = json.loads(stack.cli("verify", "--settle", "0", "--output", "json", ok=False).stdout)
     assert v["counts"]["unmappable"] == 1
 
     # replaying before the fix only fails again; dry run sends and deletes nothing

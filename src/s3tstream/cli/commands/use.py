@@ -266,16 +266,19 @@ def verify(
                                          "DynamoDB export; only the differences come back (needs point-in-time recovery).")] = False,
     enable_pitr: Annotated[bool, typer.Option("--enable-pitr", help="With --export: turn on point-in-time recovery "
                                               "when it is off (it is billed).")] = False,
+    settle: Annotated[Optional[float], typer.Option(
+        "--settle", min=0, help="Seconds to compare differences again before reporting them (changes still in "
+        "Firehose's buffers; default: the deployed buffer intervals + 30 s).", show_default=False)] = None,
     engine: EngineOpt = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
     """Compare the source table with the lake table (counts and a per-key digest of the mapped columns)."""
     from s3tstream.errors import S3tError, UsageError
-    from s3tstream.data.items import transform_settings
     from s3tstream.lake.query import open_engine
     from s3tstream.data.changes import send_records
-    from s3tstream.data.verify import compare, repair_records
+    from s3tstream.data.deployed import deployed_settings
+    from s3tstream.data.verify import repair_records, verify_scan
 
     _check_engine(engine)
     if export and engine == "local":
@@ -288,22 +291,24 @@ def verify(
     # --export creates (and removes) a Glue table and export files, as backfill does: one run at a time
     stack = open_stack(config, out, "verify", lock=export)
     cfg = stack.cfg
-    settings = transform_settings(cfg)
-    info = None
+    info, settled = None, None
     try:
         with _spinner(out, "verify") as progress:
             if export:
                 from s3tstream.data.verify_export import compare_export
 
+                settings, notes = deployed_settings(cfg, stack.state)
                 rep, layout, info = compare_export(cfg, settings, stack.aws, enable_pitr=enable_pitr, progress=progress,
                                                    state=stack.state)
             else:
                 eng = open_engine(cfg, stack.aws, engine, progress=progress)
-                rep, layout = compare(cfg, settings, eng, stack.aws.client("dynamodb"), segments=segments, progress=progress)
+                rep, layout, notes, settled = verify_scan(cfg, stack.aws, stack.state, eng, segments=segments,
+                                                          settle_seconds=settle, progress=progress)
     finally:
         stack.close()
     doc = rep.to_json(layout)
-    notes = []
+    if settled is not None:
+        doc["settle"] = settled
     if info is not None:
         doc["export"] = info
         notes.append(f"compared as of the export ({info['export_time']}); each difference returned was checked "
@@ -317,8 +322,7 @@ def verify(
             notes.append("point-in-time recovery stays on (it is billed); `s3tstream up` turns it off again "
                          "unless source.point_in_time_recovery = true")
     if cfg.table.ttl_deletes == "keep" and rep.extra:
-        notes.append("table.ttl_deletes = keep: extra keys may be TTL-expired items the lake keeps on purpose; "
-                     "--repair does not remove them")
+        notes.append("table.ttl_deletes = keep: --repair does not remove extra rows")
     if rep.unmappable:
         notes.append("unmappable items cannot reach the lake; `s3tstream errors` shows their failed records")
     doc["notes"] = notes
