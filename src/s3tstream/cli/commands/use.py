@@ -201,7 +201,8 @@ def test_insert(
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds to wait for each phase (default: Firehose buffer interval + 180).", show_default=False)] = None,
     interval: Annotated[Optional[float], typer.Option("--interval", help="Seconds between lake queries (default stack.poll_interval).", show_default=False)] = None,
     engine: EngineOpt = None,
-    cleanup: Annotated[bool, typer.Option("--cleanup", help="Delete the run's remaining items from the source at the end.")] = False,
+    keep_items: Annotated[bool, typer.Option("--keep-items", help="Leave the run's test items in the table and the lake "
+                                             "(by default they are deleted and the deletes followed into the lake).")] = False,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
@@ -224,11 +225,16 @@ def test_insert(
                         timeout=timeout, interval=cfg.stack.poll_interval if interval is None else interval,
                         progress=progress)
         res = ti.run_all()
-        cleaned = ti.cleanup() if cleanup else None
+        # the deletes are followed into the lake only when the pipeline carried the run's changes
+        cleaned = None if keep_items else ti.cleanup(follow=res.passed)
     doc = res.to_json()
     if cleaned is not None:
         doc["cleaned_up"] = cleaned
     err = None
+    if cleaned and cleaned["left_in_lake"]:
+        err = WaitTimeout(f"test-insert run {res.run_id}: {len(cleaned['left_in_lake'])} test item(s) deleted from the "
+                          "source are still in the lake", "check the Firehose stream (`s3tstream status`) and "
+                          "`s3tstream errors`; `s3tstream verify` lists them as extra")
     if not res.passed:
         missing = {k: len(v) for k, v in res.missing.items() if v}
         err = WaitTimeout(
@@ -251,10 +257,14 @@ def test_insert(
         for kind, keys in res.missing.items():
             for k in keys[:10]:
                 out.err.print(f"  missing {kind[:-1]}: {k}", markup=False)
+        for k in (cleaned or {}).get("left_in_lake", [])[:10]:
+            out.err.print(f"  still in the lake: {k}", markup=False)
         raise err
     c = res.counts
     out.line(f"PASS: {c['inserts']} insert(s), {c['updates']} update(s), {c['deletes']} delete(s) reached the lake "
              f"in {res.elapsed:.1f}s")
+    if cleaned is not None:
+        out.line(f"removed the run's {cleaned['deleted_from_source']} test item(s) from the source and the lake")
 
 
 # ------------------------------------------------------------------ verify
