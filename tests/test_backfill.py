@@ -824,3 +824,54 @@ def test_a_checkpoint_file_of_an_older_version_is_moved_into_the_state_file(tmp_
     got = Checkpoints(cfg).load()
     assert got["export"] == {"arn": "arn:x", "id": "x"} and got["run_id"] == doc["run_id"]
     assert not old.exists() and json.loads(cfg.state_path.read_text())["jobs"]["backfill"]["run_id"] == doc["run_id"]
+
+
+def test_a_state_file_with_todays_checkpoint_form_is_read_into_the_typed_model(tmp_path):
+    """The on-disk form written before the checkpoints were typed (a raw state file, version 2)
+    is read as it is (unknown fields kept); a field of the wrong type is refused by name."""
+    from s3tstream.data.backfill.jobs import Checkpoints, JobCheckpoint
+    from s3tstream.errors import StateError
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    job = {"version": 1, "stack": "shop", "region": "us-east-1", "table": "shop", "stream": "shop-changes",
+           "mode": "upsert", "strategy": "scan", "run_id": "0123456789ab", "started_at": 1764900000.5,
+           "created_at": "2025-12-05T02:00:00+00:00", "updated_at": "2025-12-05T02:01:00+00:00", "phase": "scan",
+           "segments": 2, "segment_state": [{"lek": {"pk": {"S": "k1"}}, "read": 10, "sent": 10, "done": False},
+                                            {"lek": None, "read": 7, "sent": 6, "done": True}],
+           "skipped_oversize": 1, "a_field_from_a_newer_version": {"x": 1}}
+    path = cfg.state_path
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"version": 2, "stack": "shop", "region": "us-east-1", "account": None,
+                                "resources": [], "jobs": {"backfill": job}}))
+    got = Checkpoints(cfg).load()
+    assert got == job  # every field, as it was
+    typed = JobCheckpoint.model_validate(got)
+    assert typed.segment_state[0].lek == {"pk": {"S": "k1"}} and typed.segment_state[1].done is True
+    assert typed.phase == "scan" and typed.skipped_oversize == 1
+    bad = dict(job, segment_state=[{"lek": None, "read": "many", "sent": 0, "done": False}])
+    path.write_text(json.dumps({"version": 2, "stack": "shop", "region": "us-east-1", "resources": [],
+                                "jobs": {"backfill": bad}}))
+    with pytest.raises(StateError, match=r"field segment_state\.0\.read") as e:
+        Checkpoints(cfg).load()
+    assert "--restart" in e.value.hint
+
+
+def test_a_completed_backfill_is_recorded_and_a_rerun_sends_nothing(tmp_path):
+    from s3tstream.data.backfill import run
+    from s3tstream.data.backfill.jobs import Checkpoints
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    store = Checkpoints(cfg)
+    doc = store.new("scan", segments=1, segment_state=[{"lek": None, "read": 5, "sent": 5, "done": True}])
+    store.complete(doc, total_read=5, total_sent=5)
+    assert not store.exists()  # no job in progress: --abort has nothing to give up
+
+    class NoAws:
+        def client(self, name):
+            raise AssertionError(f"a completed backfill calls nothing ({name})")
+
+    res = run(cfg, NoAws())
+    assert res.already_done["total_sent"] == 5 and res.items_sent == 0 and "--restart" in res.notes[0]
+    assert store.load()["phase"] == "done"
