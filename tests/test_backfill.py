@@ -865,13 +865,33 @@ def test_a_completed_backfill_is_recorded_and_a_rerun_sends_nothing(tmp_path):
     cfg.path = tmp_path / "s3tstream.toml"
     store = Checkpoints(cfg)
     doc = store.new("scan", segments=1, segment_state=[{"lek": None, "read": 5, "sent": 5, "done": True}])
-    store.complete(doc, total_read=5, total_sent=5)
+    store.complete(doc, total_read=5, total_sent=5, table_created="2026-01-01T00:00:00+00:00")
     assert not store.exists()  # no job in progress: --abort has nothing to give up
+    calls = []
+    created = [(2026, 1, 1)]
 
-    class NoAws:
+    class GoesOn(Exception):
+        pass
+
+    class ReadOnly:
         def client(self, name):
-            raise AssertionError(f"a completed backfill calls nothing ({name})")
+            assert name == "dynamodb", f"a completed backfill calls nothing else ({name})"
+            return self
 
-    res = run(cfg, NoAws())
+        def describe_table(self, TableName):
+            calls.append(TableName)
+            from datetime import UTC, datetime
+
+            return {"Table": {"CreationDateTime": datetime(*created[0], tzinfo=UTC), "ItemCount": 5}}
+
+        def arn(self, *a):
+            raise GoesOn  # the backfill's own checks (the stream's ARN): it runs
+
+    res = run(cfg, ReadOnly())
     assert res.already_done["total_sent"] == 5 and res.items_sent == 0 and "--restart" in res.notes[0]
-    assert store.load()["phase"] == "done"
+    assert store.load()["phase"] == "done" and calls == ["shop"]
+    created[0] = (2026, 2, 1)  # the table was recreated since: its items need a backfill of their own
+    said: list[str] = []
+    with pytest.raises(GoesOn):
+        run(cfg, ReadOnly(), progress=said.append)
+    assert "earlier table" in said[0]

@@ -96,9 +96,14 @@ def run(cfg: "Config", aws: "Aws", *, strategy: str = "auto", segments: int | No
         raise UsageError(f"--segments must be between 0 and {MAX_SEGMENTS}, not {segments}")
     store = Checkpoints(cfg, state)
     doc = None if restart else store.load()
-    if doc is not None and doc.get("phase") == "done":
-        return completed(cfg, doc)
     desc = describe_table(cfg, aws)
+    created = _created(desc)
+    if doc is not None and doc.get("phase") == "done":
+        if doc.get("table_created") in (None, created):
+            return completed(cfg, doc)
+        progress(f"the completed backfill was of an earlier table {cfg.names.source_table} (created "
+                 f"{doc.get('table_created')}, this one {created}): starting a new one")
+        doc = None
     chosen = choose_strategy(cfg, strategy, desc, doc)
     if chosen == "export":
         check_exportable(cfg)
@@ -189,8 +194,14 @@ def run(cfg: "Config", aws: "Aws", *, strategy: str = "auto", segments: int | No
     res.skipped_oversize = int(doc.get("skipped_oversize") or 0)
     res.skipped = skipped_json(doc)
     res.elapsed_seconds = time.monotonic() - t0
-    store.complete(doc, total_read=res.total_read, total_sent=res.total_sent)
+    store.complete(doc, total_read=res.total_read, total_sent=res.total_sent, table_created=created)
     return res
+
+
+def _created(desc: dict[str, Any]) -> str | None:
+    """The source table's CreationDateTime: a table recreated since a completed backfill needs its own."""
+    v = desc.get("CreationDateTime")
+    return v.isoformat() if isinstance(v, datetime) else (str(v) if v is not None else None)
 
 
 def skipped_json(doc: dict[str, Any]) -> list[dict[str, Any]]:
