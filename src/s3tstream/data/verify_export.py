@@ -55,7 +55,7 @@ SOURCE_N, LAKE_N, MATCH_N, DIFF_N = "__s3t_source", "__s3t_lake", "__s3t_match",
 
 
 def diff_sql(cfg: "Config", layout: Layout, select_expr: Callable[[str, str], str], source_table: str,
-             limit: int = CONFIRM_LIMIT) -> str:
+             limit: int = CONFIRM_LIMIT, settings: "Settings | None" = None) -> str:
     """One Athena statement: the keys whose source and lake rows differ (at most ``limit`` of
     them), with the totals (the number of differing keys included, returned or not).
 
@@ -64,7 +64,7 @@ def diff_sql(cfg: "Config", layout: Layout, select_expr: Callable[[str, str], st
     ``LEFT JOIN ... ON true``; both are standard Trino as far as its documentation says."""
     keys = list(layout.keys)
     data = [n for n in layout.names if n not in keys]
-    src = f"SELECT {', '.join(column_exprs(cfg))} FROM ({export_items_sql(source_table)})"
+    src = f"SELECT {', '.join(column_exprs(cfg, settings))} FROM ({export_items_sql(source_table)})"
     lake = current_rows_sql(layout, [_qi(n) for n in layout.names])
     part = ", ".join(_qi(k) for k in keys)
     ranked = (f"SELECT *, count(*) OVER (PARTITION BY {part}) AS {_qi(DUPS)}, "
@@ -188,7 +188,7 @@ def compare_export(cfg: "Config", settings: "Settings", aws: "Aws", *, enable_pi
     try:
         source = eb.create_temp_table()
         progress(f"comparing export {eb.ex['id']} with {cfg.names.namespace}.{cfg.names.table} in Athena")
-        res = engine.run(diff_sql(cfg, layout, engine.select_expr, source, limit=CONFIRM_LIMIT))
+        res = engine.run(diff_sql(cfg, layout, engine.select_expr, source, limit=CONFIRM_LIMIT, settings=settings))
     finally:
         try:
             eb.drop_temp_table()

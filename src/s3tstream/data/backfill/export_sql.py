@@ -13,6 +13,7 @@ from s3tstream.transform import types as T
 
 if TYPE_CHECKING:
     from s3tstream.config.model import Config
+    from s3tstream.transform import Settings
 
 
 def trino_type(t: T.IcebergType) -> str:
@@ -90,11 +91,12 @@ def value_sql(t: T.IcebergType, av: str, depth: int = 0) -> str:
     raise ValueError(f"unsupported type {t}")  # pragma: no cover
 
 
-def export_columns(cfg: "Config") -> list[tuple[str, T.IcebergType, str]]:
-    """(column, type, DynamoDB attribute) of every column the transform fills from the item."""
+def export_columns(cfg: "Config", settings: "Settings | None" = None) -> list[tuple[str, T.IcebergType, str]]:
+    """(column, type, DynamoDB attribute) of every column the transform fills from the item
+    (``settings``: the transform's, default the config's)."""
     from s3tstream.data.items import transform_settings
 
-    return [(c.name, c.type, c.source) for c in transform_settings(cfg).columns]
+    return [(c.name, c.type, c.source) for c in (settings or transform_settings(cfg)).columns]
 
 
 EXPORT_ITEM = "item"
@@ -105,10 +107,10 @@ def export_items_sql(source_table: str) -> str:
     return f"SELECT CAST(json_extract(line, '$.Item') AS MAP(VARCHAR, JSON)) AS {EXPORT_ITEM} FROM {source_table}"
 
 
-def column_exprs(cfg: "Config") -> list[str]:
+def column_exprs(cfg: "Config", settings: "Settings | None" = None) -> list[str]:
     """``<value> AS "<column>"`` over an export item, per column the transform fills."""
     return [f"{value_sql(t, f'element_at({EXPORT_ITEM}, {_lit(attr)})')} AS {_qi(name)}"
-            for name, t, attr in export_columns(cfg)]
+            for name, t, attr in export_columns(cfg, settings)]
 
 
 def export_select(cfg: "Config", source_table: str, export_id: str, export_time_iso: str) -> tuple[list[str], str]:
