@@ -335,3 +335,16 @@ def test_terminal_text_escapes_control_and_format_characters():
     assert F.safe("\x1b[2J\x1b]0;owned\x07ok") == "\\x1b[2J\\x1b]0;owned\\x07ok"
     assert F.safe("caf\u00e9 \u202eevil\u2028x\x7f") == "caf\u00e9 \\u202eevil\\u2028x\\x7f"
     assert F.safe({"k": "\x00"}) == "{'k': '\\x00'}"
+
+
+@pytest.mark.parametrize("chunk", [7, 1024, 256 * 1024])
+def test_gzip_members_are_read_whole_at_any_chunk_size(monkeypatch, chunk):
+    """Concatenated GZIP members, a member ending inside a read, output held back by the chunk
+    limit: every byte comes out once; a cut anywhere in a member is reported as truncated."""
+    monkeypatch.setattr(F, "CHUNK", chunk)
+    parts = [bytes(range(256)) * 9, b"", b"x" * 70_000, lines(doc(change("INSERT", "a", 1))).encode()]
+    body = b"".join(gzip.compress(p) for p in parts)
+    assert b"".join(F.body_chunks(io.BytesIO(body))) == b"".join(parts)
+    for cut in (len(body) - 5, len(gzip.compress(parts[0])) + 11):
+        with pytest.raises(F.BadObject, match="truncated GZIP|corrupt GZIP"):
+            b"".join(F.body_chunks(io.BytesIO(body[:cut])))

@@ -188,30 +188,29 @@ def body_chunks(body: Any, max_bytes: int = MAX_OBJECT_BYTES) -> Iterator[bytes]
             yield counted(raw)
             raw = body.read(CHUNK)
         return
-    d, in_member = zlib.decompressobj(wbits=31), False
-    while raw:
-        data = raw
-        while data:
-            in_member = True
-            try:
-                out = d.decompress(data, CHUNK)
-            except zlib.error as e:
-                raise BadObject(f"corrupt GZIP data ({e})") from None
+    d: Any = None  # the member being decompressed (None: between members)
+    data = raw
+    while True:
+        if not data:
+            data = body.read(CHUNK)
+            if not data:
+                break
+        if d is None:
+            d = zlib.decompressobj(wbits=31)  # one GZIP member; another may follow (concatenated members)
+        try:
+            out = d.decompress(data, CHUNK)
             if out:
                 yield counted(out)
-            if d.eof:  # this member ended: another may follow (concatenated GZIP members)
-                data, d, in_member = d.unused_data, zlib.decompressobj(wbits=31), False
-            else:
-                data = d.unconsumed_tail
-                while not data and len(out) == CHUNK:  # output held back by the CHUNK limit
-                    out = d.decompress(b"", CHUNK)
-                    if out:
-                        yield counted(out)
-                    if d.eof:
-                        d, in_member = zlib.decompressobj(wbits=31), False
-                        break
-        raw = body.read(CHUNK)
-    if in_member:
+            data = d.unconsumed_tail
+            while not data and not d.eof and len(out) == CHUNK:  # output held back by the CHUNK limit
+                out = d.decompress(b"", CHUNK)
+                if out:
+                    yield counted(out)
+        except zlib.error as e:
+            raise BadObject(f"corrupt GZIP data ({e})") from None
+        if d.eof:
+            data, d = d.unused_data, None
+    if d is not None:
         raise BadObject("truncated GZIP data (the object ends mid-stream)")
 
 
