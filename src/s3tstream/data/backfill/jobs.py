@@ -75,6 +75,9 @@ class JobCheckpoint(_Part):
     run_id: str
     started_at: float
     phase: Literal["scan", "export", "load", "catch_up", "cleanup", "done"]
+    created_at: str | None = None
+    updated_at: str | None = None
+    completed_at: str | None = None  # phase done: the record of a completed backfill
     segments: int | None = None
     segment_state: list[SegmentState] | None = None
     export: ExportState | None = None
@@ -181,10 +184,17 @@ class Checkpoints:
         self.save({**keep, "phase": "done", "completed_at": _now_iso(), **summary})
 
     def new(self, strategy: str, **fields: Any) -> dict[str, Any]:
-        return {"version": CHECKPOINT_VERSION, "stack": self.cfg.stack.name, "region": self.cfg.stack.region,
-                "table": self.cfg.names.source_table, "stream": self.cfg.names.stream, "mode": self.cfg.table.mode,
-                "strategy": strategy, "run_id": uuid.uuid4().hex[:12], "started_at": time.time(),
-                "created_at": _now_iso(), "phase": "scan" if strategy == "scan" else "export", **fields}
+        """A new job's checkpoint, built (and checked) by the model; saved as a dict."""
+        doc = {"version": CHECKPOINT_VERSION, "stack": self.cfg.stack.name, "region": self.cfg.stack.region,
+               "table": self.cfg.names.source_table, "stream": self.cfg.names.stream, "mode": self.cfg.table.mode,
+               "strategy": strategy, "run_id": uuid.uuid4().hex[:12], "started_at": time.time(),
+               "created_at": _now_iso(), "phase": "scan" if strategy == "scan" else "export", **fields}
+        return JobCheckpoint.checked(doc, f"a new {self.JOB} checkpoint", self.RESTART_HINT)
+
+    @staticmethod
+    def segments(n: int) -> list[dict[str, Any]]:
+        """The state of ``n`` scan segments not started yet."""
+        return [SegmentState(lek=None, read=0, sent=0, done=False).model_dump() for _ in range(n)]
 
 
 

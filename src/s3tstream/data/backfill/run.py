@@ -120,8 +120,7 @@ def run(cfg: "Config", aws: "Aws", *, strategy: str = "auto", segments: int | No
                              f"run it with --segments {doc['segments']} (or without), or start over with --restart")
         if doc is None:
             n = segments or cfg.backfill.segments or default_segments(int(desc.get("ItemCount") or 0))
-            doc = store.new("scan", segments=n, segment_state=[{"lek": None, "read": 0, "sent": 0, "done": False}
-                                                                for _ in range(n)])
+            doc = store.new("scan", segments=n, segment_state=store.segments(n))
             store.save(doc)
         res.segments = int(doc["segments"])
         res.segments_done_before = sum(1 for s in doc["segment_state"] if s["done"])
