@@ -150,7 +150,8 @@ def drain(stack):
 def test_health_is_healthy_after_test_insert_and_failing_after_transform_failures(stack, calls):
     stack.write(extra=PIPELINE, columns=COLUMNS)
     stack.cli("up")
-    ti = stack.json("test-insert", "--count", "4", "--updates", "1", "--deletes", "1", "--engine", "local")
+    ti = stack.json("test-insert", "--count", "4", "--updates", "1", "--deletes", "1", "--engine", "local",
+                    "--keep-items")  # the table check below reads the rows it wrote
     assert ti["freshness_seconds"] is not None
     calls.clear()
     doc = stack.json("health")
