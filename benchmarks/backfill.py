@@ -39,6 +39,8 @@ def main() -> None:
     from typer.testing import CliRunner
 
     from s3tstream.data import backfill as bf
+    from s3tstream.data.backfill.records import SOURCE
+    from s3tstream.data.changes import change_record, encode
     from s3tstream.config import model as config
     from s3tstream.aws.client import Aws
     from s3tstream.cli.app import app
@@ -93,8 +95,8 @@ def main() -> None:
         for page in ddb.get_paginator("scan").paginate(TableName=name):
             for raw in page["Items"]:
                 item = from_boto(raw)
-                rec = bf.change_record(cfg, "INSERT", {"pk": item["pk"]}, item, source=bf.SOURCE)
-                data, pk = bf.encode(rec)
+                rec = change_record(cfg, "INSERT", {"pk": item["pk"]}, item, source=SOURCE)
+                data, pk, _ = encode(rec)
                 kinesis.put_record(StreamName=cfg.names.stream, Data=data, PartitionKey=pk)
                 sent += 1
         naive = time.perf_counter() - t

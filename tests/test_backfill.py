@@ -104,7 +104,7 @@ def phase_backfill_then_verify_is_clean(env, first):
     assert first["items_read"] == first["items_sent"] == ITEMS == first["total_sent"]
     assert first["segments"] == 4 and first["skipped_oversize"] == 0 and first["items_per_second"] > 0
     assert first["catch_up"]["rounds"] == 0 and first["catch_up"]["records_read"] >= ITEMS
-    assert checkpoint(env) is None  # a completed backfill leaves no checkpoint
+    assert checkpoint(env)["phase"] == "done"  # a completed backfill leaves only the record that it completed
     drain(env)
     v = env.json("verify")
     assert v["ok"] is True and v["counts"]["lake_rows"] == v["counts"]["source_items"] >= ITEMS - 5
@@ -115,8 +115,9 @@ def phase_interrupted_backfill_continues_while_items_change(env, monkeypatch):
     while items of its pages change between their read and their sending (the stale-snapshot
     race): the catch-up sends those keys again, so the lake ends equal to the table, one row a key."""
     import s3tstream.data.backfill as bf
+    import s3tstream.data.backfill.scan as scan
 
-    real = bf.put_records
+    real = scan.put_records
     calls = {"n": 0}
 
     def failing_after_3_pages(client, stream, entries, **kw):
@@ -126,7 +127,7 @@ def phase_interrupted_backfill_continues_while_items_change(env, monkeypatch):
                             "User is not authorized to perform: kinesis:PutRecords", 400, count=1)
         return real(client, stream, entries, **kw)
 
-    monkeypatch.setattr(bf, "put_records", failing_after_3_pages)
+    monkeypatch.setattr(scan, "put_records", failing_after_3_pages)
     # a rate limit this high only sizes the pages (1,000 items), so segments stop midway
     monkeypatch.setenv("S3TSTREAM_BACKFILL__ITEMS_PER_SECOND", "100000")
     r = env.cli("backfill", "--restart", "--segments", "3", "--output", "json", ok=False)
@@ -142,7 +143,7 @@ def phase_interrupted_backfill_continues_while_items_change(env, monkeypatch):
     # a different segment count cannot continue these checkpoints
     r = env.cli("backfill", "--segments", "5", ok=False)
     assert r.exit_code == 2 and "--segments 3" in r.stderr
-    monkeypatch.setattr(bf, "put_records", real)
+    monkeypatch.setattr(scan, "put_records", real)
 
     cfg, aws = cfg_aws(env)
     ddb = env.client("dynamodb")
@@ -166,7 +167,7 @@ def phase_interrupted_backfill_continues_while_items_change(env, monkeypatch):
     assert again.resumed is True and again.segments_done_before == done_before
     # only what the checkpoints had not covered (+1 when the scan meets the item added meanwhile)
     assert ITEMS - read_before <= again.items_read <= ITEMS - read_before + 1
-    assert again.total_read in (ITEMS, ITEMS + 1) and checkpoint(env) is None
+    assert again.total_read in (ITEMS, ITEMS + 1) and checkpoint(env)["phase"] == "done"
     assert changed, "no page of the rerun had 6 items"
     c = again.catch_up
     assert c["changed_keys"] >= 6 and c["removed"] >= 2 and c["rounds"] >= 1 and c["unsettled"] == 0
@@ -213,7 +214,8 @@ def test_changelog_rows_of_a_backfill_have_op_backfill_and_newer_changes_win(req
         drain(env)
         # the export path in changelog mode: an INSERT of 'backfill' rows dated at the export time;
         # verify --export compares the latest change per key with the export
-        doc = env.json("backfill", "--strategy", "export", "--enable-pitr")
+        assert env.json("backfill")["already_done"]["total_sent"] == 39  # completed: nothing sent again
+        doc = env.json("backfill", "--strategy", "export", "--enable-pitr", "--restart")
         assert doc["strategy"] == "export" and doc["items_read"] == 39 and doc["export"]["load"]["statement"] == "INSERT"
         ops = env.json("query", f'SELECT "_op" AS op, count(*) AS n FROM {env.name} GROUP BY "_op" ORDER BY 1')["rows"]
         assert ops == [{"op": "backfill", "n": 40 + 39 + 39}, {"op": "modify", "n": 1}, {"op": "remove", "n": 1}]
@@ -327,7 +329,7 @@ class FakeClock:
 
 
 def test_token_bucket_holds_the_average_rate():
-    from s3tstream.data.backfill import TokenBucket
+    from s3tstream.data.backfill.ratelimit import TokenBucket
 
     clock = FakeClock()
     b = TokenBucket(10.0, clock=clock, sleep=clock.sleep)  # 10 units a second, burst 10
@@ -350,7 +352,7 @@ def _cfg(**backfill):
 
 
 def test_read_rate_from_provisioned_capacity_or_items_per_second():
-    from s3tstream.data.backfill import read_rate
+    from s3tstream.data.backfill.ratelimit import read_rate
 
     prov = {"BillingModeSummary": {"BillingMode": "PROVISIONED"}, "ProvisionedThroughput": {"ReadCapacityUnits": 40}}
     assert read_rate(_cfg(max_read_share=0.25), prov)[:2] == (10.0, "rcu")
@@ -395,7 +397,9 @@ class FakeAws:
 
 
 def test_scan_is_held_to_the_share_of_provisioned_capacity(tmp_path):
-    from s3tstream.data.backfill import Checkpoints, ScanBackfill, TokenBucket
+    from s3tstream.data.backfill.jobs import Checkpoints
+    from s3tstream.data.backfill.ratelimit import TokenBucket
+    from s3tstream.data.backfill.scan import ScanBackfill
 
     cfg = _cfg(max_read_share=0.5)
     cfg.path = tmp_path / "s3tstream.toml"
@@ -423,7 +427,7 @@ def test_scan_is_held_to_the_share_of_provisioned_capacity(tmp_path):
 
 
 def test_a_corrupt_or_foreign_checkpoint_is_refused_with_restart_hint(tmp_path):
-    from s3tstream.data.backfill import Checkpoints
+    from s3tstream.data.backfill.jobs import Checkpoints
     from s3tstream.errors import StateError
 
     cfg = _cfg()
@@ -456,8 +460,10 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
     import pyarrow as pa
 
     import s3tstream.data.backfill as bf
+    from s3tstream.data.backfill.export_sql import temp_names
+    from s3tstream.errors import AwsError
 
-    r = env.cli("backfill", "--strategy", "export", "--output", "json", ok=False)
+    r = env.cli("backfill", "--strategy", "export", "--restart", "--output", "json", ok=False)
     err = json.loads(r.stdout)["error"]
     assert r.exit_code == 2 and "point-in-time recovery" in err["message"] and "--enable-pitr" in err["hint"]
 
@@ -467,16 +473,16 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
     keep = pa.array([pk not in lost for pk in rows.column("pk").to_pylist()])
     with tbl.transaction() as tx:
         tx.overwrite(rows.filter(keep))
-    assert env.json("verify", ok=False)["counts"]["missing"] == 300
+    assert env.json("verify", "--settle", "0", ok=False)["counts"]["missing"] == 300
 
     cfg, aws = cfg_aws(env)
     sc.inject_fault(env.endpoint_url, "athena", "StartQueryExecution", "InvalidRequestException", "boom", 400, count=1)
-    with pytest.raises(bf.AwsError, match="InvalidRequestException"):
-        bf.run(cfg, aws, strategy="export", enable_pitr=True)
+    with pytest.raises(AwsError, match="InvalidRequestException"):
+        bf.run(cfg, aws, strategy="export", enable_pitr=True, restart=True)
     saved = checkpoint(env)
     assert saved["strategy"] == "export" and saved["phase"] == "load" and saved["export"]["status"] == "COMPLETED"
     glue = env.client("glue")
-    temp_db = bf.temp_names(cfg, saved["export"]["id"])[0]
+    temp_db = temp_names(cfg, saved["export"]["id"])[0]
     assert "glue_database" not in saved["export"]  # the temporary Glue objects go, also on failure
     assert temp_db not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
     token = saved["export"]["query_token"]
@@ -503,7 +509,7 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
     assert temp_db not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]
     bucket = f"{env.name}-ath-123456789012-us-east-1"
     assert env.client("s3").list_objects_v2(Bucket=bucket, Prefix="backfill/")["KeyCount"] == 0
-    assert checkpoint(env) is None
+    assert checkpoint(env)["phase"] == "done"
     drain(env)
     v = env.json("verify")
     assert v["ok"] is True, v
@@ -514,7 +520,7 @@ def phase_export_needs_pitr_then_exports_loads_and_cleans_up(env):
 def phase_verify_export_returns_only_confirmed_differences(env, monkeypatch):
     import pyarrow as pa
 
-    import s3tstream.data.backfill as bf
+    from s3tstream.data.backfill.export import ExportBackfill
 
     tbl = lake_table(env)
     rows = tbl.scan().to_arrow().sort_by("pk").to_pylist()
@@ -534,7 +540,7 @@ def phase_verify_export_returns_only_confirmed_differences(env, monkeypatch):
     doc = json.loads(r.stdout)
     assert r.exit_code == 1 and doc["ok"] is False and doc["export"]["differences_returned"] == 2
     assert doc["export"]["not_returned"] == 3 + 1 + 2 + 1 - 2 and "5 more not returned" in doc["error"]["message"]
-    real = bf.ExportBackfill.create_temp_table
+    real = ExportBackfill.create_temp_table
 
     def change_after_the_export(self):
         """Between the export and the comparison: the export's snapshot of these keys is stale."""
@@ -544,9 +550,9 @@ def phase_verify_export_returns_only_confirmed_differences(env, monkeypatch):
         drain(env)  # the lake catches up with both
         return real(self)
 
-    monkeypatch.setattr(bf.ExportBackfill, "create_temp_table", change_after_the_export)
+    monkeypatch.setattr(ExportBackfill, "create_temp_table", change_after_the_export)
     r = env.cli("verify", "--export", "--output", "json", ok=False)
-    monkeypatch.setattr(bf.ExportBackfill, "create_temp_table", real)
+    monkeypatch.setattr(ExportBackfill, "create_temp_table", real)
     assert r.exit_code == 1, r.stdout
     doc = json.loads(r.stdout)
     c, ex = doc["counts"], doc["examples"]
@@ -578,7 +584,8 @@ def stubbed(tmp_path, monkeypatch):
     from botocore.stub import Stubber
 
     import s3tstream.lake.query as q
-    from s3tstream.data.backfill import Checkpoints, ExportBackfill
+    from s3tstream.data.backfill.export import ExportBackfill
+    from s3tstream.data.backfill.jobs import Checkpoints
 
     cfg = _cfg()
     cfg.path = tmp_path / "s3tstream.toml"
@@ -644,7 +651,7 @@ TYPES_CFG = {
 
 def test_load_sql_maps_dynamodb_json_to_each_column_type():
     from s3tstream.config import model as c
-    from s3tstream.data.backfill import load_sql
+    from s3tstream.data.backfill.export_sql import load_sql
 
     cfg = c.build(TYPES_CFG)
     sql = load_sql(cfg, '"awsdatacatalog"."db"."t"', "0170-ab", "2024-05-01T12:00:00.123456Z")
@@ -665,7 +672,7 @@ def test_load_sql_maps_dynamodb_json_to_each_column_type():
 
 def test_changelog_load_is_an_insert_with_op_backfill_at_the_export_time():
     from s3tstream.config import model as c
-    from s3tstream.data.backfill import check_exportable, load_sql
+    from s3tstream.data.backfill.export_sql import check_exportable, load_sql
     from s3tstream.errors import UsageError
 
     cfg = c.build({**TYPES_CFG, "table": {**TYPES_CFG["table"], "mode": "changelog"}})
@@ -678,7 +685,7 @@ def test_changelog_load_is_an_insert_with_op_backfill_at_the_export_time():
 
 
 def test_auto_strategy_by_item_count_and_a_backfill_in_progress_keeps_its_strategy(tmp_path):
-    from s3tstream.data.backfill import choose_strategy
+    from s3tstream.data.backfill.run import choose_strategy
     from s3tstream.errors import UsageError
 
     cfg = _cfg(scan_threshold_items=1000)
@@ -701,7 +708,7 @@ def test_auto_strategy_by_item_count_and_a_backfill_in_progress_keeps_its_strate
 def test_a_failed_athena_load_gets_a_new_token_next_time(stubbed, reason, hint):
     from botocore.stub import ANY
 
-    from s3tstream.data.backfill import AwsError
+    from s3tstream.errors import AwsError
 
     stub = stubbed.stub
     stub.add_response("start_query_execution", {"QueryExecutionId": "q1"},
@@ -721,8 +728,8 @@ def test_a_failed_athena_load_gets_a_new_token_next_time(stubbed, reason, hint):
 def test_down_removes_what_an_interrupted_export_left_and_nothing_else(stack):
     """A run killed mid-export leaves its checkpoint, export files and temporary Glue database;
     `down` removes them (also when nothing else is left), but not a database of another stack."""
-    import s3tstream.data.backfill as bf
-    from s3tstream.data.verify_export import VerifyCheckpoint
+    from s3tstream.data.backfill.export_sql import temp_database
+    from s3tstream.data.backfill.jobs import Checkpoints, VerifyCheckpoint
 
     cfg, _ = cfg_aws(stack)
     s3, glue = stack.client("s3"), stack.client("glue")
@@ -731,15 +738,15 @@ def test_down_removes_what_an_interrupted_export_left_and_nothing_else(stack):
     for k in ("backfill/r1/AWSDynamoDB/x/data/a.json.gz", "backfill/r1/AWSDynamoDB/x/manifest-summary.json",
               "keep/other.txt"):
         s3.put_object(Bucket=bucket, Key=k, Body=b"x")
-    store = bf.Checkpoints(cfg)
+    store = Checkpoints(cfg)
     store.save(store.new("export", export={"bucket": bucket, "prefix": "backfill/r1", "arn": "arn:x", "id": "x"}))
     vstore = VerifyCheckpoint(cfg)
     vstore.save(vstore.new("export"))
-    db = bf.temp_database(cfg)
+    db = temp_database(cfg)
     glue.create_database(DatabaseInput={"Name": db, "Parameters": {"s3tstream:stack": "someone-else"}})
     doc = stack.json("down", "--yes")
     assert sorted(c["kind"] for c in doc["deleted"]) == ["checkpoint", "checkpoint", "s3-export-files"]
-    assert not bf.Checkpoints(cfg).exists() and not VerifyCheckpoint(cfg).exists()
+    assert not Checkpoints(cfg).exists() and not VerifyCheckpoint(cfg).exists()
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["keep/other.txt"]
     assert glue.get_database(Name=db)  # not this stack's: kept
 
@@ -754,7 +761,7 @@ def test_down_removes_what_an_interrupted_export_left_and_nothing_else(stack):
 
 @pytest.mark.sandbox
 def test_abort_stops_the_load_and_removes_what_the_export_backfill_made(stack, monkeypatch):
-    import s3tstream.data.backfill as bf
+    from s3tstream.data.backfill.jobs import Checkpoints
 
     cfg, aws = cfg_aws(stack)
     s3 = stack.client("s3")
@@ -765,14 +772,14 @@ def test_abort_stops_the_load_and_removes_what_the_export_backfill_made(stack, m
     try:
         qid = stack.client("athena").start_query_execution(
             QueryString="SELECT 1", ResultConfiguration={"OutputLocation": f"s3://{bucket}/q/"})["QueryExecutionId"]
-        store = bf.Checkpoints(cfg)
+        store = Checkpoints(cfg)
         store.save(store.new("export", phase="load", export={"bucket": bucket, "prefix": "backfill/r2", "arn": "arn:x",
                                                              "id": "x", "status": "COMPLETED", "query_id": qid}))
         doc = stack.json("backfill", "--abort")
     finally:
         sc.athena_hold(stack.endpoint_url, False)
     assert doc["aborted"] is True and doc["strategy"] == "export" and doc["stopped_query"] == qid
-    assert doc["removed_objects"] == 1 and not bf.Checkpoints(cfg).exists()
+    assert doc["removed_objects"] == 1 and not Checkpoints(cfg).exists()
     st = stack.client("athena").get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Status"]["State"]
     assert st == "CANCELLED"
     assert stack.json("backfill", "--abort")["aborted"] is False
@@ -806,7 +813,7 @@ def test_a_stopped_load_that_committed_after_all_is_not_run_again(stubbed, earli
 
 def test_a_checkpoint_file_of_an_older_version_is_moved_into_the_state_file(tmp_path):
     """s3tstream 0.1 kept the checkpoint in .s3tstream/<stack>.backfill.json: an upgrade mid-backfill continues it."""
-    from s3tstream.data.backfill import Checkpoints
+    from s3tstream.data.backfill.jobs import Checkpoints
 
     cfg = _cfg()
     cfg.path = tmp_path / "s3tstream.toml"
@@ -817,3 +824,74 @@ def test_a_checkpoint_file_of_an_older_version_is_moved_into_the_state_file(tmp_
     got = Checkpoints(cfg).load()
     assert got["export"] == {"arn": "arn:x", "id": "x"} and got["run_id"] == doc["run_id"]
     assert not old.exists() and json.loads(cfg.state_path.read_text())["jobs"]["backfill"]["run_id"] == doc["run_id"]
+
+
+def test_a_state_file_with_todays_checkpoint_form_is_read_into_the_typed_model(tmp_path):
+    """The on-disk form written before the checkpoints were typed (a raw state file, version 2)
+    is read as it is (unknown fields kept); a field of the wrong type is refused by name."""
+    from s3tstream.data.backfill.jobs import Checkpoints, JobCheckpoint
+    from s3tstream.errors import StateError
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    job = {"version": 1, "stack": "shop", "region": "us-east-1", "table": "shop", "stream": "shop-changes",
+           "mode": "upsert", "strategy": "scan", "run_id": "0123456789ab", "started_at": 1764900000.5,
+           "created_at": "2025-12-05T02:00:00+00:00", "updated_at": "2025-12-05T02:01:00+00:00", "phase": "scan",
+           "segments": 2, "segment_state": [{"lek": {"pk": {"S": "k1"}}, "read": 10, "sent": 10, "done": False},
+                                            {"lek": None, "read": 7, "sent": 6, "done": True}],
+           "skipped_oversize": 1, "a_field_from_a_newer_version": {"x": 1}}
+    path = cfg.state_path
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"version": 2, "stack": "shop", "region": "us-east-1", "account": None,
+                                "resources": [], "jobs": {"backfill": job}}))
+    got = Checkpoints(cfg).load()
+    assert got == job  # every field, as it was
+    typed = JobCheckpoint.model_validate(got)
+    assert typed.segment_state[0].lek == {"pk": {"S": "k1"}} and typed.segment_state[1].done is True
+    assert typed.phase == "scan" and typed.skipped_oversize == 1
+    bad = dict(job, segment_state=[{"lek": None, "read": "many", "sent": 0, "done": False}])
+    path.write_text(json.dumps({"version": 2, "stack": "shop", "region": "us-east-1", "resources": [],
+                                "jobs": {"backfill": bad}}))
+    with pytest.raises(StateError, match=r"field segment_state\.0\.read") as e:
+        Checkpoints(cfg).load()
+    assert "--restart" in e.value.hint
+
+
+def test_a_completed_backfill_is_recorded_and_a_rerun_sends_nothing(tmp_path):
+    from s3tstream.data.backfill import run
+    from s3tstream.data.backfill.jobs import Checkpoints
+
+    cfg = _cfg()
+    cfg.path = tmp_path / "s3tstream.toml"
+    store = Checkpoints(cfg)
+    doc = store.new("scan", segments=1, segment_state=[{"lek": None, "read": 5, "sent": 5, "done": True}])
+    store.complete(doc, total_read=5, total_sent=5, table_created="2026-01-01T00:00:00+00:00")
+    assert not store.exists()  # no job in progress: --abort has nothing to give up
+    calls = []
+    created = [(2026, 1, 1)]
+
+    class GoesOn(Exception):
+        pass
+
+    class ReadOnly:
+        def client(self, name):
+            assert name == "dynamodb", f"a completed backfill calls nothing else ({name})"
+            return self
+
+        def describe_table(self, TableName):
+            calls.append(TableName)
+            from datetime import UTC, datetime
+
+            return {"Table": {"CreationDateTime": datetime(*created[0], tzinfo=UTC), "ItemCount": 5}}
+
+        def arn(self, *a):
+            raise GoesOn  # the backfill's own checks (the stream's ARN): it runs
+
+    res = run(cfg, ReadOnly())
+    assert res.already_done["total_sent"] == 5 and res.items_sent == 0 and "--restart" in res.notes[0]
+    assert store.load()["phase"] == "done" and calls == ["shop"]
+    created[0] = (2026, 2, 1)  # the table was recreated since: its items need a backfill of their own
+    said: list[str] = []
+    with pytest.raises(GoesOn):
+        run(cfg, ReadOnly(), progress=said.append)
+    assert "earlier table" in said[0]

@@ -32,39 +32,40 @@ ITEMS = [
     {"pk": {"S": "a"}, "sk": {"N": "1"}, "note": {"S": "x" * 50}, "n": {"N": "-1.50E+3"}},
     {"sk": {"N": "2"}, "pk": {"S": "b\u00e9\u2603\"q"}, "m": {"M": {"l": {"L": [{"B": "AAE="}, {"NULL": True}]}}},
      "ss": {"SS": ["y", "x"]}, "bs": {"BS": ["AA=="]}, "t": {"BOOL": False}},
-    {"pk": {"S": "c"}, "big": {"S": "z" * (1024 * 1024)}},  # over Kinesis' 1 MiB: skipped
+    {"pk": {"S": "c"}, "big": {"S": "z" * (1024 * 1024)}},  # over Kinesis' 1 MiB: the sender reports it
 ]
 
 
 @pytest.mark.parametrize("precision", ["MICROSECOND", "MILLISECOND"])
 def test_build_entries_are_the_bytes_of_change_record(precision):
-    from s3tstream.data import backfill as bf
-    from s3tstream.data.verify import change_record
+    from s3tstream.data.backfill.records import SOURCE, approx_at, build_entries
+    from s3tstream.data.changes import change_record, encode
 
     cfg = _cfg()
     cfg.stream.timestamp_precision = precision
     read_at = 1_700_000_000.123456
-    skipped: list[dict] = []
-    got = bf.build_entries(cfg, ITEMS, read_at, skipped)
-    assert skipped == [{"pk": {"S": "c"}}] and len(got) == 2
+    got = build_entries(cfg, ITEMS, read_at)
+    assert len(got) == 3
     ids = set()
-    for (data, pk), item in zip(got, ITEMS):
-        keys = {a: item[a] for a in ("pk", "sk") if a in item}
-        want_data, want_pk = bf.encode(change_record(cfg, "INSERT", keys, item, source=bf.SOURCE,
-                                                     approx=bf.approx_at(cfg, read_at)))
+    for (data, pk, keys), item in zip(got, ITEMS):
+        assert keys == {a: item[a] for a in ("pk", "sk") if a in item}
+        want_data, want_pk, _ = encode(change_record(cfg, "INSERT", keys, item, source=SOURCE,
+                                                     approx=approx_at(cfg, read_at)))
         rec = json.loads(data)
         ids.add(rec["eventID"])
         assert uuid.UUID(rec["eventID"]).version == 4
         want = json.loads(want_data)
         assert data == want_data.replace(want["eventID"].encode(), rec["eventID"].encode()) and pk == want_pk
-    assert len(ids) == 2
+    assert len(ids) == 3
+    assert "bé☃".encode() in got[1][0]  # UTF-8, not ASCII-escaped
 
 
 def test_wire_items_and_records_equal_botocore_parse(sandbox):
     """Scan pages and GetRecords taken as wire JSON give what botocore's parse (+ from_boto) gives."""
     import boto3
 
-    from s3tstream.data import backfill as bf
+    from s3tstream.data.backfill.catchup import epoch
+    from s3tstream.data.backfill.wire import call_wire
     from s3tstream.data.items import from_boto
 
     ddb, kin = (boto3.client(s, region_name="us-east-1", endpoint_url=sandbox.endpoint_url) for s in ("dynamodb", "kinesis"))
@@ -74,7 +75,7 @@ def test_wire_items_and_records_equal_botocore_parse(sandbox):
     for i, it in enumerate(ITEMS[:2]):
         ddb.put_item(TableName=table, Item={**{k: v for k, v in it.items() if k != "sk"}, "pk": {"S": f"k{i}"},
                                             "m": {"M": {"b": {"B": bytes([i, 255])}}}})
-    page, wire = bf.call_wire(ddb, "scan", "Items", TableName=table, ReturnConsumedCapacity="TOTAL")
+    page, wire = call_wire(ddb, "scan", "Items", TableName=table, ReturnConsumedCapacity="TOTAL")
     plain = ddb.scan(TableName=table, ReturnConsumedCapacity="TOTAL")
     assert "Items" not in page and page["Count"] == 2 and page["ConsumedCapacity"] == plain["ConsumedCapacity"]
     assert wire == [from_boto(i) for i in plain["Items"]]
@@ -87,10 +88,10 @@ def test_wire_items_and_records_equal_botocore_parse(sandbox):
     def it():
         return kin.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
 
-    r, recs = bf.call_wire(kin, "get_records", "Records", ShardIterator=it(), Limit=100)
+    r, recs = call_wire(kin, "get_records", "Records", ShardIterator=it(), Limit=100)
     want = kin.get_records(ShardIterator=it(), Limit=100)
     assert "Records" not in r and r["MillisBehindLatest"] == want["MillisBehindLatest"]
-    assert [(x["SequenceNumber"], bf._epoch(x["ApproximateArrivalTimestamp"])) for x in recs] == \
+    assert [(x["SequenceNumber"], epoch(x["ApproximateArrivalTimestamp"])) for x in recs] == \
         [(x["SequenceNumber"], x["ApproximateArrivalTimestamp"].timestamp()) for x in want["Records"]]
     import base64
 
@@ -100,11 +101,11 @@ def test_wire_items_and_records_equal_botocore_parse(sandbox):
 def test_epoch_of_every_arrival_timestamp_form():
     from datetime import UTC, datetime
 
-    from s3tstream.data.backfill import _epoch
+    from s3tstream.data.backfill.catchup import epoch
 
     t = datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=UTC)
-    assert _epoch(t) == _epoch(t.timestamp()) == _epoch(str(t.timestamp())) == _epoch("2026-01-02T03:04:05.5Z")
-    assert _epoch(None) == 0.0
+    assert epoch(t) == epoch(t.timestamp()) == epoch(str(t.timestamp())) == epoch("2026-01-02T03:04:05.5Z")
+    assert epoch(None) == 0.0
 
 
 # ------------------------------------------------------------------ read-ahead and checkpoints
@@ -154,7 +155,8 @@ class Aws:
 
 
 def _scan(tmp_path, ddb, kin, doc=None):
-    from s3tstream.data.backfill import Checkpoints, ScanBackfill
+    from s3tstream.data.backfill.jobs import Checkpoints
+    from s3tstream.data.backfill.scan import ScanBackfill
 
     cfg = _cfg(tmp_path)
     store = Checkpoints(cfg)

@@ -150,7 +150,8 @@ def drain(stack):
 def test_health_is_healthy_after_test_insert_and_failing_after_transform_failures(stack, calls):
     stack.write(extra=PIPELINE, columns=COLUMNS)
     stack.cli("up")
-    ti = stack.json("test-insert", "--count", "4", "--updates", "1", "--deletes", "1", "--engine", "local")
+    ti = stack.json("test-insert", "--count", "4", "--updates", "1", "--deletes", "1", "--engine", "local",
+                    "--keep-items")  # the table check below reads the rows it wrote
     assert ti["freshness_seconds"] is not None
     calls.clear()
     doc = stack.json("health")
@@ -179,12 +180,12 @@ def test_health_is_healthy_after_test_insert_and_failing_after_transform_failure
     assert "FAILING" in text and "s3tstream errors" in text
 
     # a failed compaction job (as S3 Tables reports it) fails the table check
-    from s3tstream.sandbox.client import _call
+    from s3tstream.sandbox.client import call
 
     s3t = stack.client("s3tables")
     bucket = next(b["arn"] for b in s3t.list_table_buckets(prefix=stack.name)["tableBuckets"])
     table_arn = s3t.get_table(tableBucketARN=bucket, namespace=stack.name, name=stack.name)["tableARN"]
-    _call(stack.endpoint_url, "POST", "s3tables/maintenance-job-status",
+    call(stack.endpoint_url, "POST", "s3tables/maintenance-job-status",
           {"tableARN": table_arn, "type": "icebergCompaction", "status": "Failed", "failureMessage": "Internal error"})
     status = s3t.get_table_maintenance_job_status(tableBucketARN=bucket, namespace=stack.name, name=stack.name)["status"]
     assert status["icebergCompaction"]["status"] == "Failed" and status["icebergSnapshotManagement"]["status"] == "Not_Yet_Run"

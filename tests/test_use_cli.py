@@ -186,10 +186,17 @@ def test_test_insert_passes_and_reports_latencies(typed):
         s = doc["latency_seconds"][kind]
         assert s["count"] == n and 0 <= s["p50"] <= s["p95"] <= s["max"] < 60
     run = doc["run_id"]
+    # by default the run removes its test items: from the source, and (the deletes flow) from the lake
+    assert doc["cleaned_up"] == {"deleted_from_source": 12, "gone_from_lake": True, "left_in_lake": []}
     rows = typed.json("query", f"SELECT count(*) AS n FROM {typed.name} WHERE pk LIKE 's3t-test-{run}-%'")["rows"]
-    assert rows == [{"n": 9}]
-    text = typed.cli("test-insert", "--count", "4", "--interval", "0.02", "--cleanup")
-    assert "PASS" in text.stdout and "p95" in text.stdout
+    assert rows == [{"n": 0}]
+    assert not [i for i in typed.client("dynamodb").scan(TableName=typed.name)["Items"] if run in i["pk"]["S"]]
+    kept = typed.json("test-insert", "--count", "4", "--interval", "0.02", "--keep-items")
+    assert "cleaned_up" not in kept
+    rows = typed.json("query", f"SELECT count(*) AS n FROM {typed.name} WHERE pk LIKE 's3t-test-{kept['run_id']}-%'")["rows"]
+    assert rows == [{"n": 3}]  # 4 inserted, 1 deleted by the run
+    text = typed.cli("test-insert", "--count", "4", "--interval", "0.02")
+    assert "PASS" in text.stdout and "p95" in text.stdout and "removed the run's 4 test item(s)" in text.stdout
 
 
 @pytest.mark.sandbox
@@ -225,17 +232,17 @@ def test_verify_reports_an_injected_difference_and_repair_fixes_it(stack):
     rows = [{"pk": "c", "price": Decimal("99.0000"), "qty": 2, "tags": ["c"]}, {"pk": "z", "qty": 1}]
     lake_table(stack).append(pa.Table.from_pylist(rows, schema=schema))
 
-    r = stack.cli("verify", "--output", "json", ok=False)
+    r = stack.cli("verify", "--settle", "0", "--output", "json", ok=False)
     assert r.exit_code == 1
     doc = json.loads(r.stdout)
     assert doc["counts"]["missing"] == 1 and doc["counts"]["extra"] == 1 and doc["counts"]["differing"] == 1
     assert doc["examples"]["missing"] == [{"pk": "b"}] and doc["examples"]["extra"] == [{"pk": "z"}]
     assert doc["examples"]["differing"] == [{"key": {"pk": "c"}, "columns": ["price"]}]
-    text = stack.cli("verify", ok=False)
+    text = stack.cli("verify", "--settle", "0", ok=False)
     assert "missing: {\"pk\":\"b\"}" in text.stdout and "--repair" in text.stderr
 
-    doc = json.loads(stack.cli("verify", "--repair", "--output", "json", ok=False).stdout)
-    assert doc["repair"] == {"sent": 3, "inserts": 2, "removes": 1, "stream": f"{stack.name}-changes"}
+    doc = json.loads(stack.cli("verify", "--repair", "--settle", "0", "--output", "json", ok=False).stdout)
+    assert doc["repair"] == {"sent": 3, "inserts": 2, "removes": 1, "stream": f"{stack.name}-changes", "not_sent": []}
     drain(stack)
     clean = stack.json("verify")
     assert clean["ok"] is True and clean["counts"]["matching"] == 5 and clean["counts"]["lake_rows"] == 5
@@ -257,7 +264,7 @@ def test_failed_record_is_listed_then_replayed_after_the_fix(stack):
     assert g["count"] == 1 and g["first"] and g["last"] and g["objects"] == 1
     assert g["example"]["keys"] == {"pk": "noqty"} and g["example"]["eventName"] == "INSERT"
     assert "noqty" in stack.cli("errors").stdout
-    v = json.loads(stack.cli("verify", "--output", "json", ok=False).stdout)
+    v = json.loads(stack.cli("verify", "--settle", "0", "--output", "json", ok=False).stdout)
     assert v["counts"]["unmappable"] == 1
 
     # replaying before the fix only fails again; dry run sends and deletes nothing
@@ -368,7 +375,8 @@ def test_test_insert_follows_changes_and_measures_latency():
     assert {r["note"] for r in fake.lake.values()} == {"r1-v2", "r1-v1"} and len(fake.lake) == 5
     doc = out.to_json()
     assert doc["latency_seconds"]["update"]["count"] == 2 and doc["timed_out_waiting_for"] is None
-    assert ti.cleanup() == 5
+    assert ti.cleanup() == {"deleted_from_source": 8, "gone_from_lake": True, "left_in_lake": []}
+    assert not fake.lake  # the deletes flowed into the lake
 
 
 def test_test_insert_timeout_lists_the_missing_inserts():

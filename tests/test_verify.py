@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 
 from s3tstream.config import model as c
 from s3tstream.data import verify as V
+from s3tstream.data.changes import change_record
 from s3tstream.errors import AwsError
 from s3tstream.data.items import ItemSchema, from_boto, item_from_plain, to_boto
 from s3tstream.lake.query import QueryResult
@@ -173,7 +174,7 @@ def test_missing_extra_differing_duplicate_and_unmappable(cfg, schema):
     assert [k for k, _ in rep.unmappable] == [(4,)] and "column 'f'" in rep.unmappable[0][1]
     doc = rep.to_json(layout)
     assert doc["counts"] == {"source_items": 6, "lake_rows": 7, "matching": 3, "missing": 1, "extra": 1,
-                             "differing": 1, "duplicates": 1, "unmappable": 1}
+                             "differing": 1, "duplicates": 1, "unmappable": 1, "ttl_kept": 0}
     assert doc["examples"]["differing"] == [{"key": {"id": 2}, "columns": ["price"]}]
 
     recs = V.repair_records(cfg, rep, layout)
@@ -187,7 +188,7 @@ def test_missing_extra_differing_duplicate_and_unmappable(cfg, schema):
 
 def test_change_record_format(cfg, schema):
     item = plain_items(schema, 1)[0]
-    r = V.change_record(cfg, "INSERT", {"Id": item["Id"]}, item)
+    r = change_record(cfg, "INSERT", {"Id": item["Id"]}, item)
     assert r["eventSource"] == "s3tstream:repair" and r["eventName"] == "INSERT"
     assert r["awsRegion"] == "eu-west-1" and r["tableName"] == "shop" and r["recordFormat"] == "application/json"
     assert r["userIdentity"] is None and len(r["eventID"]) == 36
@@ -196,7 +197,7 @@ def test_change_record_format(cfg, schema):
     assert abs(d["ApproximateCreationDateTime"] / 1000 - datetime.now().timestamp()) < 60
     assert d["SizeBytes"] > 0 and d["NewImage"]["blob"] == {"B": "aGk="}
     us = c.build({"stack": {"name": "shop"}})  # MICROSECOND by default
-    assert V.change_record(us, "REMOVE", {"pk": {"S": "a"}})["dynamodb"]["ApproximateCreationDateTime"] > 10**15
+    assert change_record(us, "REMOVE", {"pk": {"S": "a"}})["dynamodb"]["ApproximateCreationDateTime"] > 10**15
 
     # the transform takes the repair record like DynamoDB's own
     from s3tstream.transform import transform_records
@@ -223,59 +224,75 @@ def test_typed_key_values():
     assert V.typed_key_value("S", "x") == {"S": "x"}
 
 
-# ------------------------------------------------------------------ PutRecords
-def kinesis():
-    return boto3.client("kinesis", region_name="us-east-1")
-
-
-def test_put_records_retries_only_failed_entries():
-    k = kinesis()
-    entries = [(f"r{i}".encode(), f"pk{i}") for i in range(3)]
-    sleeps = []
-    with Stubber(k) as stub:
-        stub.add_response("put_records", {"FailedRecordCount": 1, "Records": [
-            {"SequenceNumber": "1", "ShardId": "s"},
-            {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"},
-            {"SequenceNumber": "2", "ShardId": "s"}]},
-            {"StreamName": "st", "Records": [{"Data": d, "PartitionKey": p} for d, p in entries]})
-        stub.add_response("put_records", {"Records": [{"SequenceNumber": "3", "ShardId": "s"}]},
-                          {"StreamName": "st", "Records": [{"Data": b"r1", "PartitionKey": "pk1"}]})
-        assert V.put_records(k, "st", entries, sleep=sleeps.append) == 3
-        stub.assert_no_pending_responses()
-    assert len(sleeps) == 1
-
-
-def test_put_records_gives_up_after_bounded_attempts():
-    k = kinesis()
-    failed = {"FailedRecordCount": 1, "Records": [{"ErrorCode": "InternalFailure", "ErrorMessage": "x"}]}
-    with Stubber(k) as stub:
-        for _ in range(3):
-            stub.add_response("put_records", failed)
-        with pytest.raises(AwsError, match="refused 1 record.*after 3 attempts.*InternalFailure"):
-            V.put_records(k, "st", [(b"x", "p")], sleep=lambda s: None, max_attempts=3)
-
-
-def test_put_records_batches_by_count_and_size():
-    calls = []
-
-    class K:
-        def put_records(self, StreamName, Records):
-            calls.append(len(Records))
-            return {"FailedRecordCount": 0, "Records": [{} for _ in Records]}
-
-    assert V.put_records(K(), "st", [(b"x", "p")] * 1001) == 1001
-    assert calls == [500, 500, 1]
-    calls.clear()
-    big = b"x" * (900 * 1024)
-    assert V.put_records(K(), "st", [(big, "p")] * 7) == 7
-    assert calls == [5, 2]  # 5 MiB per request
-    with pytest.raises(Exception, match="1 MiB"):
-        V.put_records(K(), "st", [(b"x" * (1024 * 1024 + 1), "p")])
-
-
 def test_scan_source_reads_every_segment_in_wire_json(schema):
     items = plain_items(schema, 5)
     got = []
     n = V.scan_source(FakeDdb(items), "shop", 2, got.append)
     assert n == 5 and sorted(got, key=lambda i: int(i["Id"]["N"])) == items
     assert from_boto(to_boto(items[0])) == items[0]
+
+
+# ------------------------------------------------------------------ in flight: the settle window
+def test_differences_that_converge_within_the_window_are_not_reported(cfg, schema):
+    """A key missing at first (still in Firehose's buffer) and present a round later is not a
+    difference; a key missing in every comparison is; a key that starts to differ after verify
+    started (a change made meanwhile) is not reported either."""
+    items = plain_items(schema, 4)
+    rows = [athena_row(map_item(i, schema.settings)) for i in items]
+    first, _ = V.compare(cfg, schema.settings, FakeEngine(rows[2:]), FakeDdb(items), segments=1)
+    assert first.missing == [(0,), (1,)]
+    rounds = [[rows[0], rows[2], rows[3]], [rows[0], rows[2]]]  # key 0 arrives; then key 3 seems to go
+    t = [0.0]
+    slept: list[float] = []
+
+    def sleep(s):
+        slept.append(s)
+        t[0] += s
+
+    def recheck():
+        lake = rounds[min(len(slept), len(rounds)) - 1]
+        return V.compare(cfg, schema.settings, FakeEngine(lake), FakeDdb(items), segments=1)[0]
+
+    rep, info = V.settle(first, recheck, 10.0, interval=2.0, sleep=sleep, clock=lambda: t[0])
+    assert rep.missing == [(1,)] and not rep.extra  # 3 is not reported: it differed only later (in flight)
+    assert rep.matching == 3 and rep.to_json(V.Layout.from_config(cfg, schema.settings))["counts"]["missing"] == 1
+    assert info["rounds"] == 5 and info["converged"] == 1 and slept == [2.0] * 5
+
+
+def test_the_window_ends_the_rechecks_and_a_clean_first_pass_waits_for_nothing(cfg, schema):
+    items = plain_items(schema, 2)
+    rows = [athena_row(map_item(i, schema.settings)) for i in items]
+    lost, _ = V.compare(cfg, schema.settings, FakeEngine(rows[1:]), FakeDdb(items), segments=1)
+    t = [0.0]
+    slept: list[float] = []
+
+    def sleep(s):
+        slept.append(s)
+        t[0] += s
+
+    rep, info = V.settle(lost, lambda: V.compare(cfg, schema.settings, FakeEngine(rows[1:]), FakeDdb(items), segments=1)[0],
+                         5.0, interval=2.0, sleep=sleep, clock=lambda: t[0])
+    assert rep.missing == [(0,)] and slept == [2.0, 2.0, 1.0] and info["rounds"] == 3  # never past the window
+    clean, _ = V.compare(cfg, schema.settings, FakeEngine(rows), FakeDdb(items), segments=1)
+    assert V.settle(clean, lambda: pytest.fail("no recheck"), 5.0, interval=1.0, sleep=slept.append)[1]["rounds"] == 0
+
+
+def test_ttl_kept_rows_are_expected_not_extra():
+    cfg = make_cfg(ttl_deletes="keep")
+    schema = ItemSchema.from_config(cfg)
+    items = plain_items(schema, 2)
+    rows = [athena_row(map_item(i, schema.settings)) for i in items]
+    gone = [{**rows[0], "id": 50, "price": Decimal("1000.00")}, {**rows[0], "id": 51, "price": Decimal("99999999.00")}]
+    settings = schema.settings
+    # the TTL attribute is no lake column: every row the source lacks counts as kept on purpose
+    rule = V.ttl_kept_rule(settings, "expires", now=2_000)
+    rep, _ = V.compare(cfg, settings, FakeEngine(rows + gone), FakeDdb(items), segments=1, ttl_kept=rule)
+    assert rep.ok and rep.ttl_kept == [(50,), (51,)] and rep.extra == []
+    # with the TTL attribute in a lake column (here price, epoch seconds): only rows whose expiry passed
+    rule = V.ttl_kept_rule(settings, "price", now=2_000)
+    assert rule == V.TtlKept("price", 2_000)
+    rep, layout = V.compare(cfg, settings, FakeEngine(rows + gone), FakeDdb(items), segments=1, ttl_kept=rule)
+    assert rep.ttl_kept == [(50,)] and rep.extra == [(51,)] and not rep.ok
+    assert rep.to_json(layout)["counts"]["ttl_kept"] == 1
+    assert V.ttl_kept_rule(settings, None, now=0) is None  # TTL off: nothing expires
+    assert V.ttl_kept_rule(ItemSchema.from_config(make_cfg()).settings, "expires", 0) is None  # ttl_deletes = delete

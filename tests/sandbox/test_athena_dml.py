@@ -94,7 +94,7 @@ ITEMS: list[dict[str, Any]] = [
 def test_the_export_load_gives_the_rows_the_transform_gives(lake) -> None:
     """load_sql (MERGE, the backfill export path) over the export-format Glue table writes, column
     for column, what map_item + the Firehose writer write for the same items."""
-    from s3tstream.data import backfill as bf
+    from s3tstream.data.backfill import export_sql as bf
     from s3tstream.data.items import transform_settings
     from s3tstream.sandbox.dataplane.iceberg_writer import parse_record, to_row
     from s3tstream.transform.mapping import dumps_exact, map_item
@@ -115,7 +115,7 @@ def test_the_export_load_gives_the_rows_the_transform_gives(lake) -> None:
 
 
 def test_merge_inserts_only_keys_not_in_the_table_and_a_rerun_adds_nothing(lake) -> None:
-    from s3tstream.data import backfill as bf
+    from s3tstream.data.backfill import export_sql as bf
 
     cfg = _cfg(lake)
     items = [{"pk": {"S": f"g{i}"}, "score": {"N": str(i)}} for i in range(5)]

@@ -62,7 +62,7 @@ def _aws_speed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def chaos_sandbox(sandbox: Any) -> Any:
-    sbc._call(sandbox.endpoint_url, "POST", "firehose/delivery", {"mode": "chaos", "seed": 11})
+    sbc.call(sandbox.endpoint_url, "POST", "firehose/delivery", {"mode": "chaos", "seed": 11})
     yield sandbox
     sandbox.delivery = chaos.ORDERED
     destroy_created()
@@ -80,11 +80,11 @@ def _burst(p: Any, keys: int = 6, changes: int = 8) -> dict[str, int]:
 
 def test_the_delivery_route_switches_and_validates(sandbox: Any) -> None:
     try:
-        assert sbc._call(sandbox.endpoint_url, "POST", "firehose/delivery", {"mode": "chaos", "seed": 5}) == \
+        assert sbc.call(sandbox.endpoint_url, "POST", "firehose/delivery", {"mode": "chaos", "seed": 5}) == \
             {"mode": "chaos", "seed": 5}
         assert sandbox.delivery == chaos.DeliveryMode("chaos", 5)
         with pytest.raises(Exception, match="delivery must be one of"):
-            sbc._call(sandbox.endpoint_url, "POST", "firehose/delivery", {"mode": "fast"})
+            sbc.call(sandbox.endpoint_url, "POST", "firehose/delivery", {"mode": "fast"})
     finally:
         sandbox.delivery = chaos.ORDERED
 

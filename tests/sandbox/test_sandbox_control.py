@@ -27,7 +27,7 @@ def test_start_status_stop_background_sandbox(tmp_path, monkeypatch, _fake_aws_e
         # --delivery/--seed reach the process, and the record keeps them
         from s3tstream.sandbox import client as sbc
 
-        assert sbc._call(info["endpoint_url"], "GET", "firehose/delivery") == {"mode": "chaos", "seed": 3}
+        assert sbc.call(info["endpoint_url"], "GET", "firehose/delivery") == {"mode": "chaos", "seed": 3}
         assert (info["delivery"], info["seed"]) == ("chaos", 3)
         assert set(info) >= {"pid", "port", "endpoint_url"}
         assert info["endpoint_url"] == f"http://127.0.0.1:{info['port']}"

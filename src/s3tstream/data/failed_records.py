@@ -15,36 +15,30 @@ document per line, possibly GZIP-compressed). Field names differ by failure kind
 
 Timestamps are epoch milliseconds.
 
-Replay sends records back through the Kinesis stream, object by object, and deletes an error
-object only after every one of its records was accepted by Kinesis (PutRecords
-FailedRecordCount 0 after retries). What is sent for each record:
-
-- changelog mode: the raw change record, as it was (the lake keeps every change);
-- upsert mode: the raw change record when it still describes the item's current state (an
-  INSERT/MODIFY whose NewImage equals the item, a REMOVE of an item that is still gone); else the
-  item's current state as a "s3tstream:repair" record (INSERT of the current item, REMOVE when it
-  is gone), so replaying an old failure never overwrites a newer change (Firehose does not keep
-  order). A transformed row (a delivery failure) is also re-sent as the key's current state.
-
-A record that cannot be replayed (not JSON, or a row in changelog mode) keeps its object.
+Objects are read streamed (GZIP decompressed a chunk at a time, documents parsed as they come,
+at most MAX_OBJECT_BYTES uncompressed): an object that cannot be read whole (not JSON, truncated
+GZIP, a GZIP bomb, an S3 error) is a BadObject, reported and skipped, never fatal and never
+deleted. Text from error objects goes to a terminal only through :func:`safe`. Replay: replay.py.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import gzip
+import codecs
+import io
+import itertools
 import json
-import random
-import time
+import re
+import unicodedata
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from s3tstream.aws.client import translate
-from s3tstream.errors import AwsError
+from s3tstream.aws.client import error_code, error_message, translate
 
 if TYPE_CHECKING:
     from s3tstream.aws.client import Aws
@@ -52,6 +46,13 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 _decoder = json.JSONDecoder()
+_WS = re.compile(r"[ \t\r\n]*")
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK = 256 * 1024  # read and decompressed this much at a time
+# UNCONFIRMED: Firehose writes error objects of at most its buffer size (128 MiB) of records; an
+# object larger than this, uncompressed, is not one of its error objects (or is a GZIP bomb)
+MAX_OBJECT_BYTES = 256 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024  # one error document (a record is at most 1 MiB, base64 4/3 of it)
 
 
 @dataclass
@@ -100,45 +101,127 @@ def _first(doc: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def parse_documents(text: str, object_key: str) -> list[FailedRecord]:
-    """JSON documents, one a line or simply concatenated, -> FailedRecords."""
-    out: list[FailedRecord] = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and text[i] in " \t\r\n":
-            i += 1
-        if i >= n:
-            return out
+def to_record(doc: Any, object_key: str, index: int) -> FailedRecord:
+    """One Firehose error document -> a FailedRecord (BadObject when it is not a JSON object)."""
+    if not isinstance(doc, dict):
+        raise BadObject(f"document {index} is a JSON {type(doc).__name__}, not a Firehose error document")
+    raw_b64 = doc.get("rawData")
+    raw = None
+    if isinstance(raw_b64, str):
         try:
-            doc, i = _decoder.raw_decode(text, i)
-        except ValueError as e:
-            raise ValueError(f"{object_key}: not a Firehose error document at offset {i}: {e}") from None
-        if not isinstance(doc, dict):
-            continue
-        raw_b64 = doc.get("rawData")
-        raw = None
-        if isinstance(raw_b64, str):
+            raw = base64.b64decode(raw_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raw = raw_b64.encode()
+    return FailedRecord(
+        object_key=object_key,
+        index=index,
+        error_code=str(_first(doc, "errorCode", "ErrorCode", "lastErrorCode") or "Unknown"),
+        error_message=str(_first(doc, "errorMessage", "ErrorMessage", "lastErrorMessage") or ""),
+        raw=raw,
+        arrival_ms=_int(doc.get("arrivalTimestamp")),
+        ending_ms=_int(doc.get("attemptEndingTimestamp")),
+        attempts=_int(doc.get("attemptsMade")),
+        doc=doc,
+    )
+
+
+# ------------------------------------------------------------------ reading an object, streamed
+class BadObject(Exception):
+    """An error object that cannot be read whole: reported and skipped, never deleted."""
+
+    def __init__(self, reason: str, records_read: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.records_read = records_read
+
+
+def _incomplete(e: json.JSONDecodeError, text: str) -> bool:
+    """Whether a parse error may only mean that the document goes on in the next chunk."""
+    return e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string")
+
+
+def iter_documents(chunks: Iterable[bytes]) -> Iterator[Any]:
+    """JSON documents, one a line or simply concatenated, from a stream of byte chunks; at most
+    MAX_DOCUMENT_BYTES a document. Raises BadObject for text that is not such documents."""
+    utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+    buf, i, n = "", 0, 0
+    for chunk in itertools.chain(chunks, [None]):
+        final = chunk is None
+        buf = buf[i:] + (utf8.decode(b"", final=True) if final else utf8.decode(chunk))
+        i = 0
+        while True:
+            i = _WS.match(buf, i).end()  # type: ignore[union-attr]
+            if i >= len(buf):
+                break
             try:
-                raw = base64.b64decode(raw_b64, validate=True)
-            except (binascii.Error, ValueError):
-                raw = raw_b64.encode()
-        out.append(FailedRecord(
-            object_key=object_key,
-            index=len(out),
-            error_code=str(_first(doc, "errorCode", "ErrorCode", "lastErrorCode") or "Unknown"),
-            error_message=str(_first(doc, "errorMessage", "ErrorMessage", "lastErrorMessage") or ""),
-            raw=raw,
-            arrival_ms=_int(doc.get("arrivalTimestamp")),
-            ending_ms=_int(doc.get("attemptEndingTimestamp")),
-            attempts=_int(doc.get("attemptsMade")),
-            doc=doc,
-        ))
+                doc, i = _decoder.raw_decode(buf, i)
+            except json.JSONDecodeError as e:
+                rest = buf[i:]
+                if final or not _incomplete(e, buf):
+                    what = "truncated" if final and _incomplete(e, buf) else "not JSON"
+                    raise BadObject(f"document {n} is {what} ({e.msg} at character {e.pos - i})") from None
+                if len(rest) > MAX_DOCUMENT_BYTES:
+                    raise BadObject(f"document {n} is longer than {MAX_DOCUMENT_BYTES:,} characters") from None
+                break  # the document goes on in the next chunk
+            n += 1
+            yield doc
+        if final:
+            return
+
+
+def body_chunks(body: Any, max_bytes: int = MAX_OBJECT_BYTES) -> Iterator[bytes]:
+    """An S3 object's body, GZIP-decompressed when it is (every member), in chunks of at most
+    CHUNK bytes: never more than one chunk in memory. BadObject when the GZIP data is corrupt or
+    truncated, or when it holds more than ``max_bytes`` (a GZIP bomb)."""
+    total = 0
+
+    def counted(b: bytes) -> bytes:
+        nonlocal total
+        total += len(b)
+        if total > max_bytes:
+            raise BadObject(f"larger than {max_bytes:,} bytes (uncompressed); not a Firehose error object")
+        return b
+
+    raw = body.read(CHUNK)
+    if raw[:2] != GZIP_MAGIC:
+        while raw:
+            yield counted(raw)
+            raw = body.read(CHUNK)
+        return
+    d: Any = None  # the member being decompressed (None: between members)
+    data = raw
+    while True:
+        if not data:
+            data = body.read(CHUNK)
+            if not data:
+                break
+        if d is None:
+            d = zlib.decompressobj(wbits=31)  # one GZIP member; another may follow (concatenated members)
+        try:
+            out = d.decompress(data, CHUNK)
+            if out:
+                yield counted(out)
+            data = d.unconsumed_tail
+            while not data and not d.eof and len(out) == CHUNK:  # output held back by the CHUNK limit
+                out = d.decompress(b"", CHUNK)
+                if out:
+                    yield counted(out)
+        except zlib.error as e:
+            raise BadObject(f"corrupt GZIP data ({e})") from None
+        if d.eof:
+            data, d = d.unused_data, None
+    if d is not None:
+        raise BadObject("truncated GZIP data (the object ends mid-stream)")
 
 
 def decode_body(body: bytes) -> str:
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    return body.decode("utf-8", "replace")
+    """A whole (small) body as text, decompressed when it is GZIP (tests, tools)."""
+    return b"".join(body_chunks(io.BytesIO(body))).decode("utf-8", "replace")
+
+
+def parse_documents(text: str, object_key: str) -> list[FailedRecord]:
+    """Firehose error documents in ``text`` -> FailedRecords (BadObject when it is not such documents)."""
+    return [to_record(d, object_key, i) for i, d in enumerate(iter_documents([text.encode("utf-8")]))]
 
 
 # ------------------------------------------------------------------ S3
@@ -164,25 +247,23 @@ def list_objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
     return out
 
 
-def read_object(s3: Any, bucket: str, key: str) -> list[FailedRecord]:
+def iter_object(s3: Any, bucket: str, key: str, etag: str | None = None) -> Iterator[FailedRecord]:
+    """The failed records of one error object, streamed (see body_chunks). BadObject when the
+    object cannot be read whole (also for S3 errors on this object: the others are read on).
+    ``etag``: read only that version of it (S3 answers PreconditionFailed otherwise)."""
+    kw = {"IfMatch": etag} if etag else {}
+    n = 0
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except (ClientError, BotoCoreError) as e:
-        raise translate(e, f"reading s3://{bucket}/{key}") from None
-    try:
-        return parse_documents(decode_body(body), key)
-    except ValueError as e:
-        raise AwsError(str(e), "the object is not in Firehose's error format; leave it or remove it by hand") from None
-
-
-def read_all(s3: Any, bucket: str, prefix: str, progress: Progress = lambda m: None) -> tuple[list[dict[str, Any]], list[FailedRecord]]:
-    objects = list_objects(s3, bucket, prefix)
-    records: list[FailedRecord] = []
-    for i, o in enumerate(objects, 1):
-        records += read_object(s3, bucket, o["Key"])
-        if i % 20 == 0:
-            progress(f"read {i}/{len(objects)} error objects")
-    return objects, records
+        body = s3.get_object(Bucket=bucket, Key=key, **kw)["Body"]
+        for doc in iter_documents(body_chunks(body)):
+            yield to_record(doc, key, n)
+            n += 1
+    except BadObject as e:
+        raise BadObject(e.reason, n) from None
+    except ClientError as e:
+        raise BadObject(f"S3 GetObject failed with {error_code(e)}: {error_message(e)}", n) from None
+    except BotoCoreError as e:
+        raise BadObject(f"reading it failed: {e}", n) from None
 
 
 # ------------------------------------------------------------------ summary
@@ -213,196 +294,91 @@ def describe(rec: FailedRecord) -> Any:
     return d
 
 
-def summarize(records: list[FailedRecord]) -> list[dict[str, Any]]:
-    groups: dict[str, dict[str, Any]] = {}
-    for r in records:
-        g = groups.get(r.error_code)
+class Summary:
+    """Failed records grouped by error code, added one at a time (an object's records are never
+    all held: see iter_object)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.records = 0
+
+    def add(self, r: FailedRecord) -> None:
+        self.records += 1
+        g = self.groups.get(r.error_code)
         if g is None:
-            g = groups[r.error_code] = {"error_code": r.error_code, "count": 0, "first_ms": None, "last_ms": None,
-                                        "message": r.error_message, "example": describe(r), "objects": set()}
+            g = self.groups[r.error_code] = {"error_code": r.error_code, "count": 0, "first_ms": None, "last_ms": None,
+                                             "message": r.error_message, "example": describe(r), "objects": set()}
         g["count"] += 1
         g["objects"].add(r.object_key)
         w = r.when_ms
         if w is not None:
             g["first_ms"] = w if g["first_ms"] is None else min(g["first_ms"], w)
             g["last_ms"] = w if g["last_ms"] is None else max(g["last_ms"], w)
-    out = []
-    for g in sorted(groups.values(), key=lambda g: (-g["count"], g["error_code"])):
-        out.append({"error_code": g["error_code"], "count": g["count"], "first": iso_ms(g["first_ms"]),
-                    "last": iso_ms(g["last_ms"]), "message": g["message"], "objects": len(g["objects"]),
-                    "example": g["example"]})
-    return out
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"error_code": g["error_code"], "count": g["count"], "first": iso_ms(g["first_ms"]),
+                 "last": iso_ms(g["last_ms"]), "message": g["message"], "objects": len(g["objects"]),
+                 "example": g["example"]}
+                for g in sorted(self.groups.values(), key=lambda g: (-g["count"], g["error_code"]))]
 
 
-# ------------------------------------------------------------------ replay
-@dataclass
-class ReplayResult:
-    objects: int = 0
-    deleted: int = 0
-    records: int = 0
-    raw: int = 0
-    current: int = 0
-    kept: list[dict[str, Any]] = field(default_factory=list)  # objects left, with why
-
-    def to_json(self) -> dict[str, Any]:
-        return {"objects": self.objects, "deleted_objects": self.deleted, "records_sent": self.records,
-                "sent_as_recorded": self.raw, "sent_as_current_state": self.current, "kept": self.kept}
-
-
-def _batch_get(ddb: Any, table: str, keys: list[dict[str, Any]], attrs: list[str], sleep: Callable[[float], None] = time.sleep,
-               max_attempts: int = 8) -> dict[str, dict[str, Any]]:
-    """Current items by key (wire JSON), consistent reads, UnprocessedKeys retried."""
-    from s3tstream.data.items import from_boto, to_boto
-
-    found: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(keys), 100):
-        pending = [to_boto(k) for k in keys[i:i + 100]]
-        attempt = 0
-        while pending:
-            try:
-                r = ddb.batch_get_item(RequestItems={table: {"Keys": pending, "ConsistentRead": True}})
-            except (ClientError, BotoCoreError) as e:
-                raise translate(e, f"reading current items from {table}") from None
-            for it in r.get("Responses", {}).get(table, []):
-                w = from_boto(it)
-                found[_key_id(w, attrs)] = w
-            pending = r.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-            if pending:
-                attempt += 1
-                if attempt >= max_attempts:
-                    raise AwsError(f"DynamoDB left {len(pending)} key(s) unprocessed after {attempt} attempts",
-                                   "the table is throttled; wait and run `errors replay` again", code="throttled")
-                sleep(min(5.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
-    return found
-
-
-def _key_id(item: dict[str, Any], attrs: list[str]) -> str:
-    from s3tstream.data.items import norm_number
-
-    def norm(v: Any) -> Any:
-        if isinstance(v, dict) and isinstance(v.get("N"), str):
-            try:
-                return {"N": norm_number(v["N"])}
-            except ArithmeticError:
-                return v
-        return v
-
-    return json.dumps({a: norm(item.get(a)) for a in attrs}, sort_keys=True)
-
-
-def _row_keys(cfg: "Config", row: dict[str, Any]) -> dict[str, Any] | None:
-    """DynamoDB typed keys of a transformed row (a delivery failure's rawData)."""
-    from s3tstream.lake.schema import effective_schema
-    from s3tstream.data.verify import canon, typed_key_value
-
-    types = {c.name: c.type for c in effective_schema(cfg).columns}
-    keys = {}
-    for attr, col in cfg.key_columns():
-        if row.get(col) is None or col not in types:
-            return None
-        keys[attr.name] = typed_key_value(attr.type, canon(types[col], row[col]))
-    return keys
-
-
-def plan_object(cfg: "Config", ddb: Any, records: list[FailedRecord], sleep: Callable[[float], None] = time.sleep
-                ) -> tuple[list[tuple[bytes, str]], int, int, str | None]:
-    """What to send for one object's records: (entries, as recorded, as current state, why not)."""
-    from s3tstream.data.verify import change_record, partition_key
-
-    changelog = cfg.table.mode == "changelog"
-    attrs = [a.name for a, _ in cfg.key_columns()]
-    table = cfg.names.source_table
-    wanted: list[tuple[FailedRecord, dict[str, Any] | None, dict[str, Any]]] = []
+def summarize(records: Iterable[FailedRecord]) -> list[dict[str, Any]]:
+    s = Summary()
     for r in records:
-        ch = r.change()
-        if ch is not None:
-            keys = ch["dynamodb"].get("Keys")
-            if not isinstance(keys, dict) or any(a not in keys for a in attrs):
-                keys = {a: (ch["dynamodb"].get("NewImage") or ch["dynamodb"].get("OldImage") or {}).get(a) for a in attrs}
-            if any(not isinstance(keys.get(a), dict) for a in attrs):
-                return [], 0, 0, f"record {r.index}: the change record has no complete key"
-            wanted.append((r, ch, keys))
-            continue
-        d = r.decoded()
-        keys = _row_keys(cfg, d) if isinstance(d, dict) and not changelog else None
-        if keys is None:
-            why = ("record data is a transformed row: in changelog mode it cannot be rebuilt as a change record"
-                   if isinstance(d, dict) else "record data is not a DynamoDB change record or a row")
-            return [], 0, 0, f"record {r.index}: {why}"
-        wanted.append((r, None, keys))
-
-    current: dict[str, dict[str, Any]] = {}
-    if not changelog:
-        uniq = {_key_id(k, attrs): k for _, _, k in wanted}
-        current = _batch_get(ddb, table, list(uniq.values()), attrs, sleep=sleep)
-    entries: list[tuple[bytes, str]] = []
-    n_raw = n_cur = 0
-    for r, ch, keys in wanted:
-        if ch is not None and (changelog or _still_current(ch, current.get(_key_id(keys, attrs)))):
-            entries.append((r.raw or b"", partition_key(keys)))
-            n_raw += 1
-            continue
-        item = current.get(_key_id(keys, attrs))
-        rec = change_record(cfg, "INSERT", keys, item) if item is not None else change_record(cfg, "REMOVE", keys)
-        entries.append((json.dumps(rec, separators=(",", ":")).encode(), partition_key(keys)))
-        n_cur += 1
-    return entries, n_raw, n_cur, None
+        s.add(r)
+    return s.to_json()
 
 
-def _still_current(ch: dict[str, Any], item: dict[str, Any] | None) -> bool:
-    if ch.get("eventName") == "REMOVE":
-        return item is None
-    return item is not None and ch["dynamodb"].get("NewImage") == item
+@dataclass
+class Listing:
+    """What `s3tstream errors` shows: the records of every readable object, grouped; the objects
+    that could not be read (skipped, never deleted), each with why."""
+
+    objects: int = 0
+    records: int = 0
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    bad: list[dict[str, Any]] = field(default_factory=list)
 
 
-def replay(
-    cfg: "Config",
-    aws: "Aws",
-    *,
-    dry_run: bool = False,
-    codes: tuple[str, ...] = (),
-    progress: Progress = lambda m: None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> ReplayResult:
-    """Replay every error object (``codes``: only objects whose records all failed with one of
-    them; an object is deleted whole, so one that mixes codes is kept and reported)."""
-    from s3tstream.data.verify import put_records
-
-    s3, kinesis, ddb = aws.client("s3"), aws.client("kinesis"), aws.client("dynamodb")
-    bucket, prefix = error_location(cfg, aws)
-    res = ReplayResult()
-    for o in list_objects(s3, bucket, prefix):
-        key = o["Key"]
-        res.objects += 1
-        records = read_object(s3, bucket, key)
-        if codes:
-            other = sorted({r.error_code for r in records} - set(codes))
-            if len(other) == len({r.error_code for r in records}):
-                res.objects -= 1  # none of its records has the code: not part of this replay
-                continue
-            if other:
-                res.kept.append({"object": key, "reason": f"it also holds records that failed with {', '.join(other)} "
-                                 "(an error object is replayed and deleted whole)"})
-                progress(f"keeping {key}: it mixes error codes")
-                continue
-        entries, n_raw, n_cur, why = plan_object(cfg, ddb, records, sleep=sleep)
-        if why:
-            res.kept.append({"object": key, "reason": why})
-            progress(f"keeping {key}: {why}")
-            continue
-        if dry_run:
-            res.records += len(entries)
-            res.raw += n_raw
-            res.current += n_cur
-            continue
-        put_records(kinesis, cfg.names.stream, entries, progress=progress, sleep=sleep)  # raises unless all accepted
-        res.records += len(entries)
-        res.raw += n_raw
-        res.current += n_cur
+def list_errors(s3: Any, bucket: str, prefix: str, progress: Progress = lambda m: None) -> Listing:
+    objects = list_objects(s3, bucket, prefix)
+    summary = Summary()
+    bad: list[dict[str, Any]] = []
+    for i, o in enumerate(objects, 1):
+        part = Summary()  # an object counts only when it was read whole
         try:
-            s3.delete_object(Bucket=bucket, Key=key)
-        except (ClientError, BotoCoreError) as e:
-            raise translate(e, f"deleting the replayed error object s3://{bucket}/{key} (its records were sent)") from None
-        res.deleted += 1
-        progress(f"replayed {len(entries)} record(s) from {key}")
-    return res
+            for r in iter_object(s3, bucket, o["Key"]):
+                part.add(r)
+        except BadObject as e:
+            bad.append({"object": o["Key"], "reason": e.reason, "records_read": e.records_read})
+            progress(f"skipping {safe(o['Key'])}: {safe(e.reason)}")
+            continue
+        for code, g in part.groups.items():
+            have = summary.groups.get(code)
+            if have is None:
+                summary.groups[code] = g
+                continue
+            have["count"] += g["count"]
+            have["objects"] |= g["objects"]
+            for k, pick in (("first_ms", min), ("last_ms", max)):
+                vals = [v for v in (have[k], g[k]) if v is not None]
+                have[k] = pick(vals) if vals else None
+        summary.records += part.records
+        if i % 20 == 0:
+            progress(f"read {i}/{len(objects)} error objects")
+    return Listing(objects=len(objects), records=summary.records, groups=summary.to_json(), bad=bad)
+
+
+# ------------------------------------------------------------------ terminal output
+def safe(text: Any) -> str:
+    """Text from an error object, safe for a terminal: control and format characters (escape
+    sequences, bidi overrides) shown as escapes; other non-ASCII text kept as it is."""
+    s = text if isinstance(text, str) else str(text)
+    out = []
+    for ch in s:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)

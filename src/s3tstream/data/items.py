@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import random
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -508,37 +507,34 @@ def batch_write(
     if cur:
         batches.append(cur)
 
+    from s3tstream.aws.retry import Exhausted, retry_rest
+
     written = 0
+
+    def call(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            resp = client.batch_write_item(RequestItems={table: [_boto_request(r) for r in pending]})
+        except ClientError as e:
+            if error_code(e) == "ResourceNotFoundException":
+                raise UsageError(f"the source table {table} does not exist ({written} of {len(requests)} written)",
+                                 "run `s3tstream up` (or `s3tstream step create-source`) first") from None
+            raise translate(e, f"writing items to {table} ({written} of {len(requests)} written before)") from None
+        except BotoCoreError as e:
+            raise translate(e, f"writing items to {table} ({written} of {len(requests)} written before)") from None
+        return [_wire_request(r) for r in resp.get("UnprocessedItems", {}).get(table, [])]
+
     for batch in batches:
-        pending = batch
-        attempt = 0
-        while pending:
-            boto_reqs = [_boto_request(r) for r in pending]
-            try:
-                resp = client.batch_write_item(RequestItems={table: boto_reqs})
-            except ClientError as e:
-                if error_code(e) == "ResourceNotFoundException":
-                    raise UsageError(f"the source table {table} does not exist ({written} of {len(requests)} written)",
-                                     "run `s3tstream up` (or `s3tstream step create-source`) first") from None
-                raise translate(e, f"writing items to {table} ({written} of {len(requests)} written before)") from None
-            except BotoCoreError as e:
-                raise translate(e, f"writing items to {table} ({written} of {len(requests)} written before)") from None
-            left = resp.get("UnprocessedItems", {}).get(table, [])
-            if not left:
-                break
-            attempt += 1
-            if attempt >= max_attempts:
-                keys = [req_key(_wire_request(r)) for r in left][:MAX_ERRORS_SHOWN]
-                raise AwsError(
-                    f"DynamoDB left {len(left)} item(s) unprocessed after {attempt} attempts "
-                    f"({written + len(pending) - len(left)} of {len(requests)} written); first keys: {keys}",
-                    "the table is throttled; wait and run the command again (puts are idempotent)",
-                    code="throttled",
-                )
-            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            progress(f"{len(left)} unprocessed item(s); retry {attempt} in {delay:.2f}s")
-            sleep(delay)
-            pending = [_wire_request(r) for r in left]
+        try:
+            retry_rest(call, batch, max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep,
+                       on_retry=lambda n, a, d: progress(f"{n} unprocessed item(s); retry {a} in {d:.2f}s"))
+        except Exhausted as e:
+            keys = [req_key(r) for r in e.left][:MAX_ERRORS_SHOWN]
+            raise AwsError(
+                f"DynamoDB left {len(e.left)} item(s) unprocessed after {e.attempts} attempts "
+                f"({written + len(batch) - len(e.left)} of {len(requests)} written); first keys: {keys}",
+                "the table is throttled; wait and run the command again (puts are idempotent)",
+                code="throttled",
+            ) from None
         written += len(batch)
         if on_batch:
             on_batch(batch, time.time())
@@ -560,3 +556,54 @@ def _wire_request(r: dict[str, Any]) -> dict[str, Any]:
 
 def put_items(client: Any, schema: ItemSchema, items: list[dict[str, Any]], **kw: Any) -> int:
     return batch_write(client, schema.table, [{"PutRequest": {"Item": i}} for i in items], key_of=schema.key_of, **kw)
+
+
+# ------------------------------------------------------------------ reading current items
+BATCH_GET = 100  # BatchGetItem: at most 100 keys a call
+
+
+def key_id(item: dict[str, Any], attrs: list[str]) -> str:
+    """The identity of an item's key (wire JSON): its key attributes ``attrs``, numbers in
+    DynamoDB's normal form (DynamoDB returns 1.0 as "1", so a key asked as {"N": "1.0"} comes
+    back as {"N": "1"}: both must name one key)."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, dict) and isinstance(v.get("N"), str):
+            try:
+                return {"N": norm_number(v["N"])}
+            except ArithmeticError:
+                return v
+        return v
+
+    return json.dumps({a: norm(item.get(a)) for a in attrs}, sort_keys=True, separators=(",", ":"))
+
+
+def batch_get(client: Any, table: str, keys: list[dict[str, Any]], attrs: list[str], *,
+              sleep: Callable[[float], None] = time.sleep, max_attempts: int = 8) -> dict[str, dict[str, Any]]:
+    """Consistent reads of ``keys`` (wire JSON; ``attrs``: the table's key attributes) ->
+    key_id -> item (wire JSON); keys with no item are left out. UnprocessedKeys are retried
+    (aws.retry); still unprocessed after ``max_attempts``: AwsError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from s3tstream.aws.client import translate
+    from s3tstream.aws.retry import Exhausted, retry_rest
+
+    out: dict[str, dict[str, Any]] = {}
+    uniq = list({key_id(k, attrs): k for k in keys}.values())  # BatchGetItem refuses a key twice
+
+    def call(pending: list[Any]) -> list[Any]:
+        try:
+            r = client.batch_get_item(RequestItems={table: {"Keys": pending, "ConsistentRead": True}})
+        except (ClientError, BotoCoreError) as e:
+            raise translate(e, f"reading current items from {table}") from None
+        for it in r.get("Responses", {}).get(table, []):
+            item = from_boto(it)
+            out[key_id(item, attrs)] = item
+        return r.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+
+    for i in range(0, len(uniq), BATCH_GET):
+        try:
+            retry_rest(call, [to_boto(k) for k in uniq[i:i + BATCH_GET]], max_attempts=max_attempts, sleep=sleep)
+        except Exhausted as e:
+            raise AwsError(f"DynamoDB left {len(e.left)} key(s) of {table} unprocessed after {e.attempts} attempts",
+                           "the table is throttled; wait and run the command again", code="throttled") from None
+    return out

@@ -385,12 +385,22 @@ class TestInsert:
         out.elapsed = self.clock() - t0
         return out
 
-    def cleanup(self) -> int:
-        """Delete the run's remaining items from the source (the deletes flow to the lake)."""
-        from s3tstream.data.items import batch_write
-
-        n_upd = self.n_updates if self.marker else 0
-        gone = set(range(n_upd, n_upd + self.n_deletes))
-        keys = [self.schema.key_item(self._typed(i, 1)) for i in range(self.count) if i not in gone]
-        return batch_write(self.ddb, self.schema.table, [{"DeleteRequest": {"Key": k}} for k in keys],
-                           key_of=self.schema.key_of, sleep=self.sleep)
+    def cleanup(self, follow: bool = True) -> dict[str, Any]:
+        """Delete every item of the run from the source (deleting one already gone is a no-op
+        that DynamoDB's stream does not record); the deletes flow through the pipeline, so with
+        ``follow`` the lake is queried until the run's rows are gone (changelog mode: gone from
+        the current view; the history keeps the run's changes)."""
+        items = [self._typed(i, 1) for i in range(self.count)]
+        written: dict[tuple, float] = {}
+        self.progress(f"run {self.run}: removing its {len(items)} test item(s) from {self.schema.table}")
+        self._write([{"DeleteRequest": {"Key": self.schema.key_item(it)}} for it in items], written)
+        out: dict[str, Any] = {"deleted_from_source": len(items), "gone_from_lake": None, "left_in_lake": []}
+        if not follow:
+            return out
+        lake_keys = [self._lake_key(it) for it in items]
+        by_item = {self.schema.key_of(it): lk for it, lk in zip(items, lake_keys)}
+        left = self._follow("removing the test items", {lk: (lambda rows, lk=lk: lk not in rows) for lk in lake_keys},
+                            {by_item[k]: t for k, t in written.items()}, {})
+        out["gone_from_lake"] = not left
+        out["left_in_lake"] = [self.layout.key_dict(k) for k in left]
+        return out

@@ -25,21 +25,20 @@ import base64
 import hashlib
 import json
 import math
-import random
 import struct
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from s3tstream.aws.client import translate
-from s3tstream.errors import AwsError, UsageError
+from s3tstream.data.changes import change_record
+from s3tstream.data.progress import Progress, Throttle
 from s3tstream.lake.query import quote_ident
 from s3tstream.transform import types as T
 
@@ -47,12 +46,7 @@ if TYPE_CHECKING:
     from s3tstream.config.model import Config
     from s3tstream.transform import Settings
 
-Progress = Callable[[str], None]
 EXAMPLES = 5
-REPAIR_SOURCE = "s3tstream:repair"
-KINESIS_BATCH = 500  # PutRecords: at most 500 records
-KINESIS_BATCH_BYTES = 5 * 1024 * 1024  # and 5 MiB per request (data + partition keys)
-KINESIS_RECORD_BYTES = 1024 * 1024
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = 1_000_000
@@ -185,7 +179,8 @@ class Layout:
         keys = tuple(col for _, col in cfg.key_columns())
         order = {k: i for i, k in enumerate(keys)}
         cols.sort(key=lambda c: order.get(c[0], len(order)))
-        return cls(tuple(cols), keys, tuple((a.name, a.type) for a, _ in cfg.key_columns()), cfg.table.mode, cfg.names.table)
+        # the mode is the deployed transform's (settings), which is what wrote the lake
+        return cls(tuple(cols), keys, tuple((a.name, a.type) for a, _ in cfg.key_columns()), settings.mode, cfg.names.table)
 
     @property
     def names(self) -> list[str]:
@@ -225,6 +220,8 @@ class Report:
     differing: list[tuple[tuple, list[str]]] = field(default_factory=list)
     duplicates: list[tuple] = field(default_factory=list)
     unmappable: list[tuple[Any, str]] = field(default_factory=list)
+    # lake rows of items TTL deleted while table.ttl_deletes = "keep": expected, not extra
+    ttl_kept: list[tuple] = field(default_factory=list)
     data_scanned_bytes: int | None = None
     engine: str = ""
     # current source items of the missing and differing keys (for --repair)
@@ -241,7 +238,8 @@ class Report:
             "engine": self.engine,
             "counts": {"source_items": self.source_items, "lake_rows": self.lake_rows, "matching": self.matching,
                        "missing": len(self.missing), "extra": len(self.extra), "differing": len(self.differing),
-                       "duplicates": len(self.duplicates), "unmappable": len(self.unmappable)},
+                       "duplicates": len(self.duplicates), "unmappable": len(self.unmappable),
+                       "ttl_kept": len(self.ttl_kept)},
             "examples": {
                 "missing": [kd(k) for k in self.missing[:EXAMPLES]],
                 "extra": [kd(k) for k in self.extra[:EXAMPLES]],
@@ -254,21 +252,6 @@ class Report:
 
 
 # ------------------------------------------------------------------ reading both sides
-class _Throttle:
-    def __init__(self, progress: Progress, every: float = 2.0) -> None:
-        self.progress = progress
-        self.every = every
-        self.last = 0.0
-        self.lock = threading.Lock()
-
-    def __call__(self, msg: str, force: bool = False) -> None:
-        with self.lock:
-            now = time.monotonic()
-            if force or now - self.last >= self.every:
-                self.last = now
-                self.progress(msg)
-
-
 def auto_segments(item_count: int) -> int:
     if item_count < 10_000:
         return 1
@@ -282,7 +265,7 @@ def scan_source(client: Any, table: str, segments: int, handle: Callable[[dict[s
 
     count = 0
     lock = threading.Lock()
-    tick = _Throttle(progress)
+    tick = Throttle(progress)
 
     def run(segment: int) -> None:
         nonlocal count
@@ -322,7 +305,10 @@ def compare(
     *,
     segments: int = 0,
     progress: Progress = lambda m: None,
+    ttl_kept: "TtlKept | None" = None,
 ) -> tuple[Report, Layout]:
+    """One pass over both sides. ``ttl_kept``: how to tell a lake row kept on purpose
+    (ttl_deletes = "keep") from an extra one."""
     from s3tstream.transform import RecordError, keys_row, map_item
 
     layout = Layout.from_config(cfg, settings)
@@ -331,6 +317,7 @@ def compare(
     rep.data_scanned_bytes = res.data_scanned_bytes
     rep.lake_rows = len(rows)
     lake: dict[tuple, bytes] = {}
+    expiry: dict[tuple, Any] = {}  # key -> the row's TTL attribute value (ttl_kept with a column)
     for r in rows:
         k = layout.key_of(r)
         if k in lake:
@@ -338,6 +325,8 @@ def compare(
                 rep.duplicates.append(k)
             continue
         lake[k] = layout.hashes(r)
+        if ttl_kept is not None and ttl_kept.column:
+            expiry[k] = r.get(ttl_kept.column)
     del rows
 
     table = cfg.names.source_table
@@ -382,49 +371,87 @@ def compare(
 
     rep.source_items = scan_source(ddb, table, segments, handle, progress)
     rep.extra = list(lake)
+    if ttl_kept is not None:
+        rep.ttl_kept = [k for k in rep.extra if ttl_kept.expected(expiry.get(k))]
+        kept = set(rep.ttl_kept)
+        rep.extra = [k for k in rep.extra if k not in kept]
     for lst in (rep.missing, rep.extra, rep.duplicates):
         lst.sort(key=repr)
     rep.differing.sort(key=lambda x: repr(x[0]))
     return rep, layout
 
 
-# ------------------------------------------------------------------ change records and Kinesis
-def now_approx(precision: str, clock: Callable[[], float] = time.time) -> int:
-    t = clock()
-    return int(t * 1_000_000) if precision == "MICROSECOND" else int(t * 1000)
+# ------------------------------------------------------------------ rows kept on purpose
+@dataclass(frozen=True)
+class TtlKept:
+    """ttl_deletes = "keep" (upsert): the lake keeps the rows of items DynamoDB's TTL deleted.
+    With the TTL attribute in a lake column, a row is kept on purpose when its expiry has passed;
+    without one, every row the source lacks is counted as kept (it cannot be told apart)."""
+
+    column: str | None  # the lake column holding the TTL attribute (None: not in the lake)
+    now: float  # epoch seconds
+
+    def expected(self, value: Any) -> bool:
+        if self.column is None:
+            return True
+        if isinstance(value, bool) or value is None:
+            return False
+        if isinstance(value, (int, float, Decimal)):
+            return float(value) <= self.now  # DynamoDB TTL: epoch seconds
+        us = ts_micros(value)  # a timestamp column (datetime or ISO text) -> epoch microseconds
+        return isinstance(us, int) and us / _US <= self.now
 
 
-def change_record(cfg: "Config", event: str, keys: dict[str, Any], new_image: dict[str, Any] | None = None,
-                  source: str = REPAIR_SOURCE, approx: int | None = None) -> dict[str, Any]:
-    """A change record in the Kinesis Data Streams for DynamoDB format (aws-notes).
-
-    ``approx``: ApproximateCreationDateTime at the stream's precision (default: now).
-    """
-    from s3tstream.data.items import item_size
-
-    precision = cfg.stream.timestamp_precision
-    when = now_approx(precision) if approx is None else approx
-    ddb: dict[str, Any] = {"ApproximateCreationDateTime": when, "Keys": keys}
-    if new_image is not None:
-        ddb["NewImage"] = new_image
-    ddb["SizeBytes"] = item_size(keys) + (item_size(new_image) if new_image else 0)
-    ddb["ApproximateCreationDateTimePrecision"] = precision
-    return {
-        "awsRegion": cfg.stack.region,
-        "eventID": str(uuid.uuid4()),
-        "eventName": event,
-        "userIdentity": None,
-        "recordFormat": "application/json",
-        "tableName": cfg.names.source_table,
-        "dynamodb": ddb,
-        "eventSource": source,
-    }
+def ttl_kept_rule(settings: "Settings", ttl_attr: str | None, now: float) -> "TtlKept | None":
+    if settings.ttl_deletes != "keep" or settings.mode != "upsert" or not ttl_attr:
+        return None
+    col = next((c.name for c in settings.columns if c.source == ttl_attr), None)
+    return TtlKept(col, now)
 
 
-def partition_key(keys: Any) -> str:
-    return hashlib.md5(json.dumps(keys, sort_keys=True).encode(), usedforsecurity=False).hexdigest().upper()
+# ------------------------------------------------------------------ in flight: the settle window
+def differing_keys(rep: Report) -> set[tuple]:
+    return {*rep.missing, *rep.extra, *(k for k, _ in rep.differing), *rep.duplicates}
 
 
+def settle(first: Report, recheck: Callable[[], Report], window: float, *, interval: float,
+           progress: Progress = lambda m: None, sleep: Callable[[float], None] = time.sleep,
+           clock: Callable[[], float] = time.monotonic) -> tuple[Report, dict[str, Any]]:
+    """Compare again (``recheck``) until the differences of ``first`` are gone or ``window``
+    seconds passed: a change may sit in Firehose's buffers that long. A key is reported only
+    when it differed in every comparison (a key that converged once was in flight; a key that
+    starts to differ later is a change made after verify started)."""
+    still = differing_keys(first)
+    info: dict[str, Any] = {"window_seconds": round(window, 1), "rounds": 0, "converged": 0, "waited_seconds": 0.0}
+    rep, start = first, clock()
+    while still and window > 0:
+        left = window - (clock() - start)
+        if left <= 0:
+            break
+        progress(f"{len(still)} difference(s) may still be in flight: comparing again for up to {left:.0f}s more")
+        sleep(min(interval, left))
+        latest = recheck()
+        info["rounds"] += 1
+        before = len(still)
+        still &= differing_keys(latest)
+        rep = _only(latest, still)
+        info["converged"] += before - len(still)
+    info["waited_seconds"] = round(clock() - start, 1)
+    return rep, info
+
+
+def _only(rep: Report, keep: set[tuple]) -> Report:
+    """``rep`` with its differences limited to ``keep`` (the others count as matching)."""
+    dropped = len(differing_keys(rep) - keep)
+    rep.missing = [k for k in rep.missing if k in keep]
+    rep.extra = [k for k in rep.extra if k in keep]
+    rep.differing = [(k, c) for k, c in rep.differing if k in keep]
+    rep.duplicates = [k for k in rep.duplicates if k in keep]
+    rep.matching += dropped
+    return rep
+
+
+# ------------------------------------------------------------------ repair
 def typed_key_value(attr_type: str, v: Any) -> dict[str, Any]:
     """A canonical lake key value -> the DynamoDB typed key value."""
     if attr_type == "N":
@@ -453,68 +480,35 @@ def repair_records(cfg: "Config", rep: Report, layout: Layout, *, removes: bool 
     return out
 
 
-def put_records(
-    client: Any,
-    stream: str,
-    entries: Iterable[tuple[bytes, str]],
-    *,
-    progress: Progress = lambda m: None,
-    sleep: Callable[[float], None] = time.sleep,
-    max_attempts: int = 8,
-    base_delay: float = 0.1,
-    max_delay: float = 5.0,
-) -> int:
-    """PutRecords in batches (500 records / 5 MiB), retrying failed entries with bounded backoff.
+# ------------------------------------------------------------------ the Scan-based verify, as the CLI runs it
+def verify_scan(cfg: "Config", aws: Any, state: Any, engine: Any, *, segments: int = 0, settle_seconds: float | None = None,
+                progress: Progress = lambda m: None, sleep: Callable[[float], None] = time.sleep
+                ) -> tuple[Report, Layout, list[str], dict[str, Any]]:
+    """Compare with the deployed transform's settings; differences are compared again for the
+    settle window (``settle_seconds``; None: derived from the deployed buffering) before they
+    are reported. Returns (report, layout, notes, settle info)."""
+    from s3tstream.data.deployed import deployed_settings, settle_window, ttl_attribute
 
-    ``entries`` are (data, partition key). Returns the number accepted; raises AwsError when some
-    entries still fail after ``max_attempts``.
-    """
-    batches: list[list[dict[str, Any]]] = []
-    cur: list[dict[str, Any]] = []
-    size = 0
-    for data, pk in entries:
-        n = len(data) + len(pk.encode())
-        if n > KINESIS_RECORD_BYTES:
-            raise UsageError(f"a record of {n} bytes exceeds Kinesis' 1 MiB limit (partition key {pk})",
-                             "DynamoDB skips such items too; shrink the item")
-        if cur and (len(cur) == KINESIS_BATCH or size + n > KINESIS_BATCH_BYTES):
-            batches.append(cur)
-            cur, size = [], 0
-        cur.append({"Data": data, "PartitionKey": pk})
-        size += n
-    if cur:
-        batches.append(cur)
-    sent = 0
-    total = sum(len(b) for b in batches)
-    for batch in batches:
-        pending = batch
-        attempt = 0
-        while pending:
-            try:
-                resp = client.put_records(StreamName=stream, Records=pending)
-            except (ClientError, BotoCoreError) as e:
-                raise translate(e, f"sending records to the Kinesis stream {stream} ({sent} of {total} sent)") from None
-            failed = [p for p, r in zip(pending, resp.get("Records", [])) if r.get("ErrorCode")]
-            sent += len(pending) - len(failed)
-            if not failed:
-                break
-            attempt += 1
-            if attempt >= max_attempts:
-                codes = sorted({r.get("ErrorCode") for r in resp.get("Records", []) if r.get("ErrorCode")})
-                raise AwsError(f"Kinesis refused {len(failed)} record(s) after {attempt} attempts ({', '.join(codes)}); "
-                               f"{sent} of {total} were accepted",
-                               "the stream is throttled; wait and run the command again", code="throttled")
-            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            progress(f"{len(failed)} record(s) throttled; retry {attempt} in {delay:.2f}s")
-            sleep(delay)
-            pending = failed
-        progress(f"sent {sent}/{total} records")
-    return sent
+    settings, notes = deployed_settings(cfg, state)
+    ddb = aws.client("dynamodb")
+    ttl = ttl_kept_rule(settings, ttl_attribute(cfg, ddb), time.time())
 
+    def once() -> tuple[Report, Layout]:
+        return compare(cfg, settings, engine, ddb, segments=segments, progress=progress, ttl_kept=ttl)
 
-def send_records(client: Any, stream: str, records: list[dict[str, Any]], **kw: Any) -> int:
-    return put_records(
-        client, stream,
-        ((json.dumps(r, separators=(",", ":")).encode(), partition_key(r["dynamodb"]["Keys"])) for r in records),
-        **kw,
-    )
+    rep, layout = once()
+    info: dict[str, Any] = {"window_seconds": 0.0, "rounds": 0, "converged": 0, "waited_seconds": 0.0}
+    if not rep.ok:
+        if settle_seconds is None:
+            window, how = settle_window(cfg, aws)
+        else:
+            window, how = settle_seconds, "--settle"
+        info["derived_from"] = how
+        interval = max(0.2, min(cfg.stack.poll_interval, window / 4))
+        rep, got = settle(rep, lambda: once()[0], window, interval=interval, progress=progress, sleep=sleep)
+        info.update(got)
+    if ttl is not None and rep.ttl_kept:
+        notes.append(f"{len(rep.ttl_kept)} lake row(s) of items DynamoDB's TTL deleted are kept (table.ttl_deletes = "
+                     "keep): expected, not extra" + ("" if ttl.column else "; the TTL attribute is not a lake column, "
+                                                     "so rows the source lacks cannot be told from lost deletes"))
+    return rep, layout, notes, info

@@ -2,11 +2,11 @@
 differences come back.
 
 For tables too large to Scan from one machine. The same export path as `backfill --strategy
-export` (backfill.ExportBackfill: point-in-time recovery check, ExportTableToPointInTime, a
+export` (backfill.export.ExportBackfill: point-in-time recovery check, ExportTableToPointInTime, a
 temporary Glue table over the export's files), then ONE Athena query (:func:`diff_sql`):
 
 - the source rows, mapped from the export items by the same SQL the export backfill loads with
-  (backfill.column_exprs: the transform's rules in Trino SQL);
+  (backfill.export_sql.column_exprs: the transform's rules in Trino SQL);
 - the lake's current rows (changelog: the latest change per key that is not a remove), one per
   key, with the number of lake rows per key (duplicates);
 - a FULL OUTER JOIN on the key columns; each key is 'missing', 'extra', 'differing' (some column
@@ -33,9 +33,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from s3tstream.data.backfill import Checkpoints, ExportBackfill, _key_id, _qi, batch_get, check_exportable, column_exprs, discard, export_items_sql
-from s3tstream.errors import AwsError, StateError
+from s3tstream.data.backfill.cleanup import discard
+from s3tstream.data.backfill.export import ExportBackfill
+from s3tstream.data.backfill.export_sql import check_exportable, column_exprs, export_items_sql
+from s3tstream.data.backfill.jobs import VerifyCheckpoint
+from s3tstream.data.items import batch_get, key_id
 from s3tstream.data.verify import Layout, Report, current_rows_sql, typed_key_value
+from s3tstream.errors import AwsError, StateError
+from s3tstream.lake.query import quote_ident as _qi
 
 if TYPE_CHECKING:
     from s3tstream.aws.client import Aws
@@ -49,20 +54,8 @@ KIND, DUPS = "__s3t_kind", "__s3t_n"
 SOURCE_N, LAKE_N, MATCH_N, DIFF_N = "__s3t_source", "__s3t_lake", "__s3t_match", "__s3t_diffs"
 
 
-class VerifyCheckpoint(Checkpoints):
-    """The export a `verify --export` is using: ``jobs.verify-export`` in the state file, beside
-    (not in) the backfill's checkpoint."""
-
-    JOB = "verify-export"
-    RESTART_HINT = "run `s3tstream verify --export` again: it gives up an unusable checkpoint and exports anew"
-    COMMAND = "s3tstream verify --export"
-    AFTER_FAILED_EXPORT = "run `s3tstream verify --export` again (it exports anew)"
-    OTHERWISE = "run `s3tstream verify` without --export"
-    LEGACY = ""
-
-
 def diff_sql(cfg: "Config", layout: Layout, select_expr: Callable[[str, str], str], source_table: str,
-             limit: int = CONFIRM_LIMIT) -> str:
+             limit: int = CONFIRM_LIMIT, settings: "Settings | None" = None) -> str:
     """One Athena statement: the keys whose source and lake rows differ (at most ``limit`` of
     them), with the totals (the number of differing keys included, returned or not).
 
@@ -71,7 +64,7 @@ def diff_sql(cfg: "Config", layout: Layout, select_expr: Callable[[str, str], st
     ``LEFT JOIN ... ON true``; both are standard Trino as far as its documentation says."""
     keys = list(layout.keys)
     data = [n for n in layout.names if n not in keys]
-    src = f"SELECT {', '.join(column_exprs(cfg))} FROM ({export_items_sql(source_table)})"
+    src = f"SELECT {', '.join(column_exprs(cfg, settings))} FROM ({export_items_sql(source_table)})"
     lake = current_rows_sql(layout, [_qi(n) for n in layout.names])
     part = ", ".join(_qi(k) for k in keys)
     ranked = (f"SELECT *, count(*) OVER (PARTITION BY {part}) AS {_qi(DUPS)}, "
@@ -122,9 +115,10 @@ def confirm(cfg: "Config", settings: "Settings", layout: Layout, ddb: Any, rows:
     wire = [{a: typed_key_value(t, v) for (a, t), v in zip(layout.key_attrs, key)} for key, _, _ in cands]
     if cands:
         progress(f"confirming {len(cands)} difference(s) against the current items")
-    current = batch_get(ddb, cfg.names.source_table, wire, sleep=sleep) if wire else {}
+    attrs = [a for a, _ in layout.key_attrs]
+    current = batch_get(ddb, cfg.names.source_table, wire, attrs, sleep=sleep) if wire else {}
     for (key, kind, lake_row), w in zip(cands, wire):
-        item = current.get(_key_id(w))
+        item = current.get(key_id(w, attrs))
         if kind == "match":  # a duplicated key whose row matches
             if item is not None:
                 rep.items[key] = item  # --repair sends it: an update leaves one row
@@ -194,7 +188,7 @@ def compare_export(cfg: "Config", settings: "Settings", aws: "Aws", *, enable_pi
     try:
         source = eb.create_temp_table()
         progress(f"comparing export {eb.ex['id']} with {cfg.names.namespace}.{cfg.names.table} in Athena")
-        res = engine.run(diff_sql(cfg, layout, engine.select_expr, source, limit=CONFIRM_LIMIT))
+        res = engine.run(diff_sql(cfg, layout, engine.select_expr, source, limit=CONFIRM_LIMIT, settings=settings))
     finally:
         try:
             eb.drop_temp_table()

@@ -481,6 +481,16 @@ def diff_schema(current: "Schema", ts: TableSchema) -> SchemaDiff:
     return d
 
 
+def kept_columns_warning(d: SchemaDiff) -> str | None:
+    """What `plan`/`up` say when the config no longer names columns the table has: s3tstream
+    never drops a column (its data stays), so those columns go NULL on every row written from
+    now on, which `verify` cannot see (it compares the columns the config names)."""
+    if not d.kept:
+        return None
+    return (f"the config no longer names table column(s) {', '.join(d.kept)}: the table keeps them with their data, "
+            "and every row written from now on has NULL there; put them back in table.columns to keep filling them")
+
+
 INCOMPATIBLE_HINT = (
     "Iceberg cannot make this change in place. Put the column back as it is in the table (only widening "
     "int->long, float->double, decimal precision, and adding optional columns are applied), or add a new "

@@ -2,7 +2,9 @@
 
 Progress (items/s, ETA) on stderr; the final counts on stdout (text, or one JSON document with
 --output json). Exit 2 for bad options or when the stream is not ready (nothing was sent), 1 for
-an AWS failure (the checkpoints are kept: run it again to continue), 130 when interrupted.
+an AWS failure (the checkpoints are kept: run it again to continue) or when some items could not be
+sent (over Kinesis' record limit: listed by key), 130 when interrupted. After a completed backfill
+it says so and sends nothing (--restart runs a new one).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def backfill(
         "backfill.scan_threshold_items, export above.")] = "auto",
     segments: Annotated[int, typer.Option(
         "--segments", min=0, max=64, help="Parallel scan segments (0: backfill.segments, else by table size).")] = 0,
-    restart: Annotated[bool, typer.Option("--restart", help="Forget the checkpoints of a backfill in progress and start over.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Forget the checkpoints of a backfill in progress and start "
+                                          "over; after a completed backfill, run a new one.")] = False,
     abort: Annotated[bool, typer.Option("--abort", help="Give up the backfill in progress: stop its Athena load, remove "
                                         "its temporary Glue table and export files, forget its checkpoints.")] = False,
     enable_pitr: Annotated[bool, typer.Option(
@@ -61,8 +64,28 @@ def backfill(
     finally:
         stack.close()
     doc = res.to_json()
+    err = None
+    if res.skipped_oversize:
+        from s3tstream.errors import S3tError
+
+        err = S3tError(f"{res.skipped_oversize:,} item(s) could not be sent: their change record is over Kinesis' "
+                       "record limit (1 MiB, data + partition key); they are not in the lake",
+                       "shrink those items (DynamoDB's own stream cannot carry them either); their keys are listed",
+                       code="oversize")
+        doc["error"] = err.to_dict()
     if out.is_json:
         out.json(doc)
+        if err:
+            raise SystemExit(err.exit_code)
+        return
+    for s in res.skipped:
+        out.err.print(f"  not sent: {s['keys']} ({s['bytes']:,} bytes)", markup=False)
+    if res.already_done:
+        for n in res.notes:
+            out.warn(n)
+        out.line(f"backfill already completed ({res.already_done['completed_at']}); nothing sent")
+        if err:
+            raise err
         return
     rows = [["strategy", res.strategy], ["items read", f"{res.items_read:,}"], ["items sent", f"{res.items_sent:,}"]]
     if res.strategy == "scan":
@@ -85,3 +108,5 @@ def backfill(
         out.warn(n)
     out.line(f"backfill complete: {res.items_read:,} item(s) read, {res.items_sent:,} sent"
              + (f" (resumed; {res.total_read:,} in all runs)" if res.resumed else ""))
+    if err:
+        raise err

@@ -201,7 +201,8 @@ def test_insert(
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds to wait for each phase (default: Firehose buffer interval + 180).", show_default=False)] = None,
     interval: Annotated[Optional[float], typer.Option("--interval", help="Seconds between lake queries (default stack.poll_interval).", show_default=False)] = None,
     engine: EngineOpt = None,
-    cleanup: Annotated[bool, typer.Option("--cleanup", help="Delete the run's remaining items from the source at the end.")] = False,
+    keep_items: Annotated[bool, typer.Option("--keep-items", help="Leave the run's test items in the table and the lake "
+                                             "(by default they are deleted and the deletes followed into the lake).")] = False,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
@@ -225,12 +226,17 @@ def test_insert(
                         timeout=timeout, interval=cfg.stack.poll_interval if interval is None else interval,
                         progress=progress)
         res = ti.run_all()
-        cleaned = ti.cleanup() if cleanup else None
+        # the deletes are followed into the lake only when the pipeline carried the run's changes
+        cleaned = None if keep_items else ti.cleanup(follow=res.passed)
     res.freshness_seconds = _freshness_seen(stack, started, res)
     doc = res.to_json()
     if cleaned is not None:
         doc["cleaned_up"] = cleaned
     err = None
+    if cleaned and cleaned["left_in_lake"]:
+        err = WaitTimeout(f"test-insert run {res.run_id}: {len(cleaned['left_in_lake'])} test item(s) deleted from the "
+                          "source are still in the lake", "check the Firehose stream (`s3tstream status`) and "
+                          "`s3tstream errors`; `s3tstream verify` lists them as extra")
     if not res.passed:
         missing = {k: len(v) for k, v in res.missing.items() if v}
         err = WaitTimeout(
@@ -253,10 +259,14 @@ def test_insert(
         for kind, keys in res.missing.items():
             for k in keys[:10]:
                 out.err.print(f"  missing {kind[:-1]}: {k}", markup=False)
+        for k in (cleaned or {}).get("left_in_lake", [])[:10]:
+            out.err.print(f"  still in the lake: {k}", markup=False)
         raise err
     c = res.counts
     out.line(f"PASS: {c['inserts']} insert(s), {c['updates']} update(s), {c['deletes']} delete(s) reached the lake "
              f"in {res.elapsed:.1f}s")
+    if cleaned is not None:
+        out.line(f"removed the run's {cleaned['deleted_from_source']} test item(s) from the source and the lake")
     if res.freshness_seconds is not None:
         out.line(f"freshness: Firehose's DeliveryToIceberg.DataFreshness peaked at {res.freshness_seconds:.1f}s during the run")
 
@@ -291,15 +301,19 @@ def verify(
                                          "DynamoDB export; only the differences come back (needs point-in-time recovery).")] = False,
     enable_pitr: Annotated[bool, typer.Option("--enable-pitr", help="With --export: turn on point-in-time recovery "
                                               "when it is off (it is billed).")] = False,
+    settle: Annotated[Optional[float], typer.Option(
+        "--settle", min=0, help="Seconds to compare differences again before reporting them (changes still in "
+        "Firehose's buffers; default: the deployed buffer intervals + 30 s).", show_default=False)] = None,
     engine: EngineOpt = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
     """Compare the source table with the lake table (counts and a per-key digest of the mapped columns)."""
     from s3tstream.errors import S3tError, UsageError
-    from s3tstream.data.items import transform_settings
     from s3tstream.lake.query import open_engine
-    from s3tstream.data.verify import compare, repair_records, send_records
+    from s3tstream.data.changes import send_records
+    from s3tstream.data.deployed import deployed_settings
+    from s3tstream.data.verify import repair_records, verify_scan
 
     _check_engine(engine)
     if export and engine == "local":
@@ -312,22 +326,24 @@ def verify(
     # --export creates (and removes) a Glue table and export files, as backfill does: one run at a time
     stack = open_stack(config, out, "verify", lock=export)
     cfg = stack.cfg
-    settings = transform_settings(cfg)
-    info = None
+    info, settled = None, None
     try:
         with _spinner(out, "verify") as progress:
             if export:
                 from s3tstream.data.verify_export import compare_export
 
+                settings, notes = deployed_settings(cfg, stack.state)
                 rep, layout, info = compare_export(cfg, settings, stack.aws, enable_pitr=enable_pitr, progress=progress,
                                                    state=stack.state)
             else:
                 eng = open_engine(cfg, stack.aws, engine, progress=progress)
-                rep, layout = compare(cfg, settings, eng, stack.aws.client("dynamodb"), segments=segments, progress=progress)
+                rep, layout, notes, settled = verify_scan(cfg, stack.aws, stack.state, eng, segments=segments,
+                                                          settle_seconds=settle, progress=progress)
     finally:
         stack.close()
     doc = rep.to_json(layout)
-    notes = []
+    if settled is not None:
+        doc["settle"] = settled
     if info is not None:
         doc["export"] = info
         notes.append(f"compared as of the export ({info['export_time']}); each difference returned was checked "
@@ -341,8 +357,7 @@ def verify(
             notes.append("point-in-time recovery stays on (it is billed); `s3tstream up` turns it off again "
                          "unless source.point_in_time_recovery = true")
     if cfg.table.ttl_deletes == "keep" and rep.extra:
-        notes.append("table.ttl_deletes = keep: extra keys may be TTL-expired items the lake keeps on purpose; "
-                     "--repair does not remove them")
+        notes.append("table.ttl_deletes = keep: --repair does not remove extra rows")
     if rep.unmappable:
         notes.append("unmappable items cannot reach the lake; `s3tstream errors` shows their failed records")
     doc["notes"] = notes
@@ -351,7 +366,11 @@ def verify(
         with _spinner(out, "repair") as progress:
             sent = send_records(stack.aws.client("kinesis"), cfg.names.stream, recs, progress=progress)
         inserts = sum(1 for r in recs if r["eventName"] == "INSERT")
-        doc["repair"] = {"sent": sent, "inserts": inserts, "removes": len(recs) - inserts, "stream": cfg.names.stream}
+        doc["repair"] = {"sent": sent.sent, "inserts": inserts, "removes": len(recs) - inserts, "stream": cfg.names.stream,
+                         "not_sent": [o.to_json() for o in sent.oversize]}
+        if sent.oversize:
+            notes.append(f"{len(sent.oversize)} key(s) could not be repaired: their change record is over Kinesis' "
+                         "record limit (1 MiB, data + partition key); shrink those items")
     err = None
     if not doc["ok"]:
         c = doc["counts"]
@@ -382,6 +401,8 @@ def verify(
     if "repair" in doc:
         r = doc["repair"]
         out.line(f"repair: sent {r['sent']} record(s) ({r['inserts']} insert, {r['removes']} remove) to {r['stream']}")
+        for o in r["not_sent"]:
+            out.line(f"not sent (over the record limit, {o['bytes']:,} bytes): {exact_json(o['keys'], indent=None)}")
     if err:
         raise err
     out.line(f"OK: {c['source_items']} item(s) and {c['lake_rows']} row(s) match")
@@ -402,28 +423,37 @@ def errors(
     """Group the failed records in the error bucket by error code: count, first and last time, an example."""
     if ctx.invoked_subcommand is not None:
         return
-    from s3tstream.data.failed_records import error_location, read_all, summarize
+    from s3tstream.data.failed_records import error_location, list_errors, safe
+    from s3tstream.errors import S3tError
     from s3tstream.lake.query import exact_json
 
     out = Output(output)
     stack = open_stack(config, out, "errors", lock=False)
     bucket, prefix = error_location(stack.cfg, stack.aws)
     with _spinner(out, "errors") as progress:
-        objects, records = read_all(stack.aws.client("s3"), bucket, prefix, progress)
-    groups = summarize(records)
+        found = list_errors(stack.aws.client("s3"), bucket, prefix, progress)
+    groups = found.groups
+    err = S3tError(f"{len(found.bad)} error object(s) could not be read; they were skipped and left in place",
+                   "look at them (`aws s3 cp`), remove them by hand if they are not Firehose's",
+                   code="unreadable") if found.bad else None
     if out.is_json:
-        _emit_json({"bucket": bucket, "prefix": prefix, "objects": len(objects), "records": len(records), "groups": groups})
-        return
-    if not records:
+        return _emit_json_result({"bucket": bucket, "prefix": prefix, "objects": found.objects, "records": found.records,
+                                  "groups": groups, "unreadable_objects": found.bad}, err)
+    for b in found.bad:
+        out.err.print(f"unreadable: {safe(b['object'])}: {safe(b['reason'])}", markup=False)
+    if not found.records:
         out.line(f"no failed records under s3://{bucket}/{prefix}")
-        return
-    out.table(f"failed records in s3://{bucket}/{prefix} ({len(objects)} object(s))",
-              ["error code", "count", "first", "last", "message"],
-              [[g["error_code"], str(g["count"]), g["first"] or "", g["last"] or "", (g["message"] or "")[:100]] for g in groups])
-    for g in groups:
-        text = exact_json(g["example"], indent=None)
-        out.line(f"example {g['error_code']}: {text[:400]}{'...' if len(text) > 400 else ''}")
-    out.info("fix the cause, then `s3tstream errors replay` sends them through the pipeline again")
+    else:
+        out.table(f"failed records in s3://{safe(bucket)}/{safe(prefix)} ({found.objects} object(s))",
+                  ["error code", "count", "first", "last", "message"],
+                  [[safe(g["error_code"]), str(g["count"]), g["first"] or "", g["last"] or "", safe((g["message"] or "")[:100])]
+                   for g in groups])
+        for g in groups:
+            text = safe(exact_json(g["example"], indent=None))
+            out.out.print(f"example {safe(g['error_code'])}: {text[:400]}{'...' if len(text) > 400 else ''}", markup=False)
+        out.info("fix the cause, then `s3tstream errors replay` sends them through the pipeline again")
+    if err:
+        raise err
 
 
 @errors_app.command()
@@ -439,24 +469,35 @@ def replay(
     """Send the failed records back through the Kinesis stream (once the cause is fixed).
 
     Each error object is deleted only after Kinesis accepted all of its records."""
-    from s3tstream.errors import UsageError
-    from s3tstream.data.failed_records import replay as do_replay
+    from s3tstream.data.failed_records import safe
+    from s3tstream.data.replay import replay as do_replay
+    from s3tstream.errors import S3tError, UsageError
 
     codes = tuple(c.strip() for c in code or ())
     if any(not c for c in codes):
         raise UsageError("--code must name an error code, e.g. --code Lambda.ProcessingFailedStatus")
     out = Output(output)
-    stack = open_stack(config, out, "errors replay", lock=False)
-    with _spinner(out, "replay") as progress:
-        res = do_replay(stack.cfg, stack.aws, dry_run=dry_run, codes=codes, progress=progress)
+    stack = open_stack(config, out, "errors replay")  # the stack lock: two replays never send one object twice
+    try:
+        with _spinner(out, "replay") as progress:
+            res = do_replay(stack.cfg, stack.aws, dry_run=dry_run, codes=codes, progress=progress)
+    finally:
+        stack.close()
+    err = S3tError(f"{len(res.failed)} error object(s) could not be replayed; they were kept",
+                   "see why for each; fix or remove them by hand", code="not-replayed") if res.failed else None
     if out.is_json:
-        _emit_json({**res.to_json(), "dry_run": dry_run, "stream": stack.cfg.names.stream, "codes": list(codes)})
-        return
+        return _emit_json_result({**res.to_json(), "dry_run": dry_run, "stream": stack.cfg.names.stream,
+                                  "codes": list(codes)}, err)
     verb = "would send" if dry_run else "sent"
-    out.line(f"{verb} {res.records} record(s) from {res.objects - len(res.kept)} object(s) to {stack.cfg.names.stream} "
-             f"({res.raw} as recorded, {res.current} as the item's current state); deleted {res.deleted} object(s)")
+    out.line(f"{verb} {res.records} record(s) from {res.objects - len(res.kept) - len(res.failed)} object(s) to "
+             f"{stack.cfg.names.stream} ({res.raw} as recorded, {res.current} as the item's current state); "
+             f"deleted {res.deleted} object(s)")
     for k in res.kept:
-        out.warn(f"kept {k['object']}: {k['reason']}")
+        out.err.print(f"kept {safe(k['object'])}: {safe(k['reason'])}", markup=False)
+    for k in res.failed:
+        out.err.print(f"not replayed: {safe(k['object'])}: {safe(k['reason'])}", markup=False)
+    if err:
+        raise err
 
 
 # ------------------------------------------------------------------ `step put-item` / `step query`

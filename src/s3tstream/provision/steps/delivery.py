@@ -702,7 +702,9 @@ class TransformFunction(ResourceSpec):
         self._wait_ready("creation")
         if fh.lambda_reserved_concurrency is not None:
             self._l().put_function_concurrency(FunctionName=self.name, ReservedConcurrentExecutions=fh.lambda_reserved_concurrency)
-        return {"id": r["FunctionArn"], "arn": r["FunctionArn"], "code_sha256": pkg.sha256}
+        # the settings deployed, for `verify` (which maps items as the deployed transform does)
+        return {"id": r["FunctionArn"], "arn": r["FunctionArn"], "code_sha256": pkg.sha256,
+                "settings": transform_settings(self.ctx.cfg)}
 
     def update(self, observed: Observed) -> dict[str, Any]:
         fh = self.ctx.cfg.firehose
@@ -721,6 +723,7 @@ class TransformFunction(ResourceSpec):
                 is_lambda_iam_propagation,
             )
             self._wait_ready("configuration update")
+            out["settings"] = transform_settings(self.ctx.cfg)
         if any(d.startswith("reserved concurrency") for d in observed.drift):
             if fh.lambda_reserved_concurrency is None:
                 lam.delete_function_concurrency(FunctionName=self.name)

@@ -72,6 +72,9 @@ class IcebergMetadata(ResourceSpec):
             return Observed(exists=False)  # create-table-bucket makes it (with its metadata) first
         ts = schema.effective_schema(self.ctx.cfg)
         d = schema.diff_schema(table.schema(), ts)
+        kept = schema.kept_columns_warning(d)
+        if kept:
+            self.ctx.progress(f"warning: {kept}")
         obs = Observed(exists=True, id=table.metadata_location, owned=True,
                        outputs={"metadata_location": table.metadata_location,
                                 "schema_id": table.metadata.current_schema_id})
