@@ -543,6 +543,11 @@ class Config(_Section):
         """The config scoped to one lake table (`--table NAME`; optional with one table)."""
         return tables.scoped(self, table)
 
+    def job_name(self, job: str) -> str:
+        """A long job's key in the state (`jobs.<key>`): per table in a [[tables]] config (scope
+        it first), the bare name in a [source]/[table] one (as state files before [[tables]])."""
+        return f"{job}:{self.names.table}" if self.tables else job
+
     @property
     def table_names(self) -> list[str]:
         """The lake table names, in config order."""

@@ -33,6 +33,12 @@ def deployed_settings(cfg: "Config", state: "StateStore") -> tuple["Settings", l
 
     rec = state.get(FUNCTION_KIND, cfg.names.transform_function)
     doc = (rec.outputs.get("settings") if rec is not None else None)
+    if isinstance(doc, dict) and "routes" in doc:  # many tables (transform/routing.py): this one's
+        routes = doc["routes"] if isinstance(doc["routes"], dict) else {}
+        doc = routes.get(cfg.names.source_table)
+        if doc is None:
+            return transform_settings(cfg), [f"table {cfg.names.table} is not in the deployed transform yet: items are "
+                                             "mapped with the config's; run `s3tstream up`"]
     if not isinstance(doc, dict):
         return transform_settings(cfg), ["the deployed transform settings are not recorded (a stack made by an older "
                                          "s3tstream): items are mapped with the config's; `s3tstream up` records them "

@@ -64,7 +64,7 @@ def abort(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None,
 
 
 def _job_stores(cfg: "Config", state: "StateStore | None") -> list[Checkpoints]:
-    return [Checkpoints(cfg, state), VerifyCheckpoint(cfg, state)]
+    return [store for c in cfg.scopes() for store in (Checkpoints(c, state), VerifyCheckpoint(c, state))]
 
 
 def _own_temp_database(cfg: "Config", aws: "Aws", progress: Progress) -> bool:

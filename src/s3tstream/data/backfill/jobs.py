@@ -120,6 +120,7 @@ class Checkpoints:
 
     def __init__(self, cfg: "Config", state: "StateStore | None" = None) -> None:
         self.cfg = cfg
+        self.JOB = cfg.job_name(type(self).JOB)  # one checkpoint per table of a [[tables]] config
         self.path: Path = cfg.state_path  # where it lives, for messages
         self._state = state
 

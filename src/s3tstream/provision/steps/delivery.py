@@ -704,7 +704,7 @@ class TransformFunction(ResourceSpec):
             self._l().put_function_concurrency(FunctionName=self.name, ReservedConcurrentExecutions=fh.lambda_reserved_concurrency)
         # the settings deployed, for `verify` (which maps items as the deployed transform does)
         return {"id": r["FunctionArn"], "arn": r["FunctionArn"], "code_sha256": pkg.sha256,
-                "settings": transform_settings(self.ctx.cfg)}
+                "settings": transform_document(self.ctx.cfg)}
 
     def update(self, observed: Observed) -> dict[str, Any]:
         fh = self.ctx.cfg.firehose
@@ -716,6 +716,7 @@ class TransformFunction(ResourceSpec):
             lam.update_function_code(FunctionName=self.name, ZipFile=pkg.data, Architectures=[fh.lambda_architecture], Publish=False)
             self._wait_ready("code update")
             out["code_sha256"] = pkg.sha256
+            out["settings"] = transform_document(self.ctx.cfg)  # settings too large for the environment ride in the code
         if any(d.startswith("configuration") for d in observed.drift):
             retry_iam(
                 self.ctx, f"updating function {self.name}",
@@ -723,7 +724,7 @@ class TransformFunction(ResourceSpec):
                 is_lambda_iam_propagation,
             )
             self._wait_ready("configuration update")
-            out["settings"] = transform_settings(self.ctx.cfg)
+            out["settings"] = transform_document(self.ctx.cfg)
         if any(d.startswith("reserved concurrency") for d in observed.drift):
             if fh.lambda_reserved_concurrency is None:
                 lam.delete_function_concurrency(FunctionName=self.name)
