@@ -379,43 +379,54 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, load_table: Callable[[], Any], table: str, namespace: str, progress: Progress = lambda m: None) -> None:
+    def __init__(self, load_table: Callable[[], Any], table: str, namespace: str, progress: Progress = lambda m: None,
+                 others: dict[str, Callable[[], Any]] | None = None) -> None:
         self.load_table = load_table
         self.table = table
         self.namespace = namespace
         self.progress = progress
+        # the stack's other tables ([[tables]]), registered too so SQL may name any of them
+        self.others = others or {}
 
     @staticmethod
     def select_expr(column: str, iceberg_type: str) -> str:
         return quote_ident(column)
 
-    def arrow(self) -> Any:
-        """The table's current snapshot as Arrow (loaded afresh on every call)."""
+    def arrow(self, table: str | None = None) -> Any:
+        """A table's current snapshot as Arrow (loaded afresh on every call); default: the main one."""
         from s3tstream.lake import merge_on_read, pyiceberg_nulls
 
+        name = table or self.table
         pyiceberg_nulls.install()  # PyIceberg's projection would read a NULL list<struct> as []
-        tbl = self.load_table()
+        tbl = (self.others[name] if name != self.table else self.load_table)()
         n = delete_files(tbl)
         if not n:
-            self.progress(f"scanning {self.namespace}.{self.table} with PyIceberg")
+            self.progress(f"scanning {self.namespace}.{name} with PyIceberg")
             return tbl.scan().to_arrow()
-        self.progress(f"scanning {self.namespace}.{self.table} and applying its {n} delete file(s)")
+        self.progress(f"scanning {self.namespace}.{name} and applying its {n} delete file(s)")
         try:
             return merge_on_read.scan(tbl)[0]
         except merge_on_read.UnsupportedDeletes as e:
-            raise UsageError(f"table {self.namespace}.{self.table}: {e}; the local engine cannot apply them",
+            raise UsageError(f"table {self.namespace}.{name}: {e}; the local engine cannot apply them",
                              "use the athena engine (--engine athena)") from None
+
+    def _named(self, sql: str) -> list[str]:
+        """The tables the SQL may read: the main one, and each other one it names (scans cost)."""
+        import re
+
+        return [self.table] + [t for t in self.others if re.search(rf"\b{re.escape(t)}\b", sql)]
 
     def run(self, sql: str) -> QueryResult:
         import duckdb
 
-        data = self.arrow()
+        data = {t: self.arrow(t) for t in self._named(sql)}
         con = duckdb.connect()
         try:
-            con.register("__s3t_lake", data)
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.namespace)}")
-            for schema in ("main", self.namespace):
-                con.execute(f"CREATE VIEW {quote_ident(schema)}.{quote_ident(self.table)} AS SELECT * FROM __s3t_lake")
+            for i, (table, arrow) in enumerate(data.items()):
+                con.register(f"__s3t_lake{i}", arrow)
+                for schema in ("main", self.namespace):
+                    con.execute(f"CREATE VIEW {quote_ident(schema)}.{quote_ident(table)} AS SELECT * FROM __s3t_lake{i}")
             try:
                 rel = con.sql(sql)
             except duckdb.Error as e:
@@ -611,7 +622,9 @@ def open_engine(cfg: "Config", aws: "Aws", engine: str | None = None, *, progres
     """The configured engine (or ``engine``) for the stack's lake table."""
     name = engine or cfg.athena.engine
     if name == "local":
-        return LocalEngine(local_table_loader(cfg, aws), cfg.names.table, cfg.names.namespace, progress)
+        # an unscoped config of several tables: every table is queryable, the first is the main one
+        others = {s.names.table: local_table_loader(s, aws) for s in cfg.scopes() if s.names.table != cfg.names.table}
+        return LocalEngine(local_table_loader(cfg, aws), cfg.names.table, cfg.names.namespace, progress, others)
     if name != "athena":
         raise UsageError(f"unknown query engine {name!r}", "use athena or local")
     out = results_location(cfg, aws, progress)
