@@ -23,6 +23,12 @@ ConfigOpt = Annotated[
 ]
 OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="text, or json (one JSON document on stdout).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+TableOpt = Annotated[
+    str | None,
+    typer.Option("--table", "-t", help="The lake table (table.name) to work on; optional when the config has one table.",
+                 show_default=False),
+]
+ALL_TABLES = "\0all"  # open_stack(table=...): the whole stack, not one table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,9 +73,14 @@ class Stack:
         self.state.unlock()
 
 
-def open_stack(path: Path | None, out: Output, command: str, *, lock: bool = True, identity: bool = True) -> Stack:
-    """Config -> state (locked) -> credentials; every check before any mutating call."""
+def open_stack(path: Path | None, out: Output, command: str, *, lock: bool = True, identity: bool = True,
+               table: str | None = ALL_TABLES) -> Stack:
+    """Config -> state (locked) -> credentials; every check before any mutating call.
+
+    table: scope the config to that lake table (`--table`; None: the only one, else exit 2)."""
     cfg = load_config(path)
+    if table != ALL_TABLES:
+        cfg = cfg.scoped(table)
     from s3tstream.aws.client import Aws
     from s3tstream.aws.remote_state import open_state
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from s3tstream.cli.common import ConfigOpt, OutputOpt, handle_errors, open_stack
+from s3tstream.cli.common import ConfigOpt, OutputOpt, TableOpt, handle_errors, open_stack
 from s3tstream.cli.output import Format, Output
 
 
@@ -30,6 +30,7 @@ def backfill(
                                         "its temporary Glue table and export files, forget its checkpoints.")] = False,
     enable_pitr: Annotated[bool, typer.Option(
         "--enable-pitr", help="Strategy export: turn on point-in-time recovery when it is off (it is billed).")] = False,
+    table: TableOpt = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
@@ -44,7 +45,7 @@ def backfill(
     if abort and restart:
         raise UsageError("--abort and --restart exclude each other")
     out = Output(output)
-    stack = open_stack(config, out, "backfill")
+    stack = open_stack(config, out, "backfill", table=table)
     if abort:
         try:
             doc = bf.abort(stack.cfg, stack.aws, progress=out.progress(), state=stack.state)

@@ -46,6 +46,9 @@ def scan_sample(ddb: Any, table: str, sample: int, segments: int, progress: Any)
 @app.command("infer")
 @handle_errors
 def infer(
+    table_name: Annotated[str | None, typer.Option("--table", "-t", help="The lake table (table.name) whose source "
+                                                   "to sample; optional when the config has one table.",
+                                                   show_default=False)] = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
     sample: Annotated[int, typer.Option("--sample", "-n", min=1, max=1_000_000, help="Items to sample at most.")] = 1000,
@@ -58,7 +61,7 @@ def infer(
     from s3tstream.aws.client import translate
 
     out = Output(output)
-    stack = open_stack(config, out, "schema infer", lock=False)
+    stack = open_stack(config, out, "schema infer", lock=False, table=table_name)
     cfg = stack.cfg
     table = cfg.names.source_table
     progress = out.progress("schema infer")

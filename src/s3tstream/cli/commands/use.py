@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
 import typer
 
-from s3tstream.cli.common import ConfigOpt, OutputOpt, handle_errors, load_config, open_stack
+from s3tstream.cli.common import ALL_TABLES, ConfigOpt, OutputOpt, TableOpt, handle_errors, load_config, open_stack
 from s3tstream.cli.output import Format, Output
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ def put_item(
     item: Annotated[list[str], typer.Option("--item", "-i", help="One item as JSON (repeatable).", show_default=False)] = [],  # noqa: B006
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="JSON Lines file of items (- for stdin).", show_default=False)] = None,
     dynamodb_json: Annotated[bool, typer.Option("--dynamodb-json", help='Items are typed DynamoDB JSON ({"pk": {"S": "a"}}).')] = False,
+    table: TableOpt = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
@@ -134,10 +135,10 @@ def put_item(
     from s3tstream.data.items import ItemSchema, parse_items
 
     out = Output(output)
-    cfg = load_config(config)
+    cfg = load_config(config).scoped(table)
     schema = ItemSchema.from_config(cfg)
     typed = parse_items(_read_sources(item, file), schema, dynamodb_json=dynamodb_json)
-    stack = open_stack(config, out, "put-item", lock=False)
+    stack = open_stack(config, out, "put-item", lock=False, table=table)
     _write_items(stack, typed, schema, out)
 
 
@@ -159,7 +160,8 @@ def _render_result(out: Output, res: Any) -> None:
     out.info(f"{len(res.rows)} row(s){scanned}{qid} ({res.engine})")
 
 
-def run_query(config: Path | None, output: Format, sql: str | None, engine: str | None, timeout: float | None) -> None:
+def run_query(config: Path | None, output: Format, sql: str | None, engine: str | None, timeout: float | None,
+              table: str | None = None) -> None:
     from s3tstream.errors import UsageError
     from s3tstream.lake.query import default_sql, open_engine
 
@@ -172,8 +174,9 @@ def run_query(config: Path | None, output: Format, sql: str | None, engine: str 
         sql = sys.stdin.read()
     if sql is not None and not sql.strip():
         raise UsageError("the SQL is empty", "pass a query, or no argument for the default one")
-    text = sql.strip().rstrip(";").strip() if sql else default_sql(cfg)
-    stack = open_stack(config, out, "query", lock=False)
+    # SQL may name any of the stack's tables; the default query reads one (--table with several)
+    text = sql.strip().rstrip(";").strip() if sql else default_sql(cfg.scoped(table))
+    stack = open_stack(config, out, "query", lock=False, table=table if table else ALL_TABLES)
     with _spinner(out, "query") as progress:
         eng = open_engine(stack.cfg, stack.aws, engine, progress=progress, timeout=timeout)
         res = eng.run(text)
@@ -185,11 +188,14 @@ def query(
     sql: Annotated[Optional[str], typer.Argument(help="SQL (default: SELECT * FROM <table> LIMIT 10; - reads stdin).", show_default=False)] = None,
     engine: EngineOpt = None,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Stop the query after this many seconds.", show_default=False)] = None,
+    table: TableOpt = None,
     config: ConfigOpt = None,
     output: Annotated[Format, typer.Option("--output", "-o", help="text, json (one document) or csv.")] = Format.text,
 ) -> None:
-    """Run SQL over the lake table (Athena on the s3tablescatalog, or locally); Ctrl-C stops the query."""
-    run_query(config, output, sql, engine, timeout)
+    """Run SQL over the lake tables (Athena on the s3tablescatalog, or locally); Ctrl-C stops the query.
+
+    The SQL may name any of the stack's tables; the default query reads --table's."""
+    run_query(config, output, sql, engine, timeout, table)
 
 
 # ------------------------------------------------------------------ test-insert
@@ -203,6 +209,7 @@ def test_insert(
     engine: EngineOpt = None,
     keep_items: Annotated[bool, typer.Option("--keep-items", help="Leave the run's test items in the table and the lake "
                                              "(by default they are deleted and the deletes followed into the lake).")] = False,
+    table: TableOpt = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
@@ -216,7 +223,7 @@ def test_insert(
         if v is not None and v < 0:
             raise UsageError(f"{name} must not be negative, got {v}")
     out = Output(output)
-    stack = open_stack(config, out, "test-insert", lock=False)
+    stack = open_stack(config, out, "test-insert", lock=False, table=table)
     cfg = stack.cfg
     started = _freshness_window_start()
     with _spinner(out, "test-insert") as progress:
@@ -305,15 +312,16 @@ def verify(
         "--settle", min=0, help="Seconds to compare differences again before reporting them (changes still in "
         "Firehose's buffers; default: the deployed buffer intervals + 30 s).", show_default=False)] = None,
     engine: EngineOpt = None,
+    table: Annotated[Optional[str], typer.Option(
+        "--table", "-t", help="The lake table (table.name) to check; default: every table of the stack.",
+        show_default=False)] = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
-    """Compare the source table with the lake table (counts and a per-key digest of the mapped columns)."""
+    """Compare the source table with the lake table (counts and a per-key digest of the mapped columns).
+
+    Without --table, every table of the stack is checked (one row per table)."""
     from s3tstream.errors import S3tError, UsageError
-    from s3tstream.lake.query import open_engine
-    from s3tstream.data.changes import send_records
-    from s3tstream.data.deployed import deployed_settings
-    from s3tstream.data.verify import repair_records, verify_scan
 
     _check_engine(engine)
     if export and engine == "local":
@@ -323,24 +331,74 @@ def verify(
     if enable_pitr and not export:
         raise UsageError("--enable-pitr only applies to --export")
     out = Output(output)
+    whole = load_config(config)
+    if table is None and len(whole.table_names) > 1:
+        names = whole.table_names
+    else:
+        names = [whole.scoped(table).names.table]
     # --export creates (and removes) a Glue table and export files, as backfill does: one run at a time
     stack = open_stack(config, out, "verify", lock=export)
-    cfg = stack.cfg
-    info, settled = None, None
+    results = []
     try:
-        with _spinner(out, "verify") as progress:
-            if export:
-                from s3tstream.data.verify_export import compare_export
-
-                settings, notes = deployed_settings(cfg, stack.state)
-                rep, layout, info = compare_export(cfg, settings, stack.aws, enable_pitr=enable_pitr, progress=progress,
-                                                   state=stack.state)
-            else:
-                eng = open_engine(cfg, stack.aws, engine, progress=progress)
-                rep, layout, notes, settled = verify_scan(cfg, stack.aws, stack.state, eng, segments=segments,
-                                                          settle_seconds=settle, progress=progress)
+        for name in names:
+            cfg = stack.cfg.scoped(name)
+            results.append((cfg, _verify_one(stack, cfg, out, repair=repair, segments=segments, export=export,
+                                             enable_pitr=enable_pitr, settle=settle, engine=engine)))
     finally:
         stack.close()
+    if len(results) == 1:
+        cfg, (doc, err, rep) = results[0]
+        if out.is_json:
+            return _emit_json_result(doc, err)
+        _print_verify(out, cfg, doc, rep)
+        if err:
+            raise err
+        c = doc["counts"]
+        out.line(f"OK: {c['source_items']} item(s) and {c['lake_rows']} row(s) match")
+        return
+    # every table: one row each; the command fails when any table differs
+    bad = [cfg.names.table for cfg, (doc, _, _) in results if not doc["ok"]]
+    err = S3tError(f"{len(bad)} of {len(results)} tables differ: {', '.join(bad)}",
+                   "run `s3tstream verify --table NAME` for the differences of one table (--repair fixes them)",
+                   code="differs") if bad else None
+    if out.is_json:
+        return _emit_json_result({"ok": not bad, "tables": [{"table": cfg.names.table, **doc} for cfg, (doc, _, _)
+                                                             in results]}, err)
+    keys = ("source_items", "lake_rows", "missing", "extra", "differing", "duplicates", "unmappable")
+    out.table("verify: every table", ["table", "ok", *[k.replace("_", " ") for k in keys]],
+              [[cfg.names.table, "ok" if doc["ok"] else "DIFFERS", *[str(doc["counts"].get(k, "")) for k in keys]]
+               for cfg, (doc, _, _) in results])
+    for cfg, (doc, _, _) in results:
+        for n in doc["notes"]:
+            out.warn(f"{cfg.names.table}: {n}")
+        if "repair" in doc:
+            out.line(f"{cfg.names.table}: repair sent {doc['repair']['sent']} record(s)")
+    if err:
+        raise err
+    out.line(f"OK: {len(results)} tables match")
+
+
+def _verify_one(stack: "Stack", cfg: Any, out: Output, *, repair: bool, segments: int, export: bool,
+                enable_pitr: bool, settle: float | None, engine: str | None) -> tuple[dict[str, Any], Any, Any]:
+    """Verify one table (cfg scoped to it): (JSON document, the error to raise or None, the report)."""
+    from s3tstream.errors import S3tError
+    from s3tstream.lake.query import open_engine
+    from s3tstream.data.changes import send_records
+    from s3tstream.data.deployed import deployed_settings
+    from s3tstream.data.verify import repair_records, verify_scan
+
+    info, settled = None, None
+    with _spinner(out, f"verify {cfg.names.table}") as progress:
+        if export:
+            from s3tstream.data.verify_export import compare_export
+
+            settings, notes = deployed_settings(cfg, stack.state)
+            rep, layout, info = compare_export(cfg, settings, stack.aws, enable_pitr=enable_pitr, progress=progress,
+                                               state=stack.state)
+        else:
+            eng = open_engine(cfg, stack.aws, engine, progress=progress)
+            rep, layout, notes, settled = verify_scan(cfg, stack.aws, stack.state, eng, segments=segments,
+                                                      settle_seconds=settle, progress=progress)
     doc = rep.to_json(layout)
     if settled is not None:
         doc["settle"] = settled
@@ -385,8 +443,10 @@ def verify(
             else "fix the items (or the column config and `s3tstream up`), then `s3tstream errors replay`",
             code="differs",
         )
-    if out.is_json:
-        return _emit_json_result(doc, err)
+    return doc, err, rep
+
+
+def _print_verify(out: Output, cfg: Any, doc: dict[str, Any], rep: Any) -> None:
     c = doc["counts"]
     out.table(f"verify: {cfg.names.source_table} -> {cfg.names.namespace}.{cfg.names.table} ({rep.engine})",
               ["", "count"], [[k.replace("_", " "), str(v)] for k, v in c.items()])
@@ -396,16 +456,13 @@ def verify(
     for kind in ("missing", "extra", "differing", "duplicates", "unmappable"):
         for e in ex[kind]:
             out.line(f"{kind}: {exact_json(e, indent=None)}")
-    for n in notes:
+    for n in doc["notes"]:
         out.warn(n)
     if "repair" in doc:
         r = doc["repair"]
         out.line(f"repair: sent {r['sent']} record(s) ({r['inserts']} insert, {r['removes']} remove) to {r['stream']}")
         for o in r["not_sent"]:
             out.line(f"not sent (over the record limit, {o['bytes']:,} bytes): {exact_json(o['keys'], indent=None)}")
-    if err:
-        raise err
-    out.line(f"OK: {c['source_items']} item(s) and {c['lake_rows']} row(s) match")
 
 
 # ------------------------------------------------------------------ errors
@@ -463,6 +520,7 @@ def replay(
     code: Annotated[Optional[list[str]], typer.Option(
         "--code", help="Only the error objects whose records all failed with this error code (as `s3tstream errors` "
         "lists them); repeatable.", show_default=False)] = None,
+    table: TableOpt = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
@@ -477,7 +535,9 @@ def replay(
     if any(not c for c in codes):
         raise UsageError("--code must name an error code, e.g. --code Lambda.ProcessingFailedStatus")
     out = Output(output)
-    stack = open_stack(config, out, "errors replay")  # the stack lock: two replays never send one object twice
+    # the stack lock: two replays never send one object twice. One table at a time: an object
+    # holding another table's records is kept (replay it with that --table)
+    stack = open_stack(config, out, "errors replay", table=table)
     try:
         with _spinner(out, "replay") as progress:
             res = do_replay(stack.cfg, stack.aws, dry_run=dry_run, codes=codes, progress=progress)

@@ -1,0 +1,188 @@
+"""Many tables, one pipeline, through the real CLI on the sandbox (issue 16's Show)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+
+import pytest
+
+from s3tstream.sandbox import client as sandbox_client
+
+PIPELINE = "[lakeformation]\nintegrate = true\nmake_caller_admin = true\n[firehose]\nbuffer_interval_seconds = 0\n"
+
+# lake table -> (partition key, sort key, mode, columns); keys S, S+N, N; one changelog
+ENTRIES = {
+    "orders": (("pk", "S"), None, "upsert",
+               '{ name = "pk", type = "string", required = true }, { name = "amount", type = "decimal(12,2)" }'),
+    "lines": (("order_id", "S"), ("line", "N"), "upsert",
+              '{ name = "order_id", type = "string", required = true }, '
+              '{ name = "line", type = "long", required = true }, { name = "qty", type = "long" }'),
+    "events": (("id", "N"), None, "changelog",
+               '{ name = "id", type = "long", required = true }, { name = "kind", type = "string" }'),
+}
+# a fourth table with enough columns that the transform's settings outgrow the Lambda
+# environment's 4 KB (they then travel in the zip: transform/routing.py)
+WIDE = [("c_" + hashlib.sha256(f"w{i}".encode()).hexdigest()[:20], "string") for i in range(150)]
+FOURTH = {"customers": (("cid", "S"), None, "upsert",
+                        '{ name = "cid", type = "string", required = true }, '
+                        + ", ".join(f'{{ name = "{n}", type = "{t}" }}' for n, t in WIDE))}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _instant_data_plane():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S3TSTREAM_SANDBOX_TIME_SCALE", "0")
+        yield
+
+
+def write(stack, entries: dict) -> None:
+    parts = [f'[stack]\nname = "{stack.name}"\nendpoint_url = "{stack.endpoint_url}"\n'
+             "poll_interval = 0.01\nwait_timeout = 30\nmax_attempts = 3\n", PIPELINE]
+    for table, (pk, sk, mode, columns) in entries.items():
+        key = f'partition_key = {{ name = "{pk[0]}", type = "{pk[1]}" }}'
+        if sk:
+            key += f', sort_key = {{ name = "{sk[0]}", type = "{sk[1]}" }}'
+        parts.append(f'[[tables]]\nsource = {{ table = "{stack.name}-{table}", {key} }}\n'
+                     f'table = {{ name = "{table}", mode = "{mode}", columns = [{columns}] }}\n')
+    stack.config_path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def drain(stack) -> None:
+    sandbox_client.firehose_wait_drained(stack.endpoint_url, f"{stack.name}-to-lake", timeout=30)
+
+
+def rows(stack, table: str) -> list:
+    return stack.json("query", f"SELECT * FROM {table}", "--engine", "local")["rows"]
+
+
+def destination(stack) -> dict:
+    d = stack.client("firehose").describe_delivery_stream(DeliveryStreamName=f"{stack.name}-to-lake")
+    return d["DeliveryStreamDescription"]["Destinations"][0]["IcebergDestinationDescription"]
+
+
+def tables_of(dest: dict) -> dict:
+    return {t["DestinationTableName"]: t.get("UniqueKeys") for t in dest["DestinationTableConfigurationList"]}
+
+
+def mine(names: list[str], stack) -> list[str]:
+    return [n for n in names if n.startswith(stack.name)]
+
+
+def put_items(stack) -> None:
+    ddb = stack.client("dynamodb")
+    ddb.put_item(TableName=f"{stack.name}-orders", Item={"pk": {"S": "o1"}, "amount": {"N": "12.50"}})
+    ddb.put_item(TableName=f"{stack.name}-orders", Item={"pk": {"S": "o2"}, "amount": {"N": "3"}})
+    ddb.put_item(TableName=f"{stack.name}-lines", Item={"order_id": {"S": "o1"}, "line": {"N": "1"}, "qty": {"N": "2"}})
+    ddb.put_item(TableName=f"{stack.name}-lines", Item={"order_id": {"S": "o1"}, "line": {"N": "2"}, "qty": {"N": "5"}})
+    ddb.put_item(TableName=f"{stack.name}-events", Item={"id": {"N": "7"}, "kind": {"S": "click"}})
+    ddb.put_item(TableName=f"{stack.name}-events", Item={"id": {"N": "7"}, "kind": {"S": "view"}})
+
+
+def test_three_tables_one_pipeline_add_remove_down(stack, calls):
+    write(stack, ENTRIES)
+    stack.cli("up")
+    # one stream and one Firehose stream for the three tables
+    assert mine(stack.client("kinesis").list_streams()["StreamNames"], stack) == [f"{stack.name}-changes"]
+    assert mine(stack.client("firehose").list_delivery_streams()["DeliveryStreamNames"], stack) == [f"{stack.name}-to-lake"]
+    dest = destination(stack)
+    assert tables_of(dest) == {"orders": ["pk"], "lines": ["order_id", "line"], "events": None}
+    assert dest["AppendOnly"] is False  # upsert tables share it: AppendOnly is the stream's
+    fn = stack.client("lambda").get_function_configuration(FunctionName=f"{stack.name}-transform")
+    assert set(json.loads(fn["Environment"]["Variables"]["S3T_SETTINGS"])["routes"]) == {
+        f"{stack.name}-{t}" for t in ENTRIES}
+
+    put_items(stack)
+    drain(stack)
+    assert sorted((r["pk"], Decimal(str(r["amount"]))) for r in rows(stack, "orders")) == [
+        ("o1", Decimal("12.50")), ("o2", Decimal("3"))]
+    assert sorted((r["order_id"], r["line"], r["qty"]) for r in rows(stack, "lines")) == [("o1", 1, 2), ("o1", 2, 5)]
+    assert sorted(r["kind"] for r in rows(stack, "events")) == ["click", "view"]  # changelog: both changes
+    doc = stack.json("verify", "--settle", "0")
+    assert doc["ok"] is True
+    assert [(t["table"], t["ok"]) for t in doc["tables"]] == [("orders", True), ("lines", True), ("events", True)]
+    assert stack.json("verify", "--table", "lines", "--settle", "0")["counts"]["source_items"] == 2
+    # a second up changes nothing
+    calls.clear()
+    stack.cli("up")
+    assert not [c for c in calls.mutating()], calls.mutating()
+
+    # a fourth entry: its resources are created, the Firehose stream is updated in place
+    write(stack, {**ENTRIES, **FOURTH})
+    plan = stack.json("plan")["changes"]
+    assert sorted((c["kind"], c["name"]) for c in plan if c["action"] == "create") == sorted([
+        ("dynamodb-table", f"{stack.name}-customers"),
+        ("kinesis-streaming-destination", f"{stack.name}-customers->{stack.name}-changes"),
+        ("s3tables-table", f"{stack.name}-lake/{stack.name.replace('-', '_')}/customers"),
+        ("iceberg-metadata", f"{stack.name}-lake/{stack.name.replace('-', '_')}/customers"),
+        ("lf-grant", f"table {stack.name}-lake/{stack.name.replace('-', '_')}.customers -> "
+                     f"arn:aws:iam::123456789012:role/s3tstream-{stack.name}-firehose"),
+    ])
+    arn = destination(stack)  # noqa: F841 - the stream before: same ARN after
+    before = stack.client("firehose").describe_delivery_stream(DeliveryStreamName=f"{stack.name}-to-lake")
+    calls.clear()
+    stack.cli("up")
+    n = calls.counts()
+    assert n["firehose:UpdateDestination"] == 1
+    assert not n.get("firehose:CreateDeliveryStream") and not n.get("firehose:DeleteDeliveryStream")
+    assert n["dynamodb:CreateTable"] == 1 and n["s3tables:CreateTable"] == 1
+    assert n["dynamodb:EnableKinesisStreamingDestination"] == 1
+    assert n["lambda:UpdateFunctionCode"] == 1  # the settings outgrew the environment: they ride in the zip
+    assert not n.get("dynamodb:UpdateTable") and not n.get("kinesis:CreateStream")
+    after = stack.client("firehose").describe_delivery_stream(DeliveryStreamName=f"{stack.name}-to-lake")
+    assert after["DeliveryStreamDescription"]["DeliveryStreamARN"] == before["DeliveryStreamDescription"]["DeliveryStreamARN"]
+    assert after["DeliveryStreamDescription"]["CreateTimestamp"] == before["DeliveryStreamDescription"]["CreateTimestamp"]
+    assert tables_of(destination(stack))["customers"] == ["cid"]
+    env = stack.client("lambda").get_function_configuration(FunctionName=f"{stack.name}-transform")["Environment"]
+    assert list(env["Variables"]) == ["S3T_SETTINGS_FILE"]
+    stack.client("dynamodb").put_item(TableName=f"{stack.name}-customers",
+                                      Item={"cid": {"S": "c1"}, WIDE[149][0]: {"S": "last"}})
+    stack.client("dynamodb").put_item(TableName=f"{stack.name}-orders", Item={"pk": {"S": "o3"}, "amount": {"N": "1"}})
+    drain(stack)
+    assert [(r["cid"], r[WIDE[149][0]]) for r in rows(stack, "customers")] == [("c1", "last")]
+    assert stack.json("verify", "--settle", "0")["ok"] is True
+
+    # removing an entry: streaming stops, its data stays
+    entries = {k: v for k, v in {**ENTRIES, **FOURTH}.items() if k != "lines"}
+    write(stack, entries)
+    plan = {(c["kind"], c["action"]) for c in stack.json("plan")["changes"] if f"{stack.name}-lines" in c["name"]
+            or ".lines" in c["name"] or c["name"].endswith("/lines")}
+    assert ("kinesis-streaming-destination", "delete") in plan and ("lf-grant", "delete") in plan
+    assert ("dynamodb-table", "none") in plan and ("s3tables-table", "none") in plan
+    calls.clear()
+    stack.cli("up")
+    assert calls.counts()["dynamodb:DisableKinesisStreamingDestination"] == 1
+    assert not calls.counts().get("s3tables:DeleteTable") and not calls.counts().get("dynamodb:DeleteTable")
+    assert "lines" not in tables_of(destination(stack))
+    dests = stack.client("dynamodb").describe_kinesis_streaming_destination(TableName=f"{stack.name}-lines")
+    assert {d["DestinationStatus"] for d in dests["KinesisDataStreamDestinations"]} == {"DISABLED"}
+    stack.client("dynamodb").put_item(TableName=f"{stack.name}-lines",
+                                      Item={"order_id": {"S": "o9"}, "line": {"N": "1"}, "qty": {"N": "1"}})
+    drain(stack)
+    # its lake table keeps its rows, and gets no new ones (no streaming)
+    cfg_lines = {"lines": ENTRIES["lines"]}
+    write(stack, {**entries, **cfg_lines})  # to query it by name again (plan only: nothing is applied)
+    assert sorted((r["order_id"], r["line"], r["qty"]) for r in rows(stack, "lines")) == [("o1", 1, 2), ("o1", 2, 5)]
+    write(stack, entries)
+    status = stack.json("status")["resources"]
+    assert {r["table"] for r in status if r["kind"] == "s3tables-table"} == {"orders", "events", "customers", "lines"}
+    assert status[0]["table"] == ""  # shared resources first
+
+    stack.cli("down", "--yes", "--purge-errors")
+    ddb_left = mine(stack.client("dynamodb").list_tables()["TableNames"], stack)
+    assert ddb_left == []
+    assert mine(stack.client("kinesis").list_streams()["StreamNames"], stack) == []
+    assert mine(stack.client("firehose").list_delivery_streams()["DeliveryStreamNames"], stack) == []
+    assert [b for b in stack.client("s3tables").list_table_buckets()["tableBuckets"] if b["name"].startswith(stack.name)] == []
+    assert not stack.state()["resources"]
+
+
+def test_table_option(stack):
+    write(stack, ENTRIES)
+    r = stack.cli("verify", "--table", "nope", ok=False)
+    assert r.exit_code == 2 and "no table 'nope'" in r.output
+    r = stack.cli("put-item", "--item", '{"pk": "x"}', ok=False)
+    assert r.exit_code == 2 and "--table" in r.output and "orders, lines, events" in r.output
+    r = stack.cli("put-item", "--table", "nope", "--item", '{"pk": "x"}', ok=False)
+    assert r.exit_code == 2 and "no table 'nope'" in r.output
