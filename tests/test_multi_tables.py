@@ -186,3 +186,48 @@ def test_table_option(stack):
     assert r.exit_code == 2 and "--table" in r.output and "orders, lines, events" in r.output
     r = stack.cli("put-item", "--table", "nope", "--item", '{"pk": "x"}', ok=False)
     assert r.exit_code == 2 and "no table 'nope'" in r.output
+
+
+def test_one_table_config_and_a_state_file_from_before_keep_working(stack, calls):
+    """A [source]/[table] stack: the same resource names and transform environment as before
+    [[tables]]; a state file without the per-table marks (what earlier versions wrote) is read,
+    and `plan`/`up` find nothing to change."""
+    stack.write(extra=PIPELINE)
+    stack.cli("up")
+    doc = stack.state()
+    names = {(r["kind"], r["name"]) for r in doc["resources"]}
+    assert ("dynamodb-table", stack.name) in names
+    assert ("kinesis-streaming-destination", f"{stack.name}->{stack.name}-changes") in names
+    assert ("s3tables-table", f"{stack.name}-lake/{stack.name}/{stack.name}") in names
+    env = stack.client("lambda").get_function_configuration(FunctionName=f"{stack.name}-transform")["Environment"]
+    assert json.loads(env["Variables"]["S3T_SETTINGS"])["table"] == stack.name  # the one-table document
+    for r in doc["resources"]:  # as written before many tables
+        r["outputs"].pop("lake_table", None)
+    stack.state_path.write_text(json.dumps(doc))
+    plan = stack.json("plan")["changes"]
+    assert [c for c in plan if c["action"] != "none"] == []
+    calls.clear()
+    stack.cli("up")
+    assert calls.mutating() == []
+    assert stack.json("verify", "--settle", "0")["ok"] is True  # no --table needed with one table
+    assert {r["table"] for r in stack.json("status")["resources"]} == {"", stack.name}
+
+
+def test_prune_deletes_a_removed_tables_data(stack, calls):
+    two = {k: ENTRIES[k] for k in ("orders", "events")}
+    write(stack, two)
+    stack.cli("up")
+    write(stack, {"orders": ENTRIES["orders"]})
+    pruned = {(c["kind"], c["action"]) for c in stack.json("plan", "--prune")["changes"] if "events" in c["name"]}
+    assert ("dynamodb-table", "delete") in pruned and ("s3tables-table", "delete") in pruned
+    calls.clear()
+    stack.cli("up", "--prune")
+    n = calls.counts()
+    assert n["dynamodb:DeleteTable"] == 1 and n["s3tables:DeleteTable"] == 1
+    assert n["dynamodb:DisableKinesisStreamingDestination"] == 1
+    assert mine(stack.client("dynamodb").list_tables()["TableNames"], stack) == [f"{stack.name}-orders"]
+    assert not [r for r in stack.state()["resources"] if "events" in r["name"]]
+    assert tables_of(destination(stack)) == {"orders": ["pk"]}
+    # one table left: the transform is back to the one-table document
+    env = stack.client("lambda").get_function_configuration(FunctionName=f"{stack.name}-transform")["Environment"]
+    assert json.loads(env["Variables"]["S3T_SETTINGS"])["table"] == "orders"
