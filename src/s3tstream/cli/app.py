@@ -6,7 +6,9 @@ from __future__ import annotations
 import typer
 
 from s3tstream import __version__
-from s3tstream.cli.commands import backfill as cmd_backfill, demo as cmd_demo, provision as cmd_provision, sandbox as cmd_sandbox, schema as cmd_schema, setup as cmd_setup, use as cmd_use
+from s3tstream.cli.commands import (backfill as cmd_backfill, demo as cmd_demo, errors as cmd_errors, provision as cmd_provision,
+                                    put_item as cmd_put_item, query as cmd_query, sandbox as cmd_sandbox, schema as cmd_schema,
+                                    setup as cmd_setup, test_insert as cmd_test_insert, verify as cmd_verify)
 
 app = typer.Typer(
     name="s3tstream",
@@ -38,12 +40,12 @@ app.command()(cmd_provision.status)
 app.command()(cmd_provision.down)
 app.command()(cmd_setup.doctor)
 app.add_typer(cmd_sandbox.app, name="sandbox")
-app.command("put-item")(cmd_use.put_item)
-app.command("test-insert")(cmd_use.test_insert)
-app.command()(cmd_use.query)
-app.command()(cmd_use.verify)
+app.command("put-item")(cmd_put_item.put_item)
+app.command("test-insert")(cmd_test_insert.test_insert)
+app.command()(cmd_query.query)
+app.command()(cmd_verify.verify)
 app.command()(cmd_backfill.backfill)
-app.add_typer(cmd_use.errors_app, name="errors")
+app.add_typer(cmd_errors.errors_app, name="errors")
 app.add_typer(cmd_schema.app, name="schema")
 app.command()(cmd_demo.demo)
 

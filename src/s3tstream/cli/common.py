@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
@@ -23,6 +23,10 @@ ConfigOpt = Annotated[
 ]
 OutputOpt = Annotated[Format, typer.Option("--output", "-o", help="text, or json (one JSON document on stdout).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+EngineOpt = Annotated[
+    Optional[str],
+    typer.Option("--engine", help="athena (default from athena.engine) or local (PyIceberg + DuckDB).", show_default=False),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +47,13 @@ def handle_errors(fn: F) -> F:
             out.fail("interrupted", "interrupted", "run the command again: it resumes where it stopped", 130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_engine(engine: str | None) -> None:
+    from s3tstream.errors import UsageError
+
+    if engine not in (None, "athena", "local"):
+        raise UsageError(f"--engine must be athena or local, not {engine!r}")
 
 
 def load_config(path: Path | None) -> "Config":

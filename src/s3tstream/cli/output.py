@@ -6,17 +6,19 @@ Imports only rich and the standard library, so `--help` stays fast.
 from __future__ import annotations
 
 import atexit
-import json
+import contextlib
 import sys
 import threading
 import time
 from enum import Enum
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from s3tstream.lake.exactjson import exact_json
 
 
 class Format(str, Enum):
@@ -87,8 +89,27 @@ class Output:
 
     # -- results (stdout) -----------------------------------------------------
     def json(self, doc: Any) -> None:
-        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        """The one JSON writer for --output json: Decimals as exact numbers, datetimes as ISO-8601."""
+        sys.stdout.write(exact_json(doc) + "\n")
         sys.stdout.flush()
+
+    def json_result(self, doc: dict[str, Any], err: Any) -> None:
+        """One JSON document for a command that may end in an error: the error goes in the document
+        (as {"error": ...}) and sets the exit code."""
+        if err:
+            doc["error"] = err.to_dict()
+        self.json(doc)
+        if err:
+            raise SystemExit(err.exit_code)
+
+    @contextlib.contextmanager
+    def spinner(self, what: str) -> Iterator[Callable[[str], None]]:
+        """A progress callback: a spinner on a terminal, plain lines otherwise (stderr)."""
+        if self.quiet or self.is_json or not self.err.is_terminal:
+            yield self.progress(what)
+            return
+        with self.err.status(what) as status:
+            yield lambda msg: status.update(f"{what}: {escape(msg)}")
 
     def table(self, title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
         """Cells are plain text (data like "[a, b]" is not markup); pass a rich Text to style one."""
