@@ -236,3 +236,74 @@ def test_help_does_not_import_boto3():
 def test_python_dash_m_works():
     r = subprocess.run([sys.executable, "-m", "s3tstream", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("s3tstream ")
+
+
+# ------------------------------------------------------------------ an unreachable or non-AWS endpoint
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _invoke(config, *args):
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+
+    return CliRunner().invoke(app, [*args, "--config", str(config)])
+
+
+@pytest.mark.parametrize("command", [["plan"], ["up"], ["status"], ["doctor"], ["query"], ["verify"], ["errors"],
+                                     ["test-insert"], ["schema", "infer"], ["down", "--yes"]])
+def test_unreachable_endpoint_is_one_error_without_a_call(tmp_path, calls, command):
+    """A stopped sandbox: one message naming what was tried and the fix, exit 1, and not one AWS call
+    (so no retries: the TCP probe answers within the connect timeout)."""
+    config = tmp_path / "s3tstream.toml"
+    url = f"http://127.0.0.1:{_free_port()}"
+    config.write_text(f'[stack]\nname = "gone"\nendpoint_url = "{url}"\n')
+    r = _invoke(config, *command)
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+    assert f"cannot reach the endpoint {url} ([stack] endpoint_url)" in r.output
+    assert "s3tstream sandbox start" in r.output and "grant" not in r.output
+    assert calls.calls == []
+    j = _invoke(config, *command, "--output", "json")
+    assert j.exit_code == 1
+    assert json.loads(j.stdout)["error"]["code"] == "endpoint"
+
+
+def test_non_aws_endpoint_is_one_error_and_doctor_does_not_blame_permissions(tmp_path):
+    """Something else answers on the port (an HTML web server): said so, exit 1, no traceback."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "s3tstream.toml"
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        config.write_text(f'[stack]\nname = "other"\nendpoint_url = "{url}"\n')
+        for command in (["plan"], ["doctor"], ["status", "--output", "json"]):
+            r = _invoke(config, *command)
+            assert r.exit_code == 1, r.output
+            assert "Traceback" not in r.output
+            assert f"the endpoint {url} answered, but not like AWS" in r.output
+            assert "grant" not in r.output and "[stack] endpoint_url" in r.output
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_endpoint_hints_name_the_right_fix():
+    from s3tstream.aws.client import endpoint_hint, is_loopback
+
+    assert is_loopback("http://127.0.0.1:4566") and is_loopback("http://localhost:4566") and is_loopback("http://[::1]:1")
+    assert not is_loopback("https://10.0.0.5:4566") and not is_loopback(None)
+    assert "sandbox start" in endpoint_hint("http://localhost:4566")
+    assert "sandbox" not in endpoint_hint("https://vpce.example.com") and "remove it to use AWS" in endpoint_hint("https://vpce.example.com")

@@ -7,15 +7,20 @@ counts calls by operation, so tests can assert that a second `up` mutates nothin
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError, NoCredentialsError,
+                                 ProfileNotFound)
+from botocore.parsers import ResponseParserError
 
 from s3tstream import __version__
 from s3tstream.errors import AwsError, UsageError, WaitTimeout
@@ -23,6 +28,7 @@ from s3tstream.errors import AwsError, UsageError, WaitTimeout
 if TYPE_CHECKING:
     from s3tstream.config.model import Config
 
+CONNECT_TIMEOUT = 10  # seconds; also bounds how long an unreachable endpoint_url takes to report
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Query", "Scan", "Search", "BatchGet", "Select")
 
 
@@ -80,6 +86,7 @@ class Aws:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._identity: Identity | None = None
+        self._reachable = False
         try:
             self.session = boto3.Session(profile_name=cfg.stack.profile or None, region_name=self.region)
         except ProfileNotFound as e:
@@ -92,7 +99,7 @@ class Aws:
                     # total_max_attempts counts the first call too ("max_attempts" would count retries only)
                     retries={"mode": "standard", "total_max_attempts": self.cfg.stack.max_attempts},
                     user_agent_extra=f"s3tstream/{__version__}",
-                    connect_timeout=10,
+                    connect_timeout=CONNECT_TIMEOUT,
                     read_timeout=70,
                     # a local endpoint serves every bucket on one host
                     s3={"addressing_style": "path"} if self.endpoint_url else None,
@@ -105,6 +112,19 @@ class Aws:
                 self._clients[service] = c
             return self._clients[service]
 
+    def check_endpoint(self) -> None:
+        """With an endpoint_url, one TCP connect before any call: a stopped sandbox or a wrong port
+        is one clear error within CONNECT_TIMEOUT, not botocore's retries of every call."""
+        if not self.endpoint_url or self._reachable:
+            return
+        parts = urlsplit(self.endpoint_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname or "", port), timeout=CONNECT_TIMEOUT).close()
+        except OSError as e:
+            raise unreachable(self.endpoint_url, e.strerror or str(e) or type(e).__name__) from None
+        self._reachable = True
+
     def identity(self) -> Identity:
         if self._identity is None:
             try:
@@ -114,8 +134,8 @@ class Aws:
                     "no AWS credentials found",
                     "configure credentials (aws configure, AWS_PROFILE or stack.profile); for the sandbox any value works",
                 ) from None
-            except ClientError as e:
-                raise translate(e, "checking credentials (sts:GetCallerIdentity)") from None
+            except (ClientError, BotoCoreError, ResponseParserError) as e:
+                raise translate(e, "checking credentials (sts:GetCallerIdentity)", self.endpoint_url) from None
             self._identity = Identity(account=r["Account"], arn=r["Arn"], user_id=r["UserId"])
         return self._identity
 
@@ -147,10 +167,47 @@ def is_not_found(e: BaseException) -> bool:
     return isinstance(e, ClientError) and error_code(e) in NOT_FOUND
 
 
-def translate(e: ClientError | BotoCoreError, doing: str) -> AwsError:
+def is_loopback(url: str | None) -> bool:
+    """True for an endpoint_url on this machine (the sandbox): localhost or a loopback address."""
+    host = urlsplit(url).hostname if url else None
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_hint(endpoint_url: str | None) -> str:
+    if not endpoint_url:
+        return "check the network and [stack] region; set [stack] endpoint_url only for the local sandbox"
+    if is_loopback(endpoint_url):
+        return (f"start the sandbox (`s3tstream sandbox start` prints its endpoint_url), or fix [stack] endpoint_url "
+                f"({endpoint_url}) to the one it prints")
+    return f"check [stack] endpoint_url ({endpoint_url}); remove it to use AWS"
+
+
+def unreachable(endpoint_url: str | None, reason: str) -> AwsError:
+    where = f"the endpoint {endpoint_url} ([stack] endpoint_url)" if endpoint_url else "AWS"
+    return AwsError(f"cannot reach {where}: {reason}", endpoint_hint(endpoint_url), code="endpoint")
+
+
+def translate(e: ClientError | BotoCoreError | ResponseParserError, doing: str, endpoint_url: str | None = None) -> AwsError:
     """One ClientError -> one AwsError saying what we were doing and what to try."""
+    if isinstance(e, BotoConnectionError):  # refused, DNS, connect/read timeouts
+        if endpoint_url is None:  # a caller without the config: a loopback URL can only be endpoint_url
+            url = str(getattr(e, "kwargs", {}).get("endpoint_url") or "")
+            endpoint_url = f"{urlsplit(url).scheme}://{urlsplit(url).netloc}" if is_loopback(url) else None
+        return unreachable(endpoint_url, f"{doing}: {e}")
+    if isinstance(e, ResponseParserError) or (endpoint_url and isinstance(e, ClientError) and error_code(e).isdigit()
+                                               and not e.response.get("Error", {}).get("Message")):
+        # something answers on endpoint_url, but not with AWS's protocol (another web server on the port)
+        return AwsError(f"{doing}: the endpoint {endpoint_url or ''} answered, but not like AWS ({str(e)[:120]})",
+                        endpoint_hint(endpoint_url), code="endpoint")
     if isinstance(e, BotoCoreError):
-        return AwsError(f"{doing}: {e}", "check stack.endpoint_url / network, then run the command again")
+        return AwsError(f"{doing}: {e}", "check [stack] endpoint_url and the network, then run the command again")
     code, msg = error_code(e), error_message(e)
     op = e.operation_name
     if code in ACCESS:

@@ -43,6 +43,14 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except S3tError as e:
             out.fail(e.code, e.message, e.hint, e.exit_code)
+        except Exception as e:
+            if not type(e).__module__.startswith("botocore"):
+                raise
+            # an AWS error no layer below translated: still one message, never a traceback
+            from s3tstream.aws.client import translate
+
+            err = translate(e, "calling AWS")  # type: ignore[arg-type]
+            out.fail(err.code, err.message, err.hint, err.exit_code)
         except KeyboardInterrupt:
             out.fail("interrupted", "interrupted", "run the command again: it resumes where it stopped", 130)
 
@@ -89,6 +97,7 @@ def open_stack(path: Path | None, out: Output, command: str, *, lock: bool = Tru
         state.lock(command)
     try:
         aws = Aws(cfg)
+        aws.check_endpoint()
         if identity:
             ident = aws.identity()
             state.check_account(ident.account)

@@ -27,12 +27,25 @@ class Format(str, Enum):
     csv = "csv"
 
 
+# Piped or redirected output has no width to fit: rich would assume 80 columns and cut table cells
+# (identifiers) to fit. Tables there take the width their content needs.
+UNBOUNDED = 1_000_000
+
+
+def _console(*, stderr: bool, soft_wrap: bool) -> Console:
+    c = Console(stderr=stderr, soft_wrap=soft_wrap, highlight=False)
+    if not c.is_terminal and not c.is_jupyter:
+        c = Console(stderr=stderr, soft_wrap=soft_wrap, highlight=False, width=UNBOUNDED)
+    return c
+
+
 class Output:
     def __init__(self, fmt: Format = Format.text, quiet: bool = False) -> None:
         self.fmt = fmt
         self.quiet = quiet
-        self.out = Console(soft_wrap=True, highlight=False)
-        self.err = Console(stderr=True, highlight=False)
+        self.out = _console(stderr=False, soft_wrap=True)
+        # stderr lines are never wrapped: a long hint stays one line (a path or a command, whole)
+        self.err = _console(stderr=True, soft_wrap=True)
         self._lock = threading.Lock()
         self._last: dict[str, tuple[str, float]] = {}
         self._status: Any = None  # a live spinner while something is being waited for (TTY only)
@@ -80,12 +93,23 @@ class Output:
             self._status.stop()
             self._status = None
 
-    def info(self, msg: str) -> None:
+    # Messages are plain text: a config key's "[section]" must print as written, never be read as
+    # rich markup (tests/test_cli_foundation.py scans for lost section names). Style goes in `tag`.
+    def info(self, msg: str, *, tag: str = "", style: str = "") -> None:
         if not self.quiet:
-            self.err.print(msg)
+            self.err.print(self._tagged(tag, style, msg))
 
     def warn(self, msg: str) -> None:
-        self.err.print(f"[yellow]warning:[/yellow] {msg}")
+        self.err.print(self._tagged("warning:", "yellow", msg))
+
+    @staticmethod
+    def _tagged(tag: str, style: str, msg: str) -> Text:
+        t = Text()
+        if tag:
+            t.append(tag, style=style)
+            t.append(" ")
+        t.append(msg)
+        return t
 
     # -- results (stdout) -----------------------------------------------------
     def json(self, doc: Any) -> None:
@@ -125,14 +149,14 @@ class Output:
         return Text(text, style=style)
 
     def line(self, msg: str = "") -> None:
-        self.out.print(msg)
+        self.out.print(msg, markup=False, highlight=False)
 
     # -- errors -------------------------------------------------------------
     def fail(self, code: str, message: str, hint: str = "", exit_code: int = 1) -> NoReturn:
         if self.is_json:
             self.json({"error": {"code": code, "message": message, "hint": hint}})
         else:
-            self.err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False)
+            self.err.print(self._tagged("error:", "bold red", message), highlight=False)
             if hint:
-                self.err.print(f"[dim]hint:[/dim] {hint}", markup=True, highlight=False)
+                self.err.print(self._tagged("hint:", "dim", hint), highlight=False)
         raise SystemExit(exit_code)

@@ -63,7 +63,7 @@ def up(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
     stack = open_stack(config, out, "up")
     try:
         for c in preflight.require(stack.cfg, stack.aws):
-            out.info(f"[green]ok[/green] {c.name}: {c.detail}")
+            out.info(f"{c.name}: {c.detail}", tag="ok", style="green")
         result = engine.apply(stack.ctx())
         _report(out, stack, result, f"up: {stack.cfg.stack.name}")
     finally:
