@@ -307,3 +307,65 @@ def test_endpoint_hints_name_the_right_fix():
     assert not is_loopback("https://10.0.0.5:4566") and not is_loopback(None)
     assert "sandbox start" in endpoint_hint("http://localhost:4566")
     assert "sandbox" not in endpoint_hint("https://vpce.example.com") and "remove it to use AWS" in endpoint_hint("https://vpce.example.com")
+
+
+# ------------------------------------------------------------------ Ctrl-C
+@pytest.mark.sandbox
+def test_sigint_during_a_slow_up_exits_130_and_records_what_it_was_doing(tmp_path):
+    """A realistic-latency sandbox keeps `up` waiting for the table to become ACTIVE; one SIGINT
+    stops it (the waiting worker thread sees the cancellation flag), exit 130, and the state file
+    and the message say what was under way, so `up` resumes."""
+    import os
+    import signal
+    import uuid
+
+    from s3tstream.sandbox.server import SandboxServer
+
+    srv = SandboxServer(port=0, latency="realistic", latency_scale=30)  # the table takes minutes: only SIGINT ends the wait
+    srv.start()
+    try:
+        name = "t" + uuid.uuid4().hex[:8]
+        config = tmp_path / "s3tstream.toml"
+        config.write_text(f'[stack]\nname = "{name}"\nendpoint_url = "{srv.endpoint_url}"\npoll_interval = 0.2\n'
+                          '[lakeformation]\nintegrate = true\nmake_caller_admin = true\n')
+        proc = subprocess.Popen([sys.executable, "-m", "s3tstream", "up", "--config", str(config)],
+                                cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        seen = []
+        for line in proc.stderr:  # wait until `up` is waiting on a resource
+            seen.append(line)
+            if "CREATING" in line:
+                break
+        assert any("CREATING" in x for x in seen), "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest = proc.communicate(timeout=60)[1]  # a guard against a hang, not a timing assertion
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        assert proc.returncode == 130, "".join(seen) + rest
+        assert "interrupted during" in rest and "run the same command again: it resumes" in rest
+        assert "Traceback" not in rest
+        assert "dynamodb-table" in rest and "(creating)" in rest
+        st = json.loads((tmp_path / ".s3tstream" / f"{name}.json").read_text())
+        assert ("dynamodb-table", "creating") in {(r["kind"], r["status"]) for r in st["resources"]}
+    finally:
+        srv.stop()
+
+
+def test_ctrl_c_hint_is_true_for_the_command(stack, monkeypatch):
+    """Ctrl-C: exit 130; put-item says it starts over (it does), `down` that it resumes."""
+    from s3tstream.data import items
+    from s3tstream.provision import engine
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(items, "put_items", ctrl_c)
+    r = stack.cli("put-item", "--item", '{"pk": "a"}', ok=False)
+    assert r.exit_code == 130 and "starts over" in r.output and "resumes" not in r.output
+    r = stack.cli("put-item", "--item", '{"pk": "a"}', "--output", "json", ok=False)
+    assert r.exit_code == 130 and "starts over" in json.loads(r.stdout)["error"]["hint"]
+    monkeypatch.setattr(engine, "destroy", ctrl_c)
+    r = stack.cli("down", "--yes", ok=False)
+    assert r.exit_code == 130 and "resumes where it stopped" in r.output

@@ -23,7 +23,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as 
 from botocore.parsers import ResponseParserError
 
 from s3tstream import __version__
-from s3tstream.errors import AwsError, UsageError, WaitTimeout
+from s3tstream.errors import CANCEL, AwsError, UsageError, WaitTimeout, raise_if_cancelled
 
 if TYPE_CHECKING:
     from s3tstream.config.model import Config
@@ -106,11 +106,14 @@ class Aws:
                 )
                 c = self.session.client(service, endpoint_url=self.endpoint_url, config=conf)
                 sname = c.meta.service_model.service_name
-                c.meta.events.register(
-                    "before-call.*.*", lambda model, **_: self.call_log.add(f"{sname}:{model.name}")
-                )
+                c.meta.events.register("before-call.*.*", lambda model, **_: self._before_call(f"{sname}:{model.name}"))
                 self._clients[service] = c
             return self._clients[service]
+
+    def _before_call(self, name: str) -> None:
+        # after Ctrl-C, a worker thread makes no further call (its step stops where it is)
+        raise_if_cancelled(f"about to call {name}")
+        self.call_log.add(name)
 
     def check_endpoint(self) -> None:
         """With an endpoint_url, one TCP connect before any call: a stopped sandbox or a wrong port
@@ -226,6 +229,12 @@ def translate(e: ClientError | BotoCoreError | ResponseParserError, doing: str, 
 Progress = Callable[[str], None]
 
 
+def sleep(seconds: float) -> None:
+    """time.sleep that Ctrl-C ends at once in any thread (Interrupted)."""
+    if CANCEL.wait(seconds):
+        raise_if_cancelled("waiting")
+
+
 def wait_until(
     check: Callable[[], tuple[bool, str]],
     what: str,
@@ -245,6 +254,7 @@ def wait_until(
     delay = interval
     cap = max_interval if max_interval is not None else max(interval, min(30.0, interval * 2))
     while True:
+        raise_if_cancelled(f"waiting for {what}")
         done, status = check()
         elapsed = time.monotonic() - start
         if progress:
@@ -256,7 +266,8 @@ def wait_until(
                 f"timed out after {elapsed:.0f}s waiting for {what} (last status {status})",
                 "run the command again to keep waiting: it resumes, or raise stack.wait_timeout",
             )
-        time.sleep(delay)
+        if CANCEL.wait(delay):
+            raise_if_cancelled(f"waiting for {what} (last status {status})")
         delay = min(cap, delay * 1.5)
 
 

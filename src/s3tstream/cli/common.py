@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 
@@ -31,8 +34,16 @@ EngineOpt = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def handle_errors(fn: F) -> F:
-    """Turn our errors into a message, a hint and an exit code (1 AWS/runtime, 2 usage, 130 Ctrl-C)."""
+RESUMES = "run the command again: it resumes where it stopped"
+READ_ONLY = "nothing was changed; run the command again"
+
+
+def handle_errors(fn: F | None = None, *, interrupted: str = RESUMES) -> Any:
+    """Turn our errors into a message, a hint and an exit code (1 AWS/runtime, 2 usage, 130 Ctrl-C).
+
+    `interrupted` is the Ctrl-C hint, true for the command (some resume, some start over)."""
+    if fn is None:
+        return lambda f: handle_errors(f, interrupted=interrupted)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,9 +51,13 @@ def handle_errors(fn: F) -> F:
 
         out = Output(kwargs.get("output") or Format.text)
         try:
-            return fn(*args, **kwargs)
+            with _cancel_on_ctrl_c():
+                return fn(*args, **kwargs)
         except S3tError as e:
-            out.fail(e.code, e.message, e.hint, e.exit_code)
+            hint = interrupted if e.exit_code == 130 and e.hint in ("", RESUMES) else e.hint
+            out.fail(e.code, e.message, hint, e.exit_code)
+        except KeyboardInterrupt:
+            out.fail("interrupted", "interrupted", interrupted, 130)
         except Exception as e:
             if not type(e).__module__.startswith("botocore"):
                 raise
@@ -51,10 +66,34 @@ def handle_errors(fn: F) -> F:
 
             err = translate(e, "calling AWS")  # type: ignore[arg-type]
             out.fail(err.code, err.message, err.hint, err.exit_code)
-        except KeyboardInterrupt:
-            out.fail("interrupted", "interrupted", "run the command again: it resumes where it stopped", 130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
+
+
+@contextlib.contextmanager
+def _cancel_on_ctrl_c() -> Iterator[None]:
+    """Ctrl-C sets errors.CANCEL (worker threads' waits and AWS calls stop) and raises
+    KeyboardInterrupt in the main thread as usual. Restored afterwards (the demo and the tests
+    run many commands in one process)."""
+    from s3tstream.errors import CANCEL
+
+    CANCEL.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        CANCEL.set()
+        signal.default_int_handler(signum, frame)
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: leave it so
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def check_engine(engine: str | None) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from s3tstream.cli.common import ConfigOpt, OutputOpt, handle_errors, open_stack
+from s3tstream.cli.common import READ_ONLY, ConfigOpt, OutputOpt, handle_errors, open_stack
 from s3tstream.cli.output import Format, Output
 
 errors_app = typer.Typer(help="Failed records in the Firehose error bucket: list them grouped, replay them.",
@@ -14,7 +14,7 @@ errors_app = typer.Typer(help="Failed records in the Firehose error bucket: list
 
 
 @errors_app.callback(invoke_without_command=True)
-@handle_errors
+@handle_errors(interrupted=READ_ONLY)
 def errors(
     ctx: typer.Context,
     config: ConfigOpt = None,
@@ -48,7 +48,8 @@ def errors(
 
 
 @errors_app.command()
-@handle_errors
+@handle_errors(interrupted="run the command again: error objects whose records were all accepted are already deleted; "
+               "the rest are sent again")
 def replay(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent; send and delete nothing.")] = False,
     code: Annotated[Optional[list[str]], typer.Option(

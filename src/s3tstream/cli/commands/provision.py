@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from s3tstream.cli.common import ConfigOpt, OutputOpt, YesOpt, handle_errors, open_stack
+from s3tstream.cli.common import READ_ONLY, ConfigOpt, OutputOpt, YesOpt, handle_errors, open_stack
 from s3tstream.cli.output import Format, Output
 from s3tstream.provision.catalog import BY_NAME, PROVISIONING, STEPS
 
@@ -70,7 +70,7 @@ def up(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
         stack.close()
 
 
-@handle_errors
+@handle_errors(interrupted=READ_ONLY)
 def plan(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
     """Show what `up` would create, change or leave (read-only calls only)."""
     from s3tstream.provision import engine
@@ -126,7 +126,7 @@ def step(
 step.__doc__ = "Run one named step (its prerequisites must have run).\n\nSteps:\n\n" + _step_names()
 
 
-@handle_errors
+@handle_errors(interrupted=READ_ONLY)
 def status(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
     """List every recorded resource with its recorded and live state (present, missing, drifted)."""
     from s3tstream.provision import engine

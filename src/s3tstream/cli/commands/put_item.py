@@ -56,7 +56,8 @@ def _write_items(stack: "Stack", typed: list[dict[str, Any]], schema: Any, out: 
     out.line(f"wrote {n} item(s) to {schema.table}")
 
 
-@handle_errors
+@handle_errors(interrupted="run the command again: it starts over and writes every item again (same keys, same values); "
+               "items written before Ctrl-C are already in the table")
 def put_item(
     item: Annotated[list[str], typer.Option("--item", "-i", help="One item as JSON (repeatable).", show_default=False)] = [],  # noqa: B006
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="JSON Lines file of items (- for stdin).", show_default=False)] = None,

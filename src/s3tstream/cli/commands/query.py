@@ -68,7 +68,7 @@ def run_query(config: Path | None, output: Format, sql: str | None, engine: str 
     _render_result(out, res)
 
 
-@handle_errors
+@handle_errors(interrupted="nothing was changed; run the query again")
 def query(
     sql: Annotated[Optional[str], typer.Argument(help="SQL (default: SELECT * FROM <table> LIMIT 10; - reads stdin).", show_default=False)] = None,
     engine: EngineOpt = None,

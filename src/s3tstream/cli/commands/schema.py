@@ -44,7 +44,7 @@ def scan_sample(ddb: Any, table: str, sample: int, segments: int, progress: Any)
 
 
 @app.command("infer")
-@handle_errors
+@handle_errors(interrupted="nothing was changed; run the command again: it samples from the start")
 def infer(
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from s3tstream.cli.common import ConfigOpt, OutputOpt, handle_errors, open_stack
+from s3tstream.cli.common import READ_ONLY, ConfigOpt, OutputOpt, handle_errors, open_stack
 from s3tstream.cli.output import Format, Output
 
 
@@ -51,7 +51,7 @@ def init(
         out.line(f"wrote {path} (stack {stack}); edit [table] columns, then run `s3tstream plan`")
 
 
-@handle_errors
+@handle_errors(interrupted=READ_ONLY)
 def doctor(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
     """Check credentials, Region, quotas and Lake Formation admin, with read calls only."""
     from s3tstream.provision import preflight

@@ -10,7 +10,8 @@ from s3tstream.cli.common import ConfigOpt, EngineOpt, OutputOpt, check_engine, 
 from s3tstream.cli.output import Format, Output
 
 
-@handle_errors
+@handle_errors(interrupted="run the command again: it starts over with a new run; the interrupted run's items stay in the "
+               "source table (tagged with its run id)")
 def test_insert(
     count: Annotated[int, typer.Option("--count", "-n", help="Items to insert.")] = 20,
     updates: Annotated[Optional[int], typer.Option("--updates", help="Items to update afterwards (default count/4).", show_default=False)] = None,

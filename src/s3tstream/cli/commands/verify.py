@@ -10,7 +10,8 @@ from s3tstream.cli.common import ConfigOpt, EngineOpt, OutputOpt, check_engine, 
 from s3tstream.cli.output import Format, Output
 
 
-@handle_errors
+@handle_errors(interrupted="run the command again: it starts over (a verify compares from the beginning; with --repair it "
+               "sends only what still differs)")
 def verify(
     repair: Annotated[bool, typer.Option("--repair", help="Send mismatched keys through the Kinesis stream so the pipeline fixes the lake.")] = False,
     segments: Annotated[int, typer.Option("--segments", help="Parallel scan segments (0: by table size).", min=0, max=64)] = 0,
