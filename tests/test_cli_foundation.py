@@ -162,15 +162,19 @@ def test_state_of_another_account_is_exit_2_without_mutation(stack, calls):
 def test_status_shows_live_state_and_drift(stack):
     run_steps(stack)
     kin = stack.client("kinesis")
+    assert stack.cli("status").exit_code == 0  # everything present: exit 0
     kin.increase_stream_retention_period(StreamName=f"{stack.name}-changes", RetentionPeriodHours=72)
-    doc = stack.json("status")
+    doc = stack.json("status", ok=False)
+    assert stack.last.exit_code == 1  # drifted: exit 1, the document still printed
     by_kind = {r["kind"]: r for r in doc["resources"]}
     assert by_kind["dynamodb-table"]["live"] == "present"
     assert by_kind["kinesis-stream"]["live"] == "drifted" and "retention 72h -> 24h" in by_kind["kinesis-stream"]["detail"]
     stack.cli("step", "create-stream")  # brings it back in line
     assert kin.describe_stream_summary(StreamName=f"{stack.name}-changes")["StreamDescriptionSummary"]["RetentionPeriodHours"] == 24
     stack.client("kinesis").delete_stream(StreamName=f"{stack.name}-changes", EnforceConsumerDeletion=True)
-    doc = stack.json("status")
+    doc = stack.json("status", ok=False)
+    r = stack.cli("status", ok=False)
+    assert r.exit_code == 1 and "missing or drifted" in r.stderr
     assert {r["kind"]: r["live"] for r in doc["resources"]}["kinesis-stream"] == "missing"
 
 
@@ -369,3 +373,30 @@ def test_ctrl_c_hint_is_true_for_the_command(stack, monkeypatch):
     monkeypatch.setattr(engine, "destroy", ctrl_c)
     r = stack.cli("down", "--yes", ok=False)
     assert r.exit_code == 130 and "resumes where it stopped" in r.output
+
+
+# ------------------------------------------------------------------ scriptable results
+def test_plan_exit_codes_and_up_summary(stack):
+    """plan: 0 with nothing to do, 3 with --detailed-exitcode when changes are pending (0 without it),
+    1 on a conflict (not counted as a change); up ends with one summary line and lists only what changed."""
+    stack.write(extra='[stream]\nretention_hours = 48\n[lakeformation]\nintegrate = true\nmake_caller_admin = true\n')
+    r = stack.cli("plan", "--detailed-exitcode", ok=False)
+    assert r.exit_code == 3 and "to create" in r.stdout
+    assert stack.cli("plan").exit_code == 0
+    r = stack.cli("step", "create-source")
+    assert f"step create-source: 1 created" in r.stdout
+    r = stack.cli("step", "create-stream")
+    assert "step create-stream: 2 created" in r.stdout
+    r = stack.cli("step", "create-stream")
+    assert "step create-stream: 2 unchanged" in r.stdout and "kinesis-stream" not in r.stdout  # no rows of "none"
+    assert "kinesis-stream" in stack.cli("step", "create-stream", "--verbose").stdout
+    stack.client("kinesis").increase_stream_retention_period(StreamName=f"{stack.name}-changes", RetentionPeriodHours=72)
+    r = stack.cli("step", "create-stream")
+    assert "step create-stream: 1 updated, 1 unchanged" in r.stdout and "kinesis-streaming-destination" not in r.stdout
+    # conflicts: without the [lakeformation] opt-ins, up would refuse the analytics integration and the admin
+    stack.write(extra="")
+    r = stack.cli("plan", "--detailed-exitcode", ok=False)
+    assert r.exit_code == 1 and "2 conflicting" in r.stdout and "to create" in r.stdout
+    assert "integrate = true" in r.stderr and "[lakeformation]" in r.stderr
+    doc = json.loads(stack.cli("plan", "--output", "json", ok=False).stdout)
+    assert doc["error"]["code"] == "conflict" and any(c["action"] == "conflict" for c in doc["changes"])
