@@ -400,3 +400,42 @@ def test_plan_exit_codes_and_up_summary(stack):
     assert "integrate = true" in r.stderr and "[lakeformation]" in r.stderr
     doc = json.loads(stack.cli("plan", "--output", "json", ok=False).stdout)
     assert doc["error"]["code"] == "conflict" and any(c["action"] == "conflict" for c in doc["changes"])
+
+
+# ------------------------------------------------------------------ output at any width
+def _tokens(stack):
+    return {w for r in stack.state()["resources"] for w in (r["name"].split() + [r["kind"], r["step"]])}
+
+
+@pytest.mark.parametrize("env", [{"TTY_COMPATIBLE": "1", "COLUMNS": "80"}, {"TTY_COMPATIBLE": "1", "COLUMNS": "250"}, {}],
+                         ids=["terminal-80", "terminal-250", "piped"])
+def test_tables_never_cut_identifiers(stack, env):
+    """status on an 80-column terminal, a wide one, and piped (no width): every name, kind and step
+    prints whole (rich would otherwise cut them to "s3tstream-my-stac…" to fit 80 columns)."""
+    run_steps(stack)
+    out = stack.cli("status", env=env).stdout
+    assert "…" not in out
+    lines = out.splitlines()
+    for token in _tokens(stack):
+        assert any(token in line for line in lines), (token, out)
+
+
+def test_table_rendering_keeps_words_whole_or_goes_vertical(capsys, monkeypatch):
+    from s3tstream.cli.output import Output
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    long_id = "s3tstream-my-stack-with-a-long-name-firehose-delivery-role"
+    out = Output()
+    out.table("t", ["name", "detail"], [[long_id, "a long free text " * 8], ["short", ""]])
+    text = capsys.readouterr().out
+    assert long_id in text and "…" not in text and "┃" in text  # fits as a table: the id whole, the text wrapped
+    out = Output()
+    out.table("t", ["a", "b", "c"], [[long_id, long_id + "-2", "x"]])
+    text = capsys.readouterr().out
+    assert long_id in text and long_id + "-2" in text and "┃" not in text  # too wide: one field a line
+    monkeypatch.delenv("TTY_COMPATIBLE")
+    out = Output()
+    out.table("t", ["a", "b", "c"], [[long_id, long_id + "-2", "x"]])
+    text = capsys.readouterr().out
+    assert "┃" in text and any(long_id + "-2" in line and long_id + " " in line for line in text.splitlines())  # piped: one line

@@ -16,6 +16,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # never print locals (credentials) in a traceback
+    # plain help: "[table] columns" in a help text prints as written (rich markup would eat it),
+    # and --help never imports rich
+    rich_markup_mode=None,
 )
 
 
