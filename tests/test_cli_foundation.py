@@ -439,3 +439,77 @@ def test_table_rendering_keeps_words_whole_or_goes_vertical(capsys, monkeypatch)
     out.table("t", ["a", "b", "c"], [[long_id, long_id + "-2", "x"]])
     text = capsys.readouterr().out
     assert "┃" in text and any(long_id + "-2" in line and long_id + " " in line for line in text.splitlines())  # piped: one line
+
+
+# ------------------------------------------------------------------ "[section]" printed as written
+def _section_messages():
+    """Every string literal in the product (not the sandbox) that names a config section as "[name]"."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from s3tstream.config.model import Config
+
+    pat = re.compile(r"\[(" + "|".join(n for n in Config.model_fields if n != "path") + r")\]")
+    src = Path(__file__).resolve().parents[1] / "src" / "s3tstream"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if "sandbox" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and pat.search(node.value):
+                found.append((f"{path.name}:{node.lineno}", node.value, pat.findall(node.value)))
+    return found
+
+
+def test_every_message_naming_a_section_prints_it(capsys, monkeypatch):
+    """Rich markup ate "[table]" in "edit [table] columns" and "[stack]" in the sandbox hint: every
+    message literal naming a section goes through each way the CLI prints and keeps its "[section]"."""
+    from s3tstream.cli.output import Output
+
+    messages = _section_messages()
+    assert len(messages) >= 10, messages  # the scan finds them (init, sandbox, preflight, endpoint hints...)
+    for terminal in ("1", "0"):
+        monkeypatch.setenv("TTY_COMPATIBLE", terminal)
+        for where, text, sections in messages:
+            out = Output()
+            out.info(text)
+            out.warn(text)
+            out.line(text)
+            out.progress("p")(text)
+            out.table(None, ["c"], [[text]])
+            with pytest.raises(SystemExit):
+                out.fail("x", text, text)
+            got = capsys.readouterr()
+            for sec in sections:
+                assert (got.out + got.err).count(f"[{sec}]") >= 6 * text.count(f"[{sec}]"), (where, text, got)
+
+
+def test_section_names_survive_in_help_and_real_messages(tmp_path):
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+
+    r = CliRunner().invoke(app, ["schema", "infer", "--help"])
+    assert "[table] columns" in r.stdout
+    p = tmp_path / "s3tstream.toml"
+    r = CliRunner().invoke(app, ["init", "--config", str(p)])
+    assert "[table] columns" in r.output
+    # a TOML syntax error is not blamed on keys; an environment variable's typo names the variable
+    p.write_text("[stack\nname = 'x'\n")
+    r = CliRunner().invoke(app, ["plan", "--config", str(p)])
+    assert r.exit_code == 2 and "TOML syntax" in r.output and "keys named above" not in r.output
+    p.write_text('[stack]\nname = "x"\n')
+    r = CliRunner().invoke(app, ["plan", "--config", str(p)], env={"S3TSTREAM_STACK__REGON": "eu-west-1"})
+    assert r.exit_code == 2 and "stack.regon: unknown key (set by the environment variable S3TSTREAM_STACK__REGON)" in r.output
+    assert "environment overrides" in r.output
+
+
+def test_no_message_is_printed_as_markup():
+    """Markup is only ever applied to text we write ourselves (tags, the demo's headings)."""
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parents[1] / "src" / "s3tstream" / "cli"
+    for path in cli.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "markup=True" not in text and "from_markup" not in text, path
