@@ -513,3 +513,42 @@ def test_no_message_is_printed_as_markup():
     for path in cli.rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert "markup=True" not in text and "from_markup" not in text, path
+
+
+# ------------------------------------------------------------------ the sandbox by hand
+def test_dummy_credentials_only_for_a_loopback_endpoint(monkeypatch):
+    from s3tstream.aws.client import Aws
+    from s3tstream.config import model as config
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # this machine is no EC2 instance either way
+    local = Aws(config.build({"stack": {"name": "x", "endpoint_url": "http://127.0.0.1:4566"}}))
+    assert local.dummy_credentials and local.session.get_credentials().access_key == "sandbox"
+    for url in ("https://dynamodb.us-east-1.amazonaws.com", None):
+        remote = Aws(config.build({"stack": {"name": "x", **({"endpoint_url": url} if url else {})}}))
+        assert not remote.dummy_credentials and remote.session.get_credentials() is None
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "mine")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "mine")
+    own = Aws(config.build({"stack": {"name": "x", "endpoint_url": "http://localhost:4566"}}))
+    assert not own.dummy_credentials and own.session.get_credentials().access_key == "mine"
+
+
+def test_init_sandbox_writes_a_config_that_works_as_is(tmp_path, sandbox, monkeypatch):
+    """`init --sandbox`: endpoint_url and both [lakeformation] opt-ins; with no credentials at all,
+    plan has nothing to refuse (no conflicts) and exits 3 with changes pending."""
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+
+    p = tmp_path / "s3tstream.toml"
+    no_creds = {k: None for k in __import__("os").environ if k.startswith("AWS_")}
+    r = CliRunner().invoke(app, ["init", "--sandbox", "--endpoint-url", sandbox.endpoint_url, "--config", str(p),
+                                 "--stack", "sbx" + __import__("uuid").uuid4().hex[:6]])
+    assert r.exit_code == 0, r.output
+    text = p.read_text()
+    assert f'endpoint_url = "{sandbox.endpoint_url}"' in text
+    assert "integrate = true" in text and "make_caller_admin = true" in text
+    r = CliRunner().invoke(app, ["plan", "--detailed-exitcode", "--config", str(p)], env=no_creds)
+    assert r.exit_code == 3, r.output
+    assert "using the sandbox's dummy credentials" in r.stderr and "conflict" not in r.output

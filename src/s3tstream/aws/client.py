@@ -28,6 +28,9 @@ from s3tstream.errors import CANCEL, AwsError, UsageError, WaitTimeout, raise_if
 if TYPE_CHECKING:
     from s3tstream.config.model import Config
 
+# The sandbox accepts any credentials; these are used for a loopback endpoint_url when none are
+# configured (never for any other endpoint: a real AWS call must never go out with them).
+SANDBOX_KEY = "sandbox"
 CONNECT_TIMEOUT = 10  # seconds; also bounds how long an unreachable endpoint_url takes to report
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Query", "Scan", "Search", "BatchGet", "Select")
 
@@ -91,6 +94,19 @@ class Aws:
             self.session = boto3.Session(profile_name=cfg.stack.profile or None, region_name=self.region)
         except ProfileNotFound as e:
             raise UsageError(str(e), "fix stack.profile or create the profile with `aws configure`") from None
+        # True when the sandbox's dummy credentials are used (the CLI says so)
+        self.dummy_credentials = is_loopback(self.endpoint_url) and not self._has_credentials()
+        if self.dummy_credentials:
+            self.session = boto3.Session(aws_access_key_id=SANDBOX_KEY, aws_secret_access_key=SANDBOX_KEY,
+                                         region_name=self.region)
+
+    def _has_credentials(self) -> bool:
+        """Only for a loopback endpoint_url (the sandbox): are there credentials, without asking the
+        EC2/container metadata services (meaningless for a local endpoint, and a 1 s timeout each)?"""
+        resolver = self.session._session.get_component("credential_provider")
+        for name in ("iam-role", "container-role"):
+            resolver.remove(name)
+        return self.session.get_credentials() is not None
 
     def client(self, service: str) -> Any:
         with self._lock:

@@ -136,6 +136,9 @@ def open_stack(path: Path | None, out: Output, command: str, *, lock: bool = Tru
         state.lock(command)
     try:
         aws = Aws(cfg)
+        if aws.dummy_credentials:
+            out.info(f"no AWS credentials configured: using the sandbox's dummy credentials for the local "
+                     f"endpoint_url {cfg.stack.endpoint_url}")
         aws.check_endpoint()
         if identity:
             ident = aws.identity()
