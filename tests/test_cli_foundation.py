@@ -259,8 +259,8 @@ def _invoke(config, *args):
     return CliRunner().invoke(app, [*args, "--config", str(config)])
 
 
-@pytest.mark.parametrize("command", [["plan"], ["up"], ["status"], ["doctor"], ["query"], ["verify"], ["errors"],
-                                     ["test-insert"], ["schema", "infer"], ["down", "--yes"]])
+@pytest.mark.parametrize("command", [["plan"], ["up"], ["status"], ["doctor"], ["schema", "infer"], ["down", "--yes"],
+                                     ["backfill"]])
 def test_unreachable_endpoint_is_one_error_without_a_call(tmp_path, calls, command):
     """A stopped sandbox: one message naming what was tried and the fix, exit 1, and not one AWS call
     (so no retries: the TCP probe answers within the connect timeout)."""
@@ -552,3 +552,44 @@ def test_init_sandbox_writes_a_config_that_works_as_is(tmp_path, sandbox, monkey
     r = CliRunner().invoke(app, ["plan", "--detailed-exitcode", "--config", str(p)], env=no_creds)
     assert r.exit_code == 3, r.output
     assert "using the sandbox's dummy credentials" in r.stderr and "conflict" not in r.output
+
+
+# ------------------------------------------------------------------ nothing created before it is needed
+@pytest.mark.parametrize("command,missing", [
+    (["query"], "create-table-bucket"), (["query", "--engine", "local"], "create-table-bucket"),
+    (["step", "query"], "create-table-bucket"), (["verify"], "create-source"), (["test-insert"], "create-source"),
+    (["errors"], "create-source"), (["errors", "replay"], "create-source"), (["put-item", "--item", '{"pk": "a"}'], "create-source"),
+    (["step", "put-item"], "create-source")])
+def test_data_commands_refuse_before_up_without_creating_anything(stack, calls, command, missing):
+    r = stack.cli(*command, ok=False)
+    assert r.exit_code == 2 and f"needs the step {missing}, which has not run" in r.output and "s3tstream up" in r.output
+    assert calls.mutating() == []
+    s3 = stack.client("s3")
+    assert not [b for b in s3.list_buckets().get("Buckets", []) if b["Name"].startswith(stack.name)]
+
+
+def test_data_commands_name_the_missing_step_after_a_partial_up(stack, calls):
+    run_steps(stack)  # the source and the stream, no lake
+    r = stack.cli("query", ok=False)
+    assert r.exit_code == 2 and "needs the step create-table-bucket" in r.output
+    r = stack.cli("verify", "--repair", ok=False)
+    assert r.exit_code == 2 and "needs the step create-table-bucket" in r.output
+    stack.cli("put-item", "--item", '{"pk": "a"}')  # the source is all put-item needs
+
+
+def test_down_removes_a_results_bucket_that_is_all_the_stack_has(stack):
+    """A results bucket carrying the stack tag (left by a query on a stack since taken down) is
+    removed by `down`, even with nothing else recorded; a bucket of that name without the tag is not."""
+    from s3tstream.aws.client import Aws
+    from s3tstream.config import model as config
+    from s3tstream.lake.query import ensure_results_bucket
+
+    cfg = config.load(stack.config_path)
+    aws = Aws(cfg)
+    bucket = cfg.names.results_bucket(aws.identity().account)
+    ensure_results_bucket(cfg, aws, bucket)
+    stack.client("s3").put_object(Bucket=bucket, Key="results/x.csv", Body=b"1")
+    doc = stack.json("down", "--yes")
+    assert [(d["kind"], d["name"]) for d in doc["deleted"]] == [("s3-results-bucket", bucket)]
+    assert bucket not in [b["Name"] for b in stack.client("s3").list_buckets()["Buckets"]]
+    assert stack.cli("down", "--yes").stdout.startswith(f"stack {stack.name}: nothing to remove")

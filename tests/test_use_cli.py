@@ -279,8 +279,8 @@ def test_failed_record_is_listed_then_replayed_after_the_fix(stack):
 @pytest.mark.sandbox
 def test_errors_without_an_error_bucket_is_a_usage_error(stack):
     stack.write(extra=PIPELINE)
-    r = stack.cli("errors", ok=False)
-    assert r.exit_code == 2 and "does not exist" in r.stderr
+    r = stack.cli("errors", ok=False)  # before up: refused from the state file, naming the step
+    assert r.exit_code == 2 and "errors needs the step create-source" in r.stderr
 
 
 # ------------------------------------------------------------------ test-insert with fakes (no sandbox)

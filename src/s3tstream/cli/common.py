@@ -125,13 +125,34 @@ class Stack:
         self.state.unlock()
 
 
-def open_stack(path: Path | None, out: Output, command: str, *, lock: bool = True, identity: bool = True) -> Stack:
-    """Config -> state (locked) -> credentials; every check before any mutating call."""
+def require_steps(state: "StateStore", command: str, steps: tuple[str, ...]) -> None:
+    """Exit 2 naming the first step, in dependency order, that `steps` need and that has not run
+    (from the state file: no AWS call, so nothing is created on the way to the refusal)."""
+    from s3tstream.errors import PlanError
+    from s3tstream.provision.catalog import BY_NAME, STEPS, closure
+
+    needed = {n for s in steps for n in closure(s)}
+    for name in (s.name for s in STEPS if s.name in needed):
+        if not BY_NAME[name].provisioning:
+            continue
+        recs = state.by_step(name)
+        if not recs or any(r.status != "present" for r in recs):
+            raise PlanError(f"{command} needs the step {name}, which has not run" + ("" if recs else " yet"),
+                            f"run `s3tstream up` (or `s3tstream step {name}`) first")
+
+
+def open_stack(path: Path | None, out: Output, command: str, *, lock: bool = True, identity: bool = True,
+               needs: tuple[str, ...] = ()) -> Stack:
+    """Config -> state (locked) -> credentials; every check before any mutating call.
+
+    needs: the steps that must have run (with all they need) for this command."""
     cfg = load_config(path)
     from s3tstream.aws.client import Aws
     from s3tstream.state import StateStore
 
     state = StateStore(cfg.state_path, cfg.stack.name, cfg.stack.region)
+    if needs:
+        require_steps(state, command, needs)
     if lock:
         state.lock(command)
     try:

@@ -569,10 +569,11 @@ def open_engine(cfg: "Config", aws: "Aws", engine: str | None = None, *, progres
     )
 
 
-def remove_results_bucket(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None) -> bool:
+def remove_results_bucket(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None, *, dry_run: bool = False) -> bool:
     """For `down`: empty and delete the stack's Athena results bucket when it carries this stack's tag.
 
-    Returns True when a bucket was deleted; a missing bucket or one without the stack tag is left.
+    Returns True when a bucket was deleted (dry_run: would be); a missing bucket or one without the
+    stack tag is left.
     """
     s3 = aws.client("s3")
     bucket = cfg.names.results_bucket(aws.identity().account)
@@ -584,6 +585,8 @@ def remove_results_bucket(cfg: "Config", aws: "Aws", progress: Progress = lambda
         raise translate(e, f"reading the tags of the Athena results bucket {bucket}") from None
     if tags.get("s3tstream:stack") != cfg.names.stack:
         return False
+    if dry_run:
+        return True
     try:
         n = 0
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):

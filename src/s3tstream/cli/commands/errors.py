@@ -27,7 +27,7 @@ def errors(
     from s3tstream.lake.exactjson import exact_json
 
     out = Output(output)
-    stack = open_stack(config, out, "errors", lock=False)
+    stack = open_stack(config, out, "errors", lock=False, needs=("create-firehose",))
     bucket, prefix = error_location(stack.cfg, stack.aws)
     with out.spinner("errors") as progress:
         objects, records = read_all(stack.aws.client("s3"), bucket, prefix, progress)
@@ -68,7 +68,7 @@ def replay(
     if any(not c for c in codes):
         raise UsageError("--code must name an error code, e.g. --code Lambda.ProcessingFailedStatus")
     out = Output(output)
-    stack = open_stack(config, out, "errors replay", lock=False)
+    stack = open_stack(config, out, "errors replay", lock=False, needs=("create-firehose",))
     with out.spinner("replay") as progress:
         res = do_replay(stack.cfg, stack.aws, dry_run=dry_run, codes=codes, progress=progress)
     if out.is_json:

@@ -237,6 +237,14 @@ def down(
 
             todo += [engine.Change("backfill", k, n, "delete")
                      for k, n in leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state)]
+            # Athena results land in a bucket `query` creates on first use (unrecorded); it
+            # carries the stack tag, and only a bucket with that tag is removed, also when it
+            # is all the stack has left.
+            from s3tstream.lake.query import remove_results_bucket
+
+            if remove_results_bucket(stack.cfg, stack.aws, ctx.progress, dry_run=True):
+                todo.append(engine.Change("query", "s3-results-bucket",
+                                          stack.cfg.names.results_bucket(stack.aws.identity().account), "delete"))
         if not todo:
             if out.is_json:
                 out.json({"stack": stack.cfg.stack.name, "deleted": [], "kept": []})
@@ -256,14 +264,9 @@ def down(
 
             done += [engine.Change("backfill", k, n, "delete")
                      for k, n in remove_leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state)]
-            # Athena results land in a bucket `query` creates on first use (unrecorded); it
-            # carries the stack tag, and only a bucket with that tag is removed.
-            from s3tstream.lake.query import remove_results_bucket
-
             if remove_results_bucket(stack.cfg, stack.aws, ctx.progress):
-                from s3tstream.provision.engine import Change
-
-                done.append(Change("query", "s3-results-bucket", stack.cfg.names.results_bucket(stack.aws.identity().account), "delete"))
+                done.append(engine.Change("query", "s3-results-bucket",
+                                          stack.cfg.names.results_bucket(stack.aws.identity().account), "delete"))
         if out.is_json:
             out.json({"stack": stack.cfg.stack.name,
                       "deleted": [c.to_dict() for c in done if c.action == "delete"],

@@ -74,7 +74,7 @@ def put_item(
     cfg = load_config(config)
     schema = ItemSchema.from_config(cfg)
     typed = parse_items(_read_sources(item, file), schema, dynamodb_json=dynamodb_json)
-    stack = open_stack(config, out, "put-item", lock=False)
+    stack = open_stack(config, out, "put-item", lock=False, needs=("create-source",))
     _write_items(stack, typed, schema, out)
 
 
@@ -91,5 +91,5 @@ def run_step(config: Path | None, output: Format) -> None:
     run = "sample-" + uuid.uuid4().hex[:8]
     plain = sample_item(cfg, schema, 0, run, key_plan(cfg, schema, 1, run).values(0))
     typed = checked_plain(plain, schema, "the sample item")
-    stack = open_stack(config, out, "step put-item", lock=False)
+    stack = open_stack(config, out, "step put-item", lock=False, needs=("create-source",))
     _write_items(stack, [typed], schema, out, show_items=True)

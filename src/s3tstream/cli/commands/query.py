@@ -47,7 +47,8 @@ def _render_result(out: Output, res: Any) -> None:
     out.info(f"{len(res.rows)} row(s){scanned}{qid} ({res.engine})")
 
 
-def run_query(config: Path | None, output: Format, sql: str | None, engine: str | None, timeout: float | None) -> None:
+def run_query(config: Path | None, output: Format, sql: str | None, engine: str | None, timeout: float | None,
+              command: str = "query") -> None:
     from s3tstream.errors import UsageError
     from s3tstream.lake.query import default_sql, open_engine
 
@@ -61,7 +62,10 @@ def run_query(config: Path | None, output: Format, sql: str | None, engine: str 
     if sql is not None and not sql.strip():
         raise UsageError("the SQL is empty", "pass a query, or no argument for the default one")
     text = sql.strip().rstrip(";").strip() if sql else default_sql(cfg)
-    stack = open_stack(config, out, "query", lock=False)
+    # Athena reads the table through the s3tablescatalog integration (grant-lf); the local engine
+    # only needs the table. Checked before open_engine, which creates the Athena results bucket.
+    needs = ("create-table-bucket",) if (engine or cfg.athena.engine) == "local" else ("grant-lf",)
+    stack = open_stack(config, out, command, lock=False, needs=needs)
     with out.spinner("query") as progress:
         eng = open_engine(stack.cfg, stack.aws, engine, progress=progress, timeout=timeout)
         res = eng.run(text)
@@ -82,4 +86,4 @@ def query(
 
 def run_step(config: Path | None, output: Format) -> None:
     """`s3tstream step query`: the default query."""
-    run_query(config, output, None, None, None)
+    run_query(config, output, None, None, None, "step query")

@@ -33,7 +33,7 @@ def test_insert(
         if v is not None and v < 0:
             raise UsageError(f"{name} must not be negative, got {v}")
     out = Output(output)
-    stack = open_stack(config, out, "test-insert", lock=False)
+    stack = open_stack(config, out, "test-insert", lock=False, needs=("create-firehose",))
     cfg = stack.cfg
     with out.spinner("test-insert") as progress:
         # the engine's per-query states would drown the follow loop's own progress

@@ -38,7 +38,8 @@ def verify(
         raise UsageError("--enable-pitr only applies to --export")
     out = Output(output)
     # --export creates (and removes) a Glue table and export files, as backfill does: one run at a time
-    stack = open_stack(config, out, "verify", lock=export)
+    stack = open_stack(config, out, "verify", lock=export,
+                       needs=("create-source", "set-metadata") + (("create-stream",) if repair else ()))
     cfg = stack.cfg
     settings = transform_settings(cfg)
     info = None
