@@ -593,3 +593,48 @@ def test_down_removes_a_results_bucket_that_is_all_the_stack_has(stack):
     assert [(d["kind"], d["name"]) for d in doc["deleted"]] == [("s3-results-bucket", bucket)]
     assert bucket not in [b["Name"] for b in stack.client("s3").list_buckets()["Buckets"]]
     assert stack.cli("down", "--yes").stdout.startswith(f"stack {stack.name}: nothing to remove")
+
+
+# ------------------------------------------------------------------ start-up
+def _command_paths():
+    import typer
+
+    from s3tstream.cli.app import app
+
+    root = typer.main.get_command(app)
+    out = [[]]
+
+    def walk(cmd, path):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            out.append([*path, name])
+            walk(sub, [*path, name])
+
+    walk(root, [])
+    return out
+
+
+def test_fast_help_prints_what_typer_prints_for_every_command(monkeypatch, capsys):
+    from s3tstream.cli import app as app_mod
+
+    monkeypatch.setattr(sys, "argv", ["s3tstream"])
+    monkeypatch.setenv("COLUMNS", "80")
+    paths = _command_paths()
+    assert ["errors", "replay"] in paths and ["schema", "infer"] in paths and len(paths) > 15
+    for path in paths + [["step", "create-source"]]:
+        assert app_mod._fast_help([*path, "--help"]), path
+        fast = capsys.readouterr().out
+        with pytest.raises(SystemExit) as e:
+            app_mod.app([*path, "--help"], prog_name="s3tstream")  # Typer's own path
+        assert e.value.code == 0 and fast == capsys.readouterr().out, path
+    for args in (["nope", "--help"], ["query", "-o", "json", "--help"], ["query"], ["--", "--help"]):
+        assert not app_mod._fast_help(args)  # Typer answers these itself
+
+
+def test_command_help_does_not_import_pydantic_or_boto3():
+    code = ("import sys; sys.argv=['s3tstream','query','--help']\n"
+            "from s3tstream.cli.app import main; main()\n"
+            "bad = [m for m in ('pydantic', 'boto3', 'botocore', 'rich') if m in sys.modules]\n"
+            "assert not bad, bad")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Run SQL over the lake table" in r.stdout

@@ -53,5 +53,39 @@ app.add_typer(cmd_schema.app, name="schema")
 app.command()(cmd_demo.demo)
 
 
+def _fast_help(args: list[str]) -> bool:
+    """`s3tstream [GROUP...] COMMAND --help`, answered from the command tree without parsing any
+    parameter: Typer would first build a pydantic validator for the --help flag itself, which
+    imports pydantic and doubles the time to show the help (benchmarks/startup.py). The text is
+    the one Typer prints (tests/test_cli_foundation.py compares them). Anything else (an option
+    before --help, an unknown command): False, and Typer answers as usual."""
+    import os
+    import sys
+
+    if "--help" not in args or "--" in args:
+        return False
+    path = args[: args.index("--help")]
+    cmd = typer.main.get_command(app)
+    prog = os.path.basename(sys.argv[0])
+    prog = "python -m s3tstream" if prog == "__main__.py" else prog
+    ctx = cmd.context_class(cmd, info_name=prog)
+    for word in path:
+        if word.startswith("-"):
+            return False
+        sub = cmd.get_command(ctx, word) if hasattr(cmd, "get_command") else None
+        if sub is None:
+            if hasattr(cmd, "get_command"):
+                return False  # an unknown command: Typer says so
+            break  # an argument of a leaf command: its help all the same
+        cmd = sub
+        ctx = cmd.context_class(cmd, info_name=word, parent=ctx)
+    typer.echo(ctx.get_help())
+    return True
+
+
 def main() -> None:
+    import sys
+
+    if _fast_help(sys.argv[1:]):
+        return
     app()
