@@ -201,6 +201,7 @@ def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -
         # calls check CANCEL), wait for them to stop, then say what was under way.
         CANCEL.set()
         pool.shutdown(wait=True, cancel_futures=True)
+        CANCEL.clear()  # every step has stopped; a caller that goes on (a library, a test) is not cancelled
         raise Interrupted(interrupted_message(ctx, sorted(running.values())),
                           "run the same command again: it resumes from the state file (a resource recorded "
                           "as creating is checked and finished, never created twice)") from None
