@@ -365,6 +365,7 @@ def test_ctrl_c_hint_is_true_for_the_command(stack, monkeypatch):
     def ctrl_c(*a, **k):
         raise KeyboardInterrupt
 
+    run_steps(stack, ["create-source"])
     monkeypatch.setattr(items, "put_items", ctrl_c)
     r = stack.cli("put-item", "--item", '{"pk": "a"}', ok=False)
     assert r.exit_code == 130 and "starts over" in r.output and "resumes" not in r.output
