@@ -639,3 +639,19 @@ def test_command_help_does_not_import_pydantic_or_boto3():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "Run SQL over the lake table" in r.stdout
+
+
+def test_sandbox_start_on_a_taken_port_is_one_error(tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = CliRunner().invoke(app, ["sandbox", "start", "--port", str(port), "--home", str(tmp_path)])
+    assert r.exit_code == 1 and f"port {port} is already in use" in r.output
+    assert "Traceback" not in r.output and not isinstance(r.exception, RuntimeError)

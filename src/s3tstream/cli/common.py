@@ -59,6 +59,11 @@ def handle_errors(fn: F | None = None, *, interrupted: str = RESUMES) -> Any:
         except KeyboardInterrupt:
             out.fail("interrupted", "interrupted", interrupted, 130)
         except Exception as e:
+            if type(e).__module__.startswith("s3tstream.sandbox"):
+                from s3tstream.sandbox.control import SandboxError
+
+                if isinstance(e, SandboxError):  # its message says why and what to do (a taken port...)
+                    out.fail("sandbox", str(e), "", 1)
             if not type(e).__module__.startswith("botocore"):
                 raise
             # an AWS error no layer below translated: still one message, never a traceback
