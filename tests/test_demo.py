@@ -31,3 +31,41 @@ def test_demo_runs_end_to_end_and_leaves_nothing(tmp_path):
     assert not (home / "sandbox.json").exists()
     state = json.loads((home / "demo.json").read_text())
     assert state["resources"] == []
+
+
+def test_explore_lines_work_when_pasted_without_credentials(tmp_path, sandbox):
+    """`demo --keep` prints lines to paste: the s3tstream ones run as printed with no AWS credentials
+    in the environment (a loopback endpoint_url gets the sandbox's dummy ones), the aws ones come
+    after an export line giving the aws CLI credentials and a Region."""
+    import shlex
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from s3tstream.cli.app import app
+    from s3tstream.cli.demo import CONFIG, Demo
+
+    stack = "d" + uuid.uuid4().hex[:8]
+    demo = Demo(tmp_path / "demo")
+    demo.dir.mkdir()
+    demo.config_path.write_text(CONFIG.format(stack=stack, endpoint=sandbox.endpoint_url).replace(
+        'table = "demo-orders"', f'table = "{stack}-orders"'), encoding="utf-8")
+    no_creds = {k: None for k in os.environ if k.startswith("AWS_")}
+    hint = demo.explore_hint(sandbox.endpoint_url)
+    lines = [x.strip() for x in hint.splitlines() if x.startswith("  ")]
+    assert lines.index(next(x for x in lines if x.startswith("export AWS_ACCESS_KEY_ID="))) < lines.index(
+        next(x for x in lines if x.startswith("aws ")))
+    assert "AWS_DEFAULT_REGION=" in hint
+    runner = CliRunner()
+    try:
+        r = runner.invoke(app, ["step", "create-source", "--config", str(demo.config_path)], env=no_creds)
+        assert r.exit_code == 0, r.output
+        assert "sandbox's dummy credentials" in r.stderr
+        for line in lines:
+            argv = shlex.split(line)
+            if argv[0] != "s3tstream" or argv[1] not in ("status", "put-item"):
+                continue  # query and verify need the whole pipeline (the demo test runs them)
+            r = runner.invoke(app, argv[1:], env=no_creds)
+            assert r.exit_code == 0, (line, r.output)
+    finally:
+        runner.invoke(app, ["down", "--yes", "--config", str(demo.config_path)], env=no_creds)

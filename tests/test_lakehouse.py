@@ -176,17 +176,24 @@ def test_schema_infer_prints_a_columns_block(stack: Any) -> None:
     assert r.stdout == (
         "# inferred from 30 sampled item(s); check the types before the first `up`\n"
         "[table]\ncolumns = [\n"
+        "  # PK: key attribute (S)\n"
         '  { name = "pk", type = "string", required = true, source = "PK" },\n'
+        "  # SK: key attribute (N): integers of up to 2 digit(s)\n"
         '  { name = "sk", type = "long", required = true, source = "SK" },\n'
-        '  { name = "created_at", type = "string", source = "createdAt" },\n'
+        "  # createdAt: in 30 of 30 item(s): ISO-8601 dates (30)\n"
+        '  { name = "created_at", type = "date", source = "createdAt" },\n'
+        "  # lines: in 30 of 30 item(s): lists\n"
         '  { name = "lines", type = "list<struct<sku:string,n:long>>" },\n'
-        '  { name = "total", type = "decimal(4,2)" },\n'
+        "  # total: in 30 of 30 item(s): numbers with a fraction, up to 2 integer digit(s) and 2 decimal place(s); "
+        "precision 38 leaves room for larger values\n"
+        '  { name = "total", type = "decimal(38,2)" },\n'
+        "  # gift: in 15 of 30 item(s): booleans\n"
         '  { name = "gift", type = "boolean" },\n'
         "]\n"
     )
     doc = stack.json("schema", "infer", "--sample", "10")
     assert doc["sampled"] == 10 and doc["columns"][0] == {"name": "pk", "type": "string", "required": True,
-                                                           "source": "PK", "seen": 10}
+                                                           "source": "PK", "seen": 10, "saw": "key attribute (S)"}
 
 
 def test_commit_conflict_is_retried(stack: Any, sandbox: Any) -> None:

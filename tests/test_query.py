@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from botocore.stub import ANY, Stubber
 
-from s3tstream.lake import query as Q
+from s3tstream.lake import exactjson, query as Q
 from s3tstream.errors import Interrupted, UsageError, WaitTimeout
 
 QID = "11111111-2222-3333-4444-555555555555"
@@ -84,9 +84,9 @@ def test_succeeded_pages_and_types():
     assert res.rows[2][0] == "id" and len(res.rows) == 3  # not a bigint: kept as text, never a crash
     assert res.data_scanned_bytes == 1234 and res.query_id == QID
     assert sleeps == pytest.approx([0.1, 0.15, 0.225])  # backoff, capped at max_poll
-    doc = json.loads(Q.exact_json(res.to_json()), parse_float=Decimal)
+    doc = json.loads(exactjson.exact_json(res.to_json()), parse_float=Decimal)
     assert doc["rows"][0]["price"] == Decimal("12.3400")
-    assert '"price": 12.3400' in Q.exact_json(res.to_json())
+    assert '"price": 12.3400' in exactjson.exact_json(res.to_json())
 
 
 @pytest.mark.parametrize("state,reason,words", [
@@ -185,11 +185,11 @@ def test_value_typing(typ, text, want):
 
 def test_exact_json_and_csv_keep_decimals():
     doc = {"a": Decimal("0.10"), "b": [Decimal("-1E+3"), float("inf")], "s": "x\u0000y"}
-    text = Q.exact_json(doc)
+    text = exactjson.exact_json(doc)
     assert json.loads(text, parse_float=Decimal) == {"a": Decimal("0.10"), "b": [-1000, "inf"], "s": "x\u0000y"}
     assert '"a": 0.10' in text
     buf = io.StringIO()
-    csv.writer(buf).writerow([Q.csv_value(v) for v in (Decimal("1.50"), None, True, {"k": Decimal("2.0")}, "x")])
+    csv.writer(buf).writerow([exactjson.csv_value(v) for v in (Decimal("1.50"), None, True, {"k": Decimal("2.0")}, "x")])
     assert buf.getvalue().strip() == '1.50,,true,"{""k"":2.0}",x'
 
 

@@ -11,7 +11,7 @@ import pytest
 from botocore.validate import ParamValidator
 
 from s3tstream.config import model as config
-from s3tstream.lake import schema
+from s3tstream.lake import infer, schema
 from s3tstream.errors import ConfigError
 from s3tstream.transform import types as T
 
@@ -233,29 +233,38 @@ def N(v: str) -> dict:  # noqa: N802
 @pytest.mark.parametrize("values,expected", [
     ([S("a"), S("b")], "string"),
     ([N("1"), N("-42"), N("9223372036854775807")], "long"),
-    ([N("1"), N("9223372036854775808")], "decimal(19,0)"),
-    ([N("1.5"), N("12.25"), N("100")], "decimal(5,2)"),
-    ([N("1E+2"), N("0.001")], "decimal(6,3)"),
+    ([N("1"), N("9223372036854775808")], "decimal(38,0)"),
+    # room for what comes: 19.25 must not give decimal(4,2), which 100.00 would fail
+    ([N("1.5"), N("19.25")], "decimal(38,2)"),
+    ([N("1.5"), N("12.25"), N("100")], "decimal(38,2)"),
+    ([N("1E+2"), N("0.001")], "decimal(38,3)"),
+    ([S("2024-05-01"), S("2026-12-31")], "date"),
+    ([S("2024-05-01T12:00:00Z"), S("2024-05-01T12:00:00.123456+02:00"), S("2024-05-02")], "timestamptz"),
+    ([S("2024-05-01T12:00:00"), S("2024-05-01 12:00")], "timestamp"),
+    ([S("2024-05-01T12:00:00Z"), S("soon")], "string"),
+    ([S("20240501"), S("2024")], "string"),  # basic-format dates are more likely ids
+    ([S("2024-13-45")], "string"),  # shaped like a date, but not one
+    ([{"SS": ["2024-05-01", "2024-05-02"]}], "list<date>"),
     ([N("1" * 30 + ".5"), N("0." + "1" * 10)], "string"),  # beyond decimal(38)
     ([{"B": "AQI="}], "binary"),
     ([{"BOOL": True}, {"NULL": True}], "boolean"),
     ([{"NULL": True}], "string"),
     ([S("a"), N("1")], "string"),  # mixed: JSON/text
     ([{"SS": ["a", "b"]}], "list<string>"),
-    ([{"NS": ["1", "2.5"]}], "list<decimal(2,1)>"),
+    ([{"NS": ["1", "2.5"]}], "list<decimal(38,1)>"),
     ([{"BS": ["AQI="]}], "list<binary>"),
     ([{"L": [N("1"), N("2")]}, {"L": []}], "list<long>"),
     ([{"L": [S("a"), N("2")]}], "string"),
     ([{"L": []}], "list<string>"),
     ([{"M": {"city": S("x"), "zip": N("1")}}, {"M": {"city": S("y")}}], "struct<city:string,zip:long>"),
-    ([{"M": {"geo": {"M": {"lat": N("1.5")}}}}], "struct<geo:struct<lat:decimal(2,1)>>"),
+    ([{"M": {"geo": {"M": {"lat": N("1.5")}}}}], "struct<geo:struct<lat:decimal(38,1)>>"),
     ([{"M": {"userA": N("1"), "User-B": N("2")}}], "map<string,long>"),
     ([{"M": {"Aa": N("1"), "Bb": S("x")}}], "string"),
     ([{"M": {}}], "string"),
 ])
 def test_inference_rules(values: list[dict], expected: str) -> None:
     items = [{"pk": S(str(i)), "v": v} for i, v in enumerate(values)]
-    cols, n = schema.infer_columns(items, [("pk", "S")])
+    cols, n = infer.infer_columns(items, [("pk", "S")])
     assert n == len(values)
     assert cols[1].name == "v" and cols[1].type == expected
     T.parse_type(expected)  # every inferred type is a valid column type
@@ -264,11 +273,11 @@ def test_inference_rules(values: list[dict], expected: str) -> None:
 def test_inference_names_keys_and_block_round_trips() -> None:
     items = [{"PK": S("a"), "SK": N("1"), "createdAt": S("2024"), "Total-Amount": N("1.25")},
              {"PK": S("b"), "SK": N("2"), "createdAt": S("2025")}]
-    cols, n = schema.infer_columns(items, [("PK", "S"), ("SK", "N")])
+    cols, n = infer.infer_columns(items, [("PK", "S"), ("SK", "N")])
     assert [(c.name, c.type, c.required, c.source) for c in cols] == [
         ("pk", "string", True, "PK"), ("sk", "long", True, "SK"),
-        ("created_at", "string", False, "createdAt"), ("total_amount", "decimal(3,2)", False, "Total-Amount")]
-    block = schema.toml_block(cols, n)
+        ("created_at", "string", False, "createdAt"), ("total_amount", "decimal(38,2)", False, "Total-Amount")]
+    block = infer.toml_block(cols, n)
     doc = tomllib.loads(block)
     cfg = config.build({"stack": {"name": "orders"}, "table": doc["table"],
                         "source": {"partition_key": {"name": "PK", "type": "S"}, "sort_key": {"name": "SK", "type": "N"}}})
@@ -276,7 +285,38 @@ def test_inference_names_keys_and_block_round_trips() -> None:
 
 
 def test_column_names_from_attributes() -> None:
-    assert schema.column_name_for("createdAt") == "created_at"
-    assert schema.column_name_for("userID") == "user_id"
-    assert schema.column_name_for("9lives") == "_9lives"
-    assert schema.column_name_for("a.b c") == "a_b_c"
+    assert infer.column_name_for("createdAt") == "created_at"
+    assert infer.column_name_for("userID") == "user_id"
+    assert infer.column_name_for("9lives") == "_9lives"
+    assert infer.column_name_for("a.b c") == "a_b_c"
+
+
+def test_inferred_types_hold_larger_values_and_the_transform_converts_them() -> None:
+    """The proposal converts values beyond the sample: an amount of 100.00 after a sample up to
+    19.25, an ISO timestamp with another offset (the transform's own conversion decides)."""
+    from s3tstream.transform import mapping
+
+    items = [{"pk": S("a"), "amount": N("19.25"), "at": S("2024-05-01T12:00:00Z"), "day": S("2024-05-01")},
+             {"pk": S("b"), "amount": N("3.5"), "at": S("2024-05-02T08:30:00.5+02:00"), "day": S("2024-05-02")}]
+    cols, _ = infer.infer_columns(items, [("pk", "S")])
+    types = {c.name: c.type for c in cols}
+    assert types == {"pk": "string", "amount": "decimal(38,2)", "at": "timestamptz", "day": "date"}
+    for typ, value in (("amount", N("123456789.99")), ("at", S("2030-01-01T00:00:00-05:00")), ("day", S("2031-02-03"))):
+        convert, _ = mapping._compile(T.parse_type(types[typ]), "iso")  # the transform's converter for the type
+        convert(value)  # raises RecordError for a value the column cannot hold
+
+
+def test_toml_block_has_a_comment_per_column_saying_what_was_seen() -> None:
+    items = [{"pk": S("a"), "amount": N("19.25"), "at": S("2024-05-01T12:00:00Z"), "note": {"NULL": True}},
+             {"pk": S("b"), "amount": N("3.5")}]
+    cols, n = infer.infer_columns(items, [("pk", "S")])
+    block = infer.toml_block(cols, n)
+    lines = block.splitlines()
+    for c in cols:  # the comment sits right above its column
+        i = next(i for i, x in enumerate(lines) if f'name = "{c.name}"' in x)
+        assert lines[i - 1].startswith(f"  # {c.name}: ")
+    assert "# amount: in 2 of 2 item(s): numbers with a fraction, up to 2 integer digit(s) and 2 decimal place(s)" in block
+    assert "precision 38 leaves room for larger values" in block
+    assert "# at: in 1 of 2 item(s): ISO-8601 timestamps: 1 with an offset" in block
+    assert "# note: in 1 of 2 item(s): only NULL seen" in block
+    tomllib.loads(block)  # still valid TOML

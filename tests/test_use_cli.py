@@ -286,8 +286,8 @@ def test_failed_record_is_listed_then_replayed_after_the_fix(stack):
 @pytest.mark.sandbox
 def test_errors_without_an_error_bucket_is_a_usage_error(stack):
     stack.write(extra=PIPELINE)
-    r = stack.cli("errors", ok=False)
-    assert r.exit_code == 2 and "does not exist" in r.stderr
+    r = stack.cli("errors", ok=False)  # before up: refused from the state file, naming the step
+    assert r.exit_code == 2 and "errors needs the step create-source" in r.stderr
 
 
 # ------------------------------------------------------------------ test-insert with fakes (no sandbox)
@@ -416,3 +416,26 @@ def test_bad_counts_are_usage_errors():
         _ti([{"name": "pk", "type": "string", "required": True}], count=4, updates=3, deletes=3)
     with pytest.raises(UsageError, match="--count"):
         _ti([{"name": "pk", "type": "string", "required": True}], count=0)
+
+
+def test_dynamodb_json_without_the_flag_names_the_flag(stack, calls):
+    r = stack.cli("put-item", "--item", '{"pk": {"S": "a"}, "qty": {"N": "7"}}', ok=False)
+    assert r.exit_code == 2 and "pass --dynamodb-json" in r.stderr and "quote it" not in r.stderr
+    assert calls.calls == []
+
+
+@pytest.mark.sandbox
+def test_query_keeps_long_values_whole(typed):
+    """A long value: whole in json and csv, wrapped (never cut) in an 80-column table."""
+    long_text = " ".join(f"word{i:03d}" for i in range(60))
+    typed.json("put-item", "--item", json.dumps({"pk": "long", "tags": [long_text]}))
+    drain(typed)
+    sql = f"SELECT pk, tags FROM {typed.name} WHERE pk = 'long'"
+    doc = json.loads(typed.cli("query", sql, "--output", "json").stdout)
+    assert long_text in json.dumps(doc["rows"][0]["tags"])
+    assert long_text in typed.cli("query", sql, "--output", "csv").stdout
+    import re
+
+    table = re.sub(r"\x1b\[[0-9;]*m", "", typed.cli("query", sql, env={"TTY_COMPATIBLE": "1", "COLUMNS": "80"}).stdout)
+    assert "…" not in table and max(len(x) for x in table.splitlines()) <= 80, table
+    assert all(f"word{i:03d}" in table for i in range(60))

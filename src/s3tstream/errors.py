@@ -6,6 +6,13 @@ state, 130 interrupted.
 
 from __future__ import annotations
 
+import threading
+
+# Set on Ctrl-C (cli.common installs the handler). Only the main thread sees KeyboardInterrupt:
+# waits and AWS calls in worker threads (up's parallel steps, parallel scans) check this flag and
+# stop with Interrupted, so one Ctrl-C stops every thread within a poll slice.
+CANCEL = threading.Event()
+
 
 class S3tError(Exception):
     """Base error: a message saying what failed and why, and a hint saying what to do next."""
@@ -71,3 +78,8 @@ class WaitTimeout(S3tError):
 class Interrupted(S3tError):
     exit_code = 130
     code = "interrupted"
+
+
+def raise_if_cancelled(doing: str) -> None:
+    if CANCEL.is_set():
+        raise Interrupted(f"interrupted while {doing}")

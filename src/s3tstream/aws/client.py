@@ -7,22 +7,31 @@ counts calls by operation, so tests can assert that a second `up` mutates nothin
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError, NoCredentialsError,
+                                 ProfileNotFound)
+from botocore.parsers import ResponseParserError
 
 from s3tstream import __version__
-from s3tstream.errors import AwsError, UsageError, WaitTimeout
+from s3tstream.errors import CANCEL, AwsError, UsageError, WaitTimeout, raise_if_cancelled
 
 if TYPE_CHECKING:
     from s3tstream.config.model import Config
 
+# The sandbox accepts any credentials; these are used for a loopback endpoint_url when none are
+# configured (never for any other endpoint: a real AWS call must never go out with them).
+SANDBOX_KEY = "sandbox"
+CONNECT_TIMEOUT = 10  # seconds; also bounds how long an unreachable endpoint_url takes to report
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Query", "Scan", "Search", "BatchGet", "Select")
 
 
@@ -80,10 +89,24 @@ class Aws:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._identity: Identity | None = None
+        self._reachable = False
         try:
             self.session = boto3.Session(profile_name=cfg.stack.profile or None, region_name=self.region)
         except ProfileNotFound as e:
             raise UsageError(str(e), "fix stack.profile or create the profile with `aws configure`") from None
+        # True when the sandbox's dummy credentials are used (the CLI says so)
+        self.dummy_credentials = is_loopback(self.endpoint_url) and not self._has_credentials()
+        if self.dummy_credentials:
+            self.session = boto3.Session(aws_access_key_id=SANDBOX_KEY, aws_secret_access_key=SANDBOX_KEY,
+                                         region_name=self.region)
+
+    def _has_credentials(self) -> bool:
+        """Only for a loopback endpoint_url (the sandbox): are there credentials, without asking the
+        EC2/container metadata services (meaningless for a local endpoint, and a 1 s timeout each)?"""
+        resolver = self.session._session.get_component("credential_provider")
+        for name in ("iam-role", "container-role"):
+            resolver.remove(name)
+        return self.session.get_credentials() is not None
 
     def client(self, service: str) -> Any:
         with self._lock:
@@ -92,18 +115,34 @@ class Aws:
                     # total_max_attempts counts the first call too ("max_attempts" would count retries only)
                     retries={"mode": "standard", "total_max_attempts": self.cfg.stack.max_attempts},
                     user_agent_extra=f"s3tstream/{__version__}",
-                    connect_timeout=10,
+                    connect_timeout=CONNECT_TIMEOUT,
                     read_timeout=70,
                     # a local endpoint serves every bucket on one host
                     s3={"addressing_style": "path"} if self.endpoint_url else None,
                 )
                 c = self.session.client(service, endpoint_url=self.endpoint_url, config=conf)
                 sname = c.meta.service_model.service_name
-                c.meta.events.register(
-                    "before-call.*.*", lambda model, **_: self.call_log.add(f"{sname}:{model.name}")
-                )
+                c.meta.events.register("before-call.*.*", lambda model, **_: self._before_call(f"{sname}:{model.name}"))
                 self._clients[service] = c
             return self._clients[service]
+
+    def _before_call(self, name: str) -> None:
+        # after Ctrl-C, a worker thread makes no further call (its step stops where it is)
+        raise_if_cancelled(f"about to call {name}")
+        self.call_log.add(name)
+
+    def check_endpoint(self) -> None:
+        """With an endpoint_url, one TCP connect before any call: a stopped sandbox or a wrong port
+        is one clear error within CONNECT_TIMEOUT, not botocore's retries of every call."""
+        if not self.endpoint_url or self._reachable:
+            return
+        parts = urlsplit(self.endpoint_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname or "", port), timeout=CONNECT_TIMEOUT).close()
+        except OSError as e:
+            raise unreachable(self.endpoint_url, e.strerror or str(e) or type(e).__name__) from None
+        self._reachable = True
 
     def identity(self) -> Identity:
         if self._identity is None:
@@ -114,8 +153,8 @@ class Aws:
                     "no AWS credentials found",
                     "configure credentials (aws configure, AWS_PROFILE or stack.profile); for the sandbox any value works",
                 ) from None
-            except ClientError as e:
-                raise translate(e, "checking credentials (sts:GetCallerIdentity)") from None
+            except (ClientError, BotoCoreError, ResponseParserError) as e:
+                raise translate(e, "checking credentials (sts:GetCallerIdentity)", self.endpoint_url) from None
             self._identity = Identity(account=r["Account"], arn=r["Arn"], user_id=r["UserId"])
         return self._identity
 
@@ -147,10 +186,47 @@ def is_not_found(e: BaseException) -> bool:
     return isinstance(e, ClientError) and error_code(e) in NOT_FOUND
 
 
-def translate(e: ClientError | BotoCoreError, doing: str) -> AwsError:
+def is_loopback(url: str | None) -> bool:
+    """True for an endpoint_url on this machine (the sandbox): localhost or a loopback address."""
+    host = urlsplit(url).hostname if url else None
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_hint(endpoint_url: str | None) -> str:
+    if not endpoint_url:
+        return "check the network and [stack] region; set [stack] endpoint_url only for the local sandbox"
+    if is_loopback(endpoint_url):
+        return (f"start the sandbox (`s3tstream sandbox start` prints its endpoint_url), or fix [stack] endpoint_url "
+                f"({endpoint_url}) to the one it prints")
+    return f"check [stack] endpoint_url ({endpoint_url}); remove it to use AWS"
+
+
+def unreachable(endpoint_url: str | None, reason: str) -> AwsError:
+    where = f"the endpoint {endpoint_url} ([stack] endpoint_url)" if endpoint_url else "AWS"
+    return AwsError(f"cannot reach {where}: {reason}", endpoint_hint(endpoint_url), code="endpoint")
+
+
+def translate(e: ClientError | BotoCoreError | ResponseParserError, doing: str, endpoint_url: str | None = None) -> AwsError:
     """One ClientError -> one AwsError saying what we were doing and what to try."""
+    if isinstance(e, BotoConnectionError):  # refused, DNS, connect/read timeouts
+        if endpoint_url is None:  # a caller without the config: a loopback URL can only be endpoint_url
+            url = str(getattr(e, "kwargs", {}).get("endpoint_url") or "")
+            endpoint_url = f"{urlsplit(url).scheme}://{urlsplit(url).netloc}" if is_loopback(url) else None
+        return unreachable(endpoint_url, f"{doing}: {e}")
+    if isinstance(e, ResponseParserError) or (endpoint_url and isinstance(e, ClientError) and error_code(e).isdigit()
+                                               and not e.response.get("Error", {}).get("Message")):
+        # something answers on endpoint_url, but not with AWS's protocol (another web server on the port)
+        return AwsError(f"{doing}: the endpoint {endpoint_url or ''} answered, but not like AWS ({str(e)[:120]})",
+                        endpoint_hint(endpoint_url), code="endpoint")
     if isinstance(e, BotoCoreError):
-        return AwsError(f"{doing}: {e}", "check stack.endpoint_url / network, then run the command again")
+        return AwsError(f"{doing}: {e}", "check [stack] endpoint_url and the network, then run the command again")
     code, msg = error_code(e), error_message(e)
     op = e.operation_name
     if code in ACCESS:
@@ -167,6 +243,12 @@ def translate(e: ClientError | BotoCoreError, doing: str) -> AwsError:
 
 # ------------------------------------------------------------------ waiting
 Progress = Callable[[str], None]
+
+
+def sleep(seconds: float) -> None:
+    """time.sleep that Ctrl-C ends at once in any thread (Interrupted)."""
+    if CANCEL.wait(seconds):
+        raise_if_cancelled("waiting")
 
 
 def wait_until(
@@ -188,6 +270,7 @@ def wait_until(
     delay = interval
     cap = max_interval if max_interval is not None else max(interval, min(30.0, interval * 2))
     while True:
+        raise_if_cancelled(f"waiting for {what}")
         done, status = check()
         elapsed = time.monotonic() - start
         if progress:
@@ -199,7 +282,8 @@ def wait_until(
                 f"timed out after {elapsed:.0f}s waiting for {what} (last status {status})",
                 "run the command again to keep waiting: it resumes, or raise stack.wait_timeout",
             )
-        time.sleep(delay)
+        if CANCEL.wait(delay):
+            raise_if_cancelled(f"waiting for {what} (last status {status})")
         delay = min(cap, delay * 1.5)
 
 

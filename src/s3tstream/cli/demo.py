@@ -99,7 +99,9 @@ class Demo:
         return self.dir / ".s3tstream"
 
     def step(self, title: str, args: list[str], *, allow_fail: bool = False) -> int:
-        self.say(f"\n[bold]== {title}[/bold]\n[dim]$ s3tstream {' '.join(args)}[/dim]")
+        from rich.markup import escape
+
+        self.say(f"\n[bold]== {escape(title)}[/bold]\n[dim]$ s3tstream {escape(' '.join(args))}[/dim]")
         t = time.monotonic()
         assert self.run_cli is not None
         code = self.run_cli([*args, "--config", str(self.config_path)])
@@ -148,15 +150,22 @@ class Demo:
         self.say(f"\n[bold green]demo done[/bold green] in {self.timings['total']:.1f}s")
 
     def explore_hint(self, endpoint: str) -> str:
-        c = f"--config {self.config_path}"
+        """Lines that work when pasted into a shell, from any folder (tests/test_demo.py runs them)."""
+        from rich.markup import escape
+
+        c = f"--config {self.config_path.resolve()}"
+        lines = [
+            f"s3tstream status {c}",
+            f"s3tstream query {c} \"SELECT count(*) FROM orders\"",
+            f"s3tstream put-item {c} --item '{{\"order_id\": \"mine\", \"amount\": \"1.23\"}}'",
+            f"s3tstream verify {c}",
+            "export AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1",
+            f"aws --endpoint-url {endpoint} dynamodb scan --table-name demo-orders --max-items 3",
+            f"aws --endpoint-url {endpoint} firehose describe-delivery-stream --delivery-stream-name demo-to-lake",
+        ]
         return (
-            "\n[bold]Everything is still running.[/bold] Explore it:\n"
-            f"  s3tstream status {c}\n"
-            f"  s3tstream query {c} \"SELECT count(*) FROM orders\"\n"
-            f"  s3tstream put-item {c} --item '{{\"order_id\": \"mine\", \"amount\": \"1.23\"}}'\n"
-            f"  s3tstream verify {c}\n"
-            f"  aws --endpoint-url {endpoint} dynamodb scan --table-name demo-orders --max-items 3\n"
-            f"  aws --endpoint-url {endpoint} firehose describe-delivery-stream --delivery-stream-name demo-to-lake\n"
-            "  (any AWS credentials work, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1)\n"
-            f"When done: s3tstream down --yes {c} && s3tstream sandbox stop --home {self.home}"
+            "\n[bold]Everything is still running.[/bold] Explore it (s3tstream uses the sandbox's dummy credentials "
+            "by itself; the aws CLI needs the export line):\n"
+            + "".join(f"  {escape(x)}\n" for x in lines)
+            + escape(f"When done: s3tstream down --yes {c} && s3tstream sandbox stop --home {self.home.resolve()}")
         )

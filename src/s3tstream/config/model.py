@@ -662,15 +662,31 @@ def load(path: str | Path | None = None, environ: dict[str, str] | None = None) 
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError([("", f"not valid TOML: {e}")], str(p)) from None
+        raise ConfigError([("", f"not valid TOML: {e}")], str(p),
+                          hint="fix the TOML syntax at the line and column named above") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([("", f"cannot read: {e}")], str(p)) from None
+        raise ConfigError([("", f"cannot read: {e}")], str(p), hint="check the file's permissions and encoding (UTF-8)") from None
+    overrides: dict[str, str] = {}  # "stack.region" -> "S3TSTREAM_STACK__REGION"
     for keys, value, var in _env_overrides(environ):
         node = data
         for k in keys[:-1]:
             nxt = node.setdefault(k, {})
             if not isinstance(nxt, dict):
-                raise ConfigError([(".".join(keys), f"{var} overrides a key that is not a table")], str(p))
+                raise ConfigError([(".".join(keys), f"{var} overrides a key that is not a table")], str(p),
+                                  hint=f"fix or unset the environment variable {var}")
             node = nxt
         node[keys[-1]] = value
-    return build(data, str(p), p.resolve())
+        overrides[".".join(keys)] = var
+    try:
+        return build(data, str(p), p.resolve())
+    except ConfigError as e:
+        # a key set by an environment variable: name the variable, not (only) the file
+        def var_of(key: str) -> str | None:
+            return next((v for k, v in overrides.items() if key == k or key.startswith((k + ".", k + "["))), None)
+
+        if not any(var_of(k) for k, _ in e.problems):
+            raise
+        problems = [(k, f"{m} (set by the environment variable {var_of(k)})" if var_of(k) else m) for k, m in e.problems]
+        raise ConfigError(problems, f"{p} with S3TSTREAM_* environment overrides",
+                          hint="fix or unset the environment variables named above, or the keys in the file; "
+                               "config.example.toml documents every key") from None

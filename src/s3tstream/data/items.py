@@ -257,9 +257,15 @@ def to_typed(v: Any, t: T.IcebergType | None, path: str) -> dict[str, Any]:
     raise _Bad(f"{path}: unsupported column type {t}")  # pragma: no cover
 
 
+_DDB_TAGS = {"S", "N", "B", "BOOL", "NULL", "L", "M", "SS", "NS", "BS"}
+
+
 def item_from_plain(obj: Any, schema: ItemSchema) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise _Bad(f"an item must be a JSON object, got {_kind(obj)}")
+    if obj and all(isinstance(v, dict) and len(v) == 1 and next(iter(v)) in _DDB_TAGS for v in obj.values()):
+        # every value is {"S": ...}-shaped: typed input without the flag, not a string to quote
+        raise _Bad('the item looks like DynamoDB JSON ({"pk": {"S": "a"}}): pass --dynamodb-json to write it as typed')
     return {k: to_typed(v, schema.types.get(k), k) for k, v in obj.items()}
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 import time
 import uuid
@@ -139,55 +138,6 @@ def convert_athena(type_name: str, text: str | None) -> Any:
     except (ValueError, ArithmeticError):
         return text  # never fail a query on a value we cannot type
     return text
-
-
-# ------------------------------------------------------------------ exact JSON / CSV
-def _plain(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)  # NaN/Infinity are not JSON
-    if isinstance(o, dict):
-        return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
-    if isinstance(o, (bytes, bytearray)):
-        return base64.b64encode(o).decode()
-    if hasattr(o, "isoformat"):
-        return o.isoformat()
-    return o
-
-
-def exact_json(doc: Any, indent: int | None = 2) -> str:
-    """JSON with Decimals written as exact number tokens (never through float)."""
-    marker = "\u0000dec" + uuid.uuid4().hex
-    count = 0
-
-    def default(o: Any) -> Any:
-        nonlocal count
-        if isinstance(o, Decimal):
-            count += 1
-            return f"{marker}{o:f}{marker}" if o.is_finite() else str(o)
-        return str(o)
-
-    seps = (",", ":") if indent is None else (",", ": ")
-    text = json.dumps(_plain(doc), indent=indent, default=default, ensure_ascii=False, separators=seps)
-    if count:
-        # json escapes the NUL as \u0000: strip the quotes and markers around each number
-        esc = json.dumps(marker)[1:-1]
-        text = re.sub('"' + re.escape(esc) + r"(-?[0-9.]+)" + re.escape(esc) + '"', r"\1", text)
-    return text
-
-
-def csv_value(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, Decimal):
-        return format(v, "f")
-    if isinstance(v, (dict, list, tuple)):
-        return exact_json(v, indent=None)
-    v = _plain(v)
-    return v if isinstance(v, str) else str(v)
 
 
 # ------------------------------------------------------------------ SQL helpers
@@ -636,10 +586,11 @@ def open_engine(cfg: "Config", aws: "Aws", engine: str | None = None, *, progres
     )
 
 
-def remove_results_bucket(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None) -> bool:
+def remove_results_bucket(cfg: "Config", aws: "Aws", progress: Progress = lambda m: None, *, dry_run: bool = False) -> bool:
     """For `down`: empty and delete the stack's Athena results bucket when it carries this stack's tag.
 
-    Returns True when a bucket was deleted; a missing bucket or one without the stack tag is left.
+    Returns True when a bucket was deleted (dry_run: would be); a missing bucket or one without the
+    stack tag is left.
     """
     s3 = aws.client("s3")
     bucket = cfg.names.results_bucket(aws.identity().account)
@@ -651,6 +602,8 @@ def remove_results_bucket(cfg: "Config", aws: "Aws", progress: Progress = lambda
         raise translate(e, f"reading the tags of the Athena results bucket {bucket}") from None
     if tags.get("s3tstream:stack") != cfg.names.stack:
         return False
+    if dry_run:
+        return True
     try:
         n = 0
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):

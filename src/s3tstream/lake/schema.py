@@ -9,8 +9,9 @@ The one module holding the DynamoDB-to-Iceberg *schema* rules (the value convers
   ``s3tables`` model (IcebergMetadata / IcebergSchema / IcebergSchemaV2 / SchemaV2Field /
   IcebergPartitionSpec);
 * the PyIceberg Schema and PartitionSpec with the same field ids;
-* the compatibility check between a table's current schema and the config (set-metadata);
-* inference of a column block from sampled DynamoDB items (`schema infer`).
+* the compatibility check between a table's current schema and the config (set-metadata).
+
+Inference of a column block from sampled items (`schema infer`) is in ``lake/infer.py``.
 
 Field ids follow Iceberg's "fresh ids" order (PyIceberg ``assign_fresh_schema_ids``): a
 struct's own fields first, then each field's nested ids depth-first. So a payload built here and
@@ -20,12 +21,10 @@ carry the same ids.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from itertools import count
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 from s3tstream.errors import ConfigError
 from s3tstream.transform import types as T
@@ -497,198 +496,3 @@ INCOMPATIBLE_HINT = (
     "column under another name and stop using the old one. To start over with the new schema, run "
     "`s3tstream down --step create-table-bucket` (deletes the table and its data) and `s3tstream up`."
 )
-
-
-# ------------------------------------------------------------------ inference (schema infer)
-_FIELD_RE = re.compile(r"[a-z_][a-z0-9_]*\Z")
-MAX_STRUCT_FIELDS = 64
-INT64 = (-(2**63), 2**63 - 1)
-
-
-@dataclass
-class Shape:
-    """What the sampled values of one attribute (or nested value) look like."""
-
-    kinds: set[str] = field(default_factory=set)  # S N B BOOL L M (NULL ignored)
-    integral: bool = True
-    fits_long: bool = True
-    int_digits: int = 1
-    scale: int = 0
-    elem: "Shape | None" = None  # L and SS/NS/BS elements
-    fields: dict[str, "Shape"] = field(default_factory=dict)  # M values by key
-    seen: int = 0  # items (top level) that carried the attribute
-
-    def add_number(self, text: str) -> None:
-        try:
-            d = Decimal(text)
-        except InvalidOperation:
-            self.kinds.add("S")
-            return
-        self.kinds.add("N")
-        if d == 0:
-            digits, exp = 1, 0
-        else:
-            tup = d.normalize().as_tuple()
-            digits, exp = len(tup.digits), int(tup.exponent)
-        scale = max(0, -exp)
-        int_digits = max(1, digits + exp)
-        if scale:
-            self.integral = False
-        elif not (INT64[0] <= int(d) <= INT64[1]):
-            self.fits_long = False
-        self.scale = max(self.scale, scale)
-        self.int_digits = max(self.int_digits, int_digits)
-
-
-def observe_value(shape: Shape, v: dict[str, Any]) -> None:
-    """Fold one typed DynamoDB value ({"S": ...}, {"N": ...}, ...) into a shape."""
-    (tag, val), = v.items()
-    if tag == "NULL":
-        return
-    if tag in ("S", "B", "BOOL"):
-        shape.kinds.add(tag)
-    elif tag == "N":
-        shape.add_number(val)
-    elif tag in ("SS", "NS", "BS"):
-        shape.kinds.add("L")
-        shape.elem = shape.elem or Shape()
-        for x in val:
-            observe_value(shape.elem, {tag[0]: x})
-    elif tag == "L":
-        shape.kinds.add("L")
-        shape.elem = shape.elem or Shape()
-        for x in val:
-            observe_value(shape.elem, x)
-    elif tag == "M":
-        shape.kinds.add("M")
-        for k, x in val.items():
-            observe_value(shape.fields.setdefault(k, Shape()), x)
-    else:
-        shape.kinds.add("S")
-
-
-def type_of(shape: Shape) -> str:
-    """The Iceberg type string for a shape (the rules table in the README)."""
-    kinds = shape.kinds
-    if not kinds:
-        return "string"  # only NULLs seen
-    if len(kinds) > 1:
-        return "string"  # mixed types: the transform writes S as is, N as its text, others as JSON
-    kind = next(iter(kinds))
-    if kind == "S":
-        return "string"
-    if kind == "B":
-        return "binary"
-    if kind == "BOOL":
-        return "boolean"
-    if kind == "N":
-        if shape.integral and shape.fits_long:
-            return "long"
-        precision = shape.int_digits + shape.scale
-        if precision > 38:
-            return "string"  # beyond Iceberg's decimal(38): the exact number text
-        return f"decimal({precision},{shape.scale})"
-    if kind == "L":
-        if shape.elem is None or not shape.elem.kinds:
-            return "list<string>"
-        et = type_of(shape.elem)
-        if len(shape.elem.kinds) > 1 and shape.elem.kinds != {"N"}:
-            return "string"  # a list of mixed values: JSON text
-        return f"list<{et}>"
-    if kind == "M":
-        if not shape.fields:
-            return "string"
-        names_ok = all(_FIELD_RE.match(k) for k in shape.fields) and len(shape.fields) <= MAX_STRUCT_FIELDS
-        if names_ok:
-            return "struct<" + ",".join(f"{k}:{type_of(s)}" for k, s in shape.fields.items()) + ">"
-        # keys that are data (ids, camelCase): a map when every value has one type
-        merged = Shape()
-        for s in shape.fields.values():
-            _merge(merged, s)
-        if len(merged.kinds) == 1 and "M" not in merged.kinds:
-            return f"map<string,{type_of(merged)}>"
-        return "string"
-    return "string"
-
-
-def _merge(into: Shape, s: Shape) -> None:
-    into.kinds |= s.kinds
-    into.integral &= s.integral
-    into.fits_long &= s.fits_long
-    into.int_digits = max(into.int_digits, s.int_digits)
-    into.scale = max(into.scale, s.scale)
-    if s.elem is not None:
-        into.elem = into.elem or Shape()
-        _merge(into.elem, s.elem)
-    for k, v in s.fields.items():
-        _merge(into.fields.setdefault(k, Shape()), v)
-
-
-def column_name_for(attr: str) -> str:
-    """A valid lowercase column name for a DynamoDB attribute name."""
-    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", attr)  # createdAt -> created_At
-    name = re.sub(r"[^a-z0-9_]", "_", name.lower()).strip("_") or "col"
-    if name[0].isdigit():
-        name = "_" + name
-    return name[:255]
-
-
-@dataclass(frozen=True)
-class Inferred:
-    name: str
-    type: str
-    required: bool
-    source: str | None
-    seen: int
-
-
-def infer_columns(items: Iterable[dict[str, Any]], keys: list[tuple[str, str]]) -> tuple[list[Inferred], int]:
-    """Sampled items (typed DynamoDB JSON) -> columns, keys first. keys: [(attribute, S|N|B)]."""
-    shapes: dict[str, Shape] = {}
-    n = 0
-    for item in items:
-        n += 1
-        for attr, v in item.items():
-            s = shapes.setdefault(attr, Shape())
-            s.seen += 1
-            observe_value(s, v)
-    out: list[Inferred] = []
-    used: set[str] = set()
-
-    def unique(name: str) -> str:
-        base, i = name, 2
-        while name in used:
-            name = f"{base}_{i}"
-            i += 1
-        used.add(name)
-        return name
-
-    key_attrs = [a for a, _ in keys]
-    for attr, ktype in keys:
-        s = shapes.get(attr, Shape())
-        if ktype == "N":
-            typ = type_of(s) if s.kinds == {"N"} else KEY_TYPES["N"]
-        else:
-            typ = KEY_TYPES[ktype]
-        name = unique(column_name_for(attr))
-        out.append(Inferred(name, typ, True, None if name == attr else attr, s.seen))
-    for attr in sorted(shapes, key=lambda a: (-shapes[a].seen, a)):
-        if attr in key_attrs:
-            continue
-        name = unique(column_name_for(attr))
-        out.append(Inferred(name, type_of(shapes[attr]), False, None if name == attr else attr, shapes[attr].seen))
-    return out, n
-
-
-def toml_block(cols: list[Inferred], sampled: int) -> str:
-    """A `[table]` columns block to paste into s3tstream.toml."""
-    lines = [f"# inferred from {sampled} sampled item(s); check the types before the first `up`", "[table]", "columns = ["]
-    for c in cols:
-        parts = [f"name = {json.dumps(c.name)}", f"type = {json.dumps(c.type)}"]
-        if c.required:
-            parts.append("required = true")
-        if c.source is not None:
-            parts.append(f"source = {json.dumps(c.source)}")
-        lines.append("  { " + ", ".join(parts) + " },")
-    lines.append("]")
-    return "\n".join(lines) + "\n"

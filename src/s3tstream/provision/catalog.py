@@ -22,8 +22,8 @@ STEPS: tuple[StepInfo, ...] = (
     StepInfo("grant-lf", "the Firehose role and its Lake Formation grants", ("set-metadata",), "grants"),
     StepInfo("create-firehose", "the transform Lambda, error bucket, logs and the Firehose stream", ("create-stream", "grant-lf"), "delivery"),
     StepInfo("create-alarms", "CloudWatch alarms on freshness, failed records, transform errors and stream throttles ([alarms])", ("create-firehose",), "alarms"),
-    StepInfo("put-item", "write one sample item built from the schema", ("create-source",), "s3tstream.cli.commands.use", provisioning=False),
-    StepInfo("query", "run the default query over the lake table", ("create-table-bucket",), "s3tstream.cli.commands.use", provisioning=False),
+    StepInfo("put-item", "write one sample item built from the schema", ("create-source",), "s3tstream.cli.commands.put_item", provisioning=False),
+    StepInfo("query", "run the default query over the lake table", ("create-table-bucket",), "s3tstream.cli.commands.query", provisioning=False),
 )
 
 BY_NAME = {s.name: s for s in STEPS}

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from s3tstream.aws.client import is_not_found, translate
-from s3tstream.errors import PlanError, S3tError
+from s3tstream.errors import CANCEL, Interrupted, PlanError, S3tError
 from s3tstream.provision.resource import KINDS, Ctx, Observed, ResourceSpec
 from s3tstream.provision.catalog import BY_NAME, PROVISIONING, StepInfo, dependents
 
@@ -226,7 +226,8 @@ def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -
         # a requirement outside this run (step <name>) was checked by check_requirements
         return all(r in done or r not in planned for r in info.requires)
 
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="step") as pool:
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="step")
+    try:
         while todo or running:
             for name in list(todo):
                 info = todo[name]
@@ -257,6 +258,17 @@ def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -
                 with lock:
                     result.changes.extend(changes)
                     done.add(name)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the main thread only: stop the steps in progress (their waits and AWS
+        # calls check CANCEL), wait for them to stop, then say what was under way.
+        CANCEL.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        CANCEL.clear()  # every step has stopped; a caller that goes on (a library, a test) is not cancelled
+        raise Interrupted(interrupted_message(ctx, sorted(running.values())),
+                          "run the same command again: it resumes from the state file (a resource recorded "
+                          "as creating is checked and finished, never created twice)") from None
+    finally:
+        pool.shutdown(wait=True)
     if not result.errors and not result.skipped:
         # every step ran: the Firehose stream and the transform no longer carry removed tables
         try:
@@ -264,6 +276,13 @@ def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -
         except S3tError as e:
             result.errors["remove tables"] = e
     return result
+
+
+def interrupted_message(ctx: Ctx, steps: list[str]) -> str:
+    unfinished = [f"{r.kind} {r.name} ({r.status})" for r in ctx.state.doc.resources
+                  if r.step in steps and r.status != "present"]
+    return ("interrupted during " + (", ".join(steps) or "no step") + "; recorded in the state file: "
+            + (", ".join(unfinished) or "no unfinished resource"))
 
 
 def destroy(ctx: Ctx, *, step: str | None = None, keep_data: bool = False, dry_run: bool = False) -> list[Change]:

@@ -6,7 +6,7 @@ from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from s3tstream.aws.client import Aws, error_code
+from s3tstream.aws.client import ACCESS, Aws, error_code, translate
 from s3tstream.config.model import UNSUPPORTED_REGIONS, Config
 from s3tstream.errors import S3tError, UsageError
 from s3tstream.provision.check import Check
@@ -88,9 +88,13 @@ def run_checks(cfg: Config, aws: Aws) -> list[Check]:
         try:
             out.append(fn(cfg, aws))
         except (ClientError, BotoCoreError) as e:
-            code = error_code(e) if isinstance(e, ClientError) else type(e).__name__
             name = fn.__name__.strip("_").replace("_", " ")
-            out.append(Check(name, False, f"could not check: {code}: {e}", "grant the read permission named, or ignore"))
+            if isinstance(e, ClientError) and error_code(e) in ACCESS:
+                out.append(Check(name, False, f"could not check: {error_code(e)}: {e}",
+                                 "grant the read permission named, or ignore"))
+            else:  # not a permission: the endpoint or network (translate says which and what to do)
+                err = translate(e, f"checking {name}", aws.endpoint_url)
+                out.append(Check(name, False, f"could not check: {err.message}", err.hint))
     return out
 
 
@@ -98,9 +102,11 @@ def require(cfg: Config, aws: Aws) -> list[Check]:
     checks = run_checks(cfg, aws)
     bad = [c for c in checks if not c.ok]
     if bad:
+        # one line per failed check with its own fix (hints joined on one line read as one)
         raise UsageError(
-            "preflight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in bad),
-            " / ".join(c.fix for c in bad if c.fix) or "run `s3tstream doctor` for details",
+            "preflight failed:\n" + "\n".join(f"  {c.name}: {c.detail}" + (f"\n    fix: {c.fix}" if c.fix else "")
+                                               for c in bad),
+            "fix each check above, then run the command again (`s3tstream doctor` runs the checks alone)",
             code="preflight",
         )
     return checks

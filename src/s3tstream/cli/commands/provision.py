@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from s3tstream.cli.common import ConfigOpt, OutputOpt, YesOpt, handle_errors, open_stack
+from s3tstream.cli.common import READ_ONLY, ConfigOpt, OutputOpt, YesOpt, handle_errors, open_stack
 from s3tstream.cli.output import Format, Output
 from s3tstream.provision.catalog import BY_NAME, PROVISIONING, STEPS
 
@@ -15,12 +15,30 @@ ACTION_STYLE = {"create": "green", "update": "yellow", "adopt": "cyan", "claim":
                 "conflict": "red", "delete": "red", "forget": "cyan", "keep": "dim"}
 
 
-def _render_changes(out: Output, title: str, changes: list) -> None:
-    rows = [[c.step, c.kind, c.name, out.styled(c.action, ACTION_STYLE.get(c.action, "")), c.detail] for c in changes]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every resource, also those left unchanged.")]
+# (action, what `up` did, what `plan` says it would do), in the summary's order
+SUMMARY = (("create", "created", "to create"), ("update", "updated", "to update"), ("adopt", "adopted", "to adopt"),
+           ("claim", "recorded", "to record"), ("none", "unchanged", "unchanged"), ("conflict", "conflicting", "conflicting"))
+
+
+def _render_changes(out: Output, title: str, changes: list, *, verbose: bool = True) -> None:
+    shown = [c for c in changes if verbose or c.action != "none"]
+    if not shown:
+        return
+    rows = [[c.step, c.kind, c.name, out.styled(c.action, ACTION_STYLE.get(c.action, "")), c.detail] for c in shown]
     out.table(title, ["step", "kind", "name", "action", "detail"], rows)
 
 
-def _report(out: Output, stack, result, title: str) -> None:  # type: ignore[no-untyped-def]
+def summary(changes: list, *, planned: bool) -> str:
+    """One line: "3 created, 1 updated, 17 unchanged" (or "3 to create, ..." for a plan)."""
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c.action] = counts.get(c.action, 0) + 1
+    parts = [f"{counts[a]} {plan if planned else did}" for a, did, plan in SUMMARY if counts.get(a)]
+    return ", ".join(parts) or "no resources"
+
+
+def _report(out: Output, stack, result, title: str, verbose: bool = False) -> None:  # type: ignore[no-untyped-def]
     """Render an engine result; failed steps make one error (exit code of the worst)."""
     from s3tstream.errors import S3tError
 
@@ -46,12 +64,12 @@ def _report(out: Output, stack, result, title: str) -> None:  # type: ignore[no-
         if error:
             raise SystemExit(error.exit_code)
         return
-    if result.changes:
-        _render_changes(out, title, result.changes)
+    _render_changes(out, title, result.changes, verbose=verbose)
     for name in result.skipped:
         out.warn(f"step {name} skipped: a step it needs failed")
     if error:
         raise error
+    out.line(f"{title}: {summary(result.changes, planned=False)}")
 
 
 PruneOpt = Annotated[bool, typer.Option(
@@ -59,7 +77,8 @@ PruneOpt = Annotated[bool, typer.Option(
 
 
 @handle_errors
-def up(config: ConfigOpt = None, output: OutputOpt = Format.text, prune: PruneOpt = False) -> None:
+def up(config: ConfigOpt = None, output: OutputOpt = Format.text, verbose: VerboseOpt = False,
+       prune: PruneOpt = False) -> None:
     """Create every provisioning step in dependency order; safe to run again (it resumes).
 
     A table removed from the config stops streaming; its data stays unless --prune."""
@@ -69,27 +88,51 @@ def up(config: ConfigOpt = None, output: OutputOpt = Format.text, prune: PruneOp
     stack = open_stack(config, out, "up")
     try:
         for c in preflight.require(stack.cfg, stack.aws):
-            out.info(f"[green]ok[/green] {c.name}: {c.detail}")
+            out.info(f"{c.name}: {c.detail}", tag="ok", style="green")
         result = engine.apply(stack.ctx(prune=prune))
-        _report(out, stack, result, f"up: {stack.cfg.stack.name}")
+        _report(out, stack, result, f"up {stack.cfg.stack.name}", verbose)
     finally:
         stack.close()
 
 
-@handle_errors
-def plan(config: ConfigOpt = None, output: OutputOpt = Format.text, prune: PruneOpt = False) -> None:
-    """Show what `up` would create, change or leave (read-only calls only)."""
+@handle_errors(interrupted=READ_ONLY)
+def plan(
+    config: ConfigOpt = None,
+    output: OutputOpt = Format.text,
+    verbose: VerboseOpt = False,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="Exit 3 when changes are pending (0: nothing to do, 1: conflicts).")] = False,
+    prune: PruneOpt = False,
+) -> None:
+    """Show what `up` would create, change or leave (read-only calls only).
+
+    Exit 0 when nothing would change (or, without --detailed-exitcode, when only changes are
+    pending), 1 when a resource conflicts with the config (up would refuse it), 3 with
+    --detailed-exitcode when changes are pending."""
+    from s3tstream.errors import PlanError
     from s3tstream.provision import engine
 
     out = Output(output)
     stack = open_stack(config, out, "plan", lock=False)
     changes = engine.plan(stack.ctx(prune=prune))
+    conflicts = [c for c in changes if c.action == "conflict"]
+    pending = [c for c in changes if c.action not in ("none", "conflict")]
+    err = None
+    if conflicts:
+        err = PlanError(f"{len(conflicts)} resource(s) conflict with the config (`up` would refuse them):\n"
+                        + "\n".join(f"  {c.kind} {c.name}: {c.detail}" for c in conflicts),
+                        "each line says what to change; then run `s3tstream plan` again", code="conflict")
+        err.exit_code = 1
     if out.is_json:
-        out.json({"stack": stack.cfg.stack.name, "changes": [c.to_dict() for c in changes]})
+        out.json_result({"stack": stack.cfg.stack.name, "changes": [c.to_dict() for c in changes]}, err)
     else:
-        _render_changes(out, f"plan: {stack.cfg.stack.name}", changes)
-        todo = [c for c in changes if c.action != "none"]
-        out.line("nothing to do" if not todo else f"{len(todo)} change(s)")
+        _render_changes(out, f"plan: {stack.cfg.stack.name}", changes, verbose=verbose)
+        out.line(f"plan {stack.cfg.stack.name}: " + ("nothing to do; " if not pending and not conflicts else "")
+                 + summary(changes, planned=True))
+        if err:
+            raise err
+    if pending and detailed_exitcode:
+        raise SystemExit(3)
 
 
 def _step_names() -> str:
@@ -103,6 +146,7 @@ def step(
     name: Annotated[str, typer.Argument(help="One of: " + ", ".join(s.name for s in STEPS), show_default=False)],
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run one named step (its prerequisites must have run)."""
     from s3tstream.errors import UsageError
@@ -111,9 +155,10 @@ def step(
     if info is None:
         raise UsageError(f"unknown step {name!r}", "steps: " + ", ".join(s.name for s in STEPS))
     if not info.provisioning:
-        from s3tstream.cli.commands import use as cmd_use
+        import importlib
 
-        return cmd_use.run_step(info.name, config, output)
+        # an action step (put-item, query): its command module runs it
+        return importlib.import_module(info.module).run_step(config, output)  # type: ignore[arg-type]
     from s3tstream.provision import engine
 
     out = Output(output)
@@ -123,7 +168,7 @@ def step(
         ctx = stack.ctx(name)
         engine.check_requirements(ctx, info)
         result = engine.apply(ctx, [info])
-        _report(out, stack, result, f"step {name}")
+        _report(out, stack, result, f"step {name}", verbose)
     finally:
         stack.close()
 
@@ -131,9 +176,11 @@ def step(
 step.__doc__ = "Run one named step (its prerequisites must have run).\n\nSteps:\n\n" + _step_names()
 
 
-@handle_errors
+@handle_errors(interrupted=READ_ONLY)
 def status(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
-    """List every recorded resource with its recorded and live state (present, missing, drifted)."""
+    """List every recorded resource with its recorded and live state (present, missing, drifted).
+
+    Exit 1 when a resource is missing or drifted."""
     from s3tstream.provision import engine
 
     out = Output(output)
@@ -159,17 +206,22 @@ def status(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
     # grouped by table: the stack's shared resources first, then each table's (config order, then removed ones)
     order = {t: i for i, t in enumerate(stack.cfg.table_names)}
     rows.sort(key=lambda r: (bool(r["table"]), order.get(r["table"], len(order)), r["table"]))
+    off = [r for r in rows if r["live"] in ("missing", "drifted")]
     if out.is_json:
         out.json({"stack": stack.cfg.stack.name, "account": stack.state.doc.account, "region": stack.cfg.stack.region,
                   "resources": rows})
-        return
-    if not rows:
+    elif not rows:
         out.line(f"stack {stack.cfg.stack.name}: nothing recorded (run `s3tstream up`)")
-        return
-    out.table(f"status: {stack.cfg.stack.name}",
-              ["table", "step", "kind", "name", "ownership", "recorded", "live", "detail"],
-              [[r["table"] or "(shared)", r["step"], r["kind"], r["name"], r["ownership"], r["recorded"], r["live"],
-                r["detail"]] for r in rows])
+    else:
+        out.table(f"status: {stack.cfg.stack.name}",
+                  ["table", "step", "kind", "name", "ownership", "recorded", "live", "detail"],
+                  [[r["table"] or "(shared)", r["step"], r["kind"], r["name"], r["ownership"], r["recorded"], r["live"],
+                    r["detail"]] for r in rows])
+        if off:
+            out.info(f"{len(off)} resource(s) missing or drifted: `s3tstream plan` shows what `s3tstream up` would "
+                     "change to bring them back")
+    if off:  # scriptable: exit 1 when the stack is not as recorded (like `diff`)
+        raise SystemExit(1)
 
 
 @handle_errors
@@ -200,6 +252,14 @@ def down(
 
             todo += [engine.Change("backfill", k, n, "delete")
                      for k, n in leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state)]
+            # Athena results land in a bucket `query` creates on first use (unrecorded); it
+            # carries the stack tag, and only a bucket with that tag is removed, also when it
+            # is all the stack has left.
+            from s3tstream.lake.query import remove_results_bucket
+
+            if remove_results_bucket(stack.cfg, stack.aws, ctx.progress, dry_run=True):
+                todo.append(engine.Change("query", "s3-results-bucket",
+                                          stack.cfg.names.results_bucket(stack.aws.identity().account), "delete"))
         if not todo:
             if out.is_json:
                 out.json({"stack": stack.cfg.stack.name, "deleted": [], "kept": []})
@@ -219,14 +279,9 @@ def down(
 
             done += [engine.Change("backfill", k, n, "delete")
                      for k, n in remove_leftovers(stack.cfg, stack.aws, ctx.progress, state=stack.state)]
-            # Athena results land in a bucket `query` creates on first use (unrecorded); it
-            # carries the stack tag, and only a bucket with that tag is removed.
-            from s3tstream.lake.query import remove_results_bucket
-
             if remove_results_bucket(stack.cfg, stack.aws, ctx.progress):
-                from s3tstream.provision.engine import Change
-
-                done.append(Change("query", "s3-results-bucket", stack.cfg.names.results_bucket(stack.aws.identity().account), "delete"))
+                done.append(engine.Change("query", "s3-results-bucket",
+                                          stack.cfg.names.results_bucket(stack.aws.identity().account), "delete"))
         if out.is_json:
             out.json({"stack": stack.cfg.stack.name,
                       "deleted": [c.to_dict() for c in done if c.action == "delete"],

@@ -44,7 +44,7 @@ def scan_sample(ddb: Any, table: str, sample: int, segments: int, progress: Any)
 
 
 @app.command("infer")
-@handle_errors
+@handle_errors(interrupted="nothing was changed; run the command again: it samples from the start")
 def infer(
     table_name: Annotated[str | None, typer.Option("--table", "-t", help="The lake table (table.name) whose source "
                                                    "to sample; optional when the config has one table.",
@@ -57,7 +57,7 @@ def infer(
     """Scan up to N items of the source table and print the `[table] columns` they suggest."""
     from botocore.exceptions import ClientError
 
-    from s3tstream.lake import schema
+    from s3tstream.lake import infer as schema
     from s3tstream.aws.client import translate
 
     out = Output(output)
@@ -78,7 +78,7 @@ def infer(
         out.json({
             "table": table, "sampled": n,
             "columns": [{"name": c.name, "type": c.type, "required": c.required,
-                         **({"source": c.source} if c.source else {}), "seen": c.seen} for c in cols],
+                         **({"source": c.source} if c.source else {}), "seen": c.seen, "saw": c.saw} for c in cols],
         })
         return
     out.info(f"sampled {n} item(s) of {table}")

@@ -18,7 +18,6 @@ AWS behaviour this module relies on (aws-notes "Firehose"; sources in the commen
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.exceptions import ClientError
@@ -26,7 +25,7 @@ from botocore.exceptions import ClientError
 from s3tstream.provision import lambda_zip
 from s3tstream.aws import policies
 
-from s3tstream.aws.client import error_code, error_message, is_not_found, wait_until
+from s3tstream.aws.client import error_code, error_message, is_not_found, sleep, wait_until
 from s3tstream.errors import AwsError, PlanError
 from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
 
@@ -53,7 +52,7 @@ LAMBDA_ROLE_MESSAGE = "cannot be assumed by Lambda"
 # default poll interval (5 s) and 8 attempts: 5+10+20+30*4 = 155 s, "a minute or two".
 IAM_RETRY_ATTEMPTS = 8
 IAM_RETRY_CAP = 6.0
-_sleep = time.sleep  # tests replace it to count waits
+_sleep = sleep  # Ctrl-C ends it at once; tests replace it to count waits
 
 
 def is_firehose_iam_propagation(e: BaseException) -> bool:
