@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -21,11 +22,15 @@ def test_demo_runs_end_to_end_and_leaves_nothing(tmp_path):
     assert "order-0000" in out and "[demo, red]" in out and '{"coupon":"C0"}' in out
     # the 40 items were written before the stream existed: only the backfill brings them
     assert "backfill complete: 40 item(s) read, 40 sent" in out
-    assert "OK: 40 item(s) and 40 row(s) match" in out  # 40 put; test-insert removed its items
+    # two tables, one pipeline: verify checks both (40 orders put; test-insert removed its items)
+    assert "OK: all 2 tables match" in out
+    assert re.search(r"orders\s*│\s*ok\s*│\s*40\s*│\s*40\s*│", out) and re.search(r"events\s*│\s*ok\s*│\s*2\s*│\s*2\s*│", out)
+    # the changelog table keeps each change: event 1 twice (insert, then modify)
+    assert re.search(r"│\s*1\s*│\s*ada\s*│\s*login\s*│\s*modify\s*│", out)
     assert "PASS: 20 insert(s), 5 update(s), 5 delete(s)" in out
     assert "freshness: Firehose's DeliveryToIceberg.DataFreshness peaked at" in out
     assert "s3tstream health demo  HEALTHY" in out
-    assert "deleted 22 resource(s); kept 0" in out
+    assert "deleted 27 resource(s); kept 0" in out
     # the sandbox it started is gone
     home = tmp_path / "demo" / ".s3tstream"
     assert not (home / "sandbox.json").exists()
@@ -49,7 +54,8 @@ def test_explore_lines_work_when_pasted_without_credentials(tmp_path, sandbox):
     demo = Demo(tmp_path / "demo")
     demo.dir.mkdir()
     demo.config_path.write_text(CONFIG.format(stack=stack, endpoint=sandbox.endpoint_url).replace(
-        'table = "demo-orders"', f'table = "{stack}-orders"'), encoding="utf-8")
+        'table = "demo-orders"', f'table = "{stack}-orders"').replace(
+        'table = "demo-events"', f'table = "{stack}-events"'), encoding="utf-8")
     no_creds = {k: None for k in os.environ if k.startswith("AWS_")}
     hint = demo.explore_hint(sandbox.endpoint_url)
     lines = [x.strip() for x in hint.splitlines() if x.startswith("  ")]

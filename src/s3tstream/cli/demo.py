@@ -27,11 +27,13 @@ endpoint_url = "{endpoint}"
 poll_interval = 0.2
 wait_timeout = 120
 
-[source]
+# Two tables, one pipeline: an upsert table mirroring the orders, and a changelog of events
+# (one row per change). They share the Kinesis stream, the Firehose stream and the Lambda.
+[[tables]]
+[tables.source]
 table = "demo-orders"
 partition_key = {{ name = "order_id", type = "S" }}
-
-[table]
+[tables.table]
 namespace = "shop"
 name = "orders"
 mode = "upsert"
@@ -46,6 +48,19 @@ columns = [
   {{ name = "tags", type = "list<string>" }},
   {{ name = "address", type = "struct<city:string,zip:string>" }},
   {{ name = "marker", type = "string" }},
+]
+
+[[tables]]
+[tables.source]
+table = "demo-events"
+partition_key = {{ name = "event_id", type = "N" }}
+[tables.table]
+name = "events"
+mode = "changelog"
+columns = [
+  {{ name = "event_id", type = "long", required = true }},
+  {{ name = "customer", type = "string" }},
+  {{ name = "kind", type = "string" }},
 ]
 
 [firehose]
@@ -126,16 +141,24 @@ class Demo:
             items = self.dir / "items.jsonl"
             items.write_text("".join(json.dumps(i) + "\n" for i in demo_items(self.items)), encoding="utf-8")
             self.say(f"wrote {self.config_path} and {items} ({self.items} items)")
-            self.step("create the DynamoDB table (the source)", ["step", "create-source"])
-            self.step(f"put {self.items} items into it, before any stream exists", ["put-item", "--file", str(items)])
-            self.step("provision the rest of the pipeline", ["up"])
-            self.step(f"backfill: bring the {self.items} items that predate the stream into the lake", ["backfill"])
-            self.step("insert, update and delete more items, and follow them into the lake",
-                      ["test-insert", "--count", "20", "--updates", "5", "--deletes", "5"])
-            self.step("query the Iceberg table with Athena",
+            self.step("create the DynamoDB tables (the sources: orders and events)", ["step", "create-source"])
+            self.step(f"put {self.items} orders into one, before any stream exists",
+                      ["put-item", "--table", "orders", "--file", str(items)])
+            self.step("provision the rest of the pipeline (one stream, one Firehose stream for both tables)", ["up"])
+            self.step(f"backfill: bring the {self.items} orders that predate the stream into the lake",
+                      ["backfill", "--table", "orders"])
+            for n, (who, kind) in enumerate([("ada", "signup"), ("grace", "signup"), ("ada", "login")]):
+                self.step(f"an event into the changelog table ({kind})",
+                          ["put-item", "--table", "events", "--item",
+                           json.dumps({"event_id": 1 + n % 2, "customer": who, "kind": kind})])
+            self.step("insert, update and delete more orders, and follow them into the lake",
+                      ["test-insert", "--table", "orders", "--count", "20", "--updates", "5", "--deletes", "5"])
+            self.step("query the orders (upsert: one row per order) with Athena",
                       ["query", "SELECT order_id, customer, amount, quantity, created_at, tags, address.city AS city, extra "
                                 "FROM orders WHERE order_id LIKE 'order-%' ORDER BY order_id LIMIT 8"])
-            self.step("compare the source table with the lake", ["verify"])
+            self.step("query the events (changelog: one row per change, event 1 twice; test-insert waited for them)",
+                      ["query", "SELECT event_id, customer, kind, _op FROM events ORDER BY _event_time"])
+            self.step("compare every source table with its lake table", ["verify"])
             self.step("is the pipeline healthy? (CloudWatch metrics, error bucket, table)", ["health"])
         finally:
             if self.keep:
@@ -157,7 +180,7 @@ class Demo:
         lines = [
             f"s3tstream status {c}",
             f"s3tstream query {c} \"SELECT count(*) FROM orders\"",
-            f"s3tstream put-item {c} --item '{{\"order_id\": \"mine\", \"amount\": \"1.23\"}}'",
+            f"s3tstream put-item {c} --table orders --item '{{\"order_id\": \"mine\", \"amount\": \"1.23\"}}'",
             f"s3tstream verify {c}",
             "export AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox AWS_DEFAULT_REGION=us-east-1",
             f"aws --endpoint-url {endpoint} dynamodb scan --table-name demo-orders --max-items 3",
