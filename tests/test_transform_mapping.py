@@ -266,9 +266,9 @@ def test_plain_value_and_dumps_exact():
 
 
 def test_dumps_exact_is_exact_even_when_a_string_mimics_the_marker():
-    from s3tstream.transform import mapping
+    from s3tstream.transform import exactjson
 
-    tricky = mapping._OPEN + "1" + mapping._CLOSE
+    tricky = exactjson._OPEN + "1" + exactjson._CLOSE
     obj = {"s": tricky, "d": Decimal("0.10"), "t": '"' + tricky + '"'}
     out = dumps_exact(obj)
     assert json.loads(out, parse_float=Decimal) == {"s": tricky, "d": Decimal("0.10"),

@@ -16,7 +16,8 @@ Public API:
 * ``parse_type(text) -> IcebergType`` (``s3tstream.transform.types``).
 """
 
-from .mapping import RecordError, dumps_exact, keys_row, map_item, plain_value
+from .exactjson import dumps_exact
+from .mapping import RecordError, keys_row, map_item
 from .records import handler, transform_records
 from .settings import (
     ENV_SETTINGS,
@@ -28,6 +29,7 @@ from .settings import (
     load_settings,
 )
 from .types import IcebergType, parse_type
+from .values import plain_value
 
 __all__ = [
     "ENV_SETTINGS",

@@ -53,7 +53,8 @@ import os
 import sys
 from typing import Any
 
-from .mapping import RecordError, dumps_exact, keys_row, map_item, plan_for
+from .exactjson import dumps_exact
+from .mapping import RecordError, keys_row, map_item, plan_for
 from .settings import Settings, load_settings
 
 __all__ = ["handler", "transform_records"]
