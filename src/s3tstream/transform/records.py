@@ -38,6 +38,17 @@ Operations (``metadata.otfMetadata.operation``):
   the stream has no old image).  TTL deletes are recorded as "ttl_remove" whatever
   ttl_deletes says (a changelog records every change; "keep" only affects upsert).
 
+Batch collapse (upsert mode, settings.collapse_per_key, default on): Kinesis Data
+Streams for DynamoDB may deliver a change twice or out of order, and Firehose writes
+merge-on-read, where an equality delete does not remove a row added in the same
+commit, so two operations for one key in one batch could leave two rows.  Each
+batch therefore keeps only the latest change per key (the key columns' converted
+values): latest by ApproximateCreationDateTime, equal or missing times decided by
+arrival order (the later record wins).  The superseded records are returned as
+``Dropped`` (every recordId still comes back exactly once) and counted as
+"superseded" in the batch log line.  Records that fail or are Dropped anyway (a
+kept TTL delete) take no part.  Changelog mode keeps every change (it appends).
+
 Backfill and repair records (eventSource "s3tstream:backfill" / "s3tstream:repair",
 same format) are handled like DynamoDB's INSERT/MODIFY/REMOVE; in changelog mode a
 backfill INSERT/MODIFY row has ``_op`` "backfill" (a backfill REMOVE stays "remove").
@@ -51,6 +62,7 @@ import binascii
 import json
 import os
 import sys
+from operator import itemgetter
 from typing import Any
 
 from .exactjson import dumps_exact
@@ -149,6 +161,9 @@ class _Out:
 
         self.meta = {op: meta(op) for op in ("insert", "update", "delete")}
         self.fast = plan_for(settings).fast
+        # The key of a row (a value, or a tuple for two key columns) when collapsing.
+        self.key_of = (itemgetter(*settings.keys)
+                       if settings.collapse_per_key and not self.changelog else None)
 
 
 def _out_for(settings: Settings) -> _Out:
@@ -159,8 +174,11 @@ def _out_for(settings: Settings) -> _Out:
     return out
 
 
-def _transform(data: Any, o: _Out) -> tuple[str, str | None]:
-    """One record -> (operation or "Dropped", base64 row).  Raises for a bad record."""
+def _transform(data: Any, o: _Out) -> tuple[str, dict | None, dict]:
+    """One record -> (operation, row or None for Dropped, its dynamodb object).
+
+    Raises for a bad record.
+    """
     try:
         raw = _a2b(data, strict_mode=True)
     except (binascii.Error, TypeError, ValueError) as exc:
@@ -190,14 +208,14 @@ def _transform(data: Any, o: _Out) -> tuple[str, str | None]:
         except Exception:  # noqa: BLE001
             row = map_item(image, settings)
         if not o.changelog:
-            return "update", _encode(row)
+            return "update", row, ddb
         op_name = "backfill" if kind == "backfill" else ("insert" if name == "INSERT" else "modify")
     elif name == "REMOVE":
         ttl = _is_ttl(change)
         if not o.changelog:
             if ttl and o.keep_ttl:
-                return "Dropped", None
-            return "delete", _encode(_removed_row(ddb, settings, strict_old=False))
+                return "Dropped", None, ddb
+            return "delete", _removed_row(ddb, settings, strict_old=False), ddb
         row = _removed_row(ddb, settings, strict_old=True)
         op_name = "ttl_remove" if ttl else "remove"
     else:
@@ -209,25 +227,41 @@ def _transform(data: Any, o: _Out) -> tuple[str, str | None]:
     row["_op"] = op_name
     row["_event_time"] = _event_time(ddb)
     row["_event_id"] = event_id
-    return "insert", _encode(row)
+    return "insert", row, ddb
 
 
 def _log(entry: dict) -> None:
     sys.stdout.write(json.dumps(entry, default=str) + "\n")
 
 
+def _later(ddb: dict, than: dict) -> bool:
+    """Does the change with ``ddb`` supersede the one with ``than``, which arrived earlier?
+
+    Yes unless both have a time and its time is earlier: equal or missing (or
+    malformed) times leave it to arrival order.
+    """
+    try:
+        t, t0 = _event_time(ddb), _event_time(than)
+    except RecordError:
+        return True
+    return t is None or t0 is None or t >= t0
+
+
 def transform_records(records: list, settings: Settings) -> list[dict]:
     """Transform Firehose input records (dicts with recordId and data) -> output records."""
     o = _out_for(settings)
     meta = o.meta
+    key_of = o.key_of
+    latest: dict[Any, tuple[int, dict]] = {}  # key -> (index of its winning record, its ddb)
     out: list[dict] = []
     append = out.append
-    dropped = failed = 0
+    dropped = failed = superseded = 0
     for rec in records:
         rid = rec["recordId"]  # a record without an id breaks the envelope: raise
         data = rec.get("data")
         try:
-            op, payload = _transform(data, o)
+            op, row, ddb = _transform(data, o)
+            payload = None if row is None else _encode(row)
         except Exception as exc:  # noqa: BLE001 - a bad record must never fail the batch
             reason = exc.reason if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
             if len(reason) > _REASON_MAX:
@@ -240,10 +274,29 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
         if payload is None:
             dropped += 1
             append({"recordId": rid, "result": "Dropped", "data": data})
-        else:
-            append({"recordId": rid, "result": "Ok", "data": payload, "metadata": meta[op]})
+            continue
+        if key_of is not None:
+            try:
+                key = key_of(row)
+                seen = latest.get(key)
+            except TypeError:  # an unhashable key value: leave the record alone
+                seen = None
+                key = None
+            if seen is not None:
+                superseded += 1
+                i, seen_ddb = seen
+                if not _later(ddb, seen_ddb):  # an older change arriving late
+                    append({"recordId": rid, "result": "Dropped", "data": data})
+                    continue
+                out[i] = {"recordId": out[i]["recordId"], "result": "Dropped",
+                          "data": records[i].get("data")}
+            if key is not None:
+                latest[key] = (len(out), ddb)
+        append({"recordId": rid, "result": "Ok", "data": payload, "metadata": meta[op]})
+    dropped += superseded
     _log({"level": "INFO", "msg": "batch", "records": len(out),
-          "ok": len(out) - dropped - failed, "dropped": dropped, "failed": failed})
+          "ok": len(out) - dropped - failed, "dropped": dropped, "failed": failed,
+          "superseded": superseded})
     return out
 
 
