@@ -130,7 +130,7 @@ def test_failed_records_take_no_part(capsys):
                             "Dropped"]
     batch = [json.loads(line) for line in capsys.readouterr().out.splitlines()][-1]
     assert batch == {"level": "INFO", "msg": "batch", "records": 5, "ok": 1, "dropped": 2,
-                     "failed": 2, "superseded": 2}
+                     "failed": 2, "superseded": 2, "fields_dropped": 0}
 
 
 def test_a_kept_ttl_delete_does_not_hide_the_change_before_it():

@@ -205,7 +205,7 @@ def test_bad_records_fail_alone_and_are_logged(configure, capsys):
     assert "NewImage" in reasons["r9"]
     summary = [entry for entry in lines if entry.get("msg") == "batch"]
     assert summary == [{"level": "INFO", "msg": "batch", "records": 12, "ok": 2, "dropped": 0,
-                        "failed": 10, "superseded": 0}]
+                        "failed": 10, "superseded": 0, "fields_dropped": 0}]
 
 
 def test_whitespace_around_json_is_fine(configure):

@@ -10,7 +10,9 @@ engine's JSON) and hashed per column; rows are matched by their key columns.
 Reported: missing (in the source, not in the lake), extra (in the lake, not in the source),
 differing (both, some column differs: the columns are named), duplicates (a key twice in the
 lake), unmappable (source items the transform refuses: they are in the error bucket, see
-`s3tstream errors`). Changes younger than the Firehose buffer interval may still be in flight.
+`s3tstream errors`), dropped fields (source items whose struct columns drop nested fields they do
+not declare, with their JSONPaths: the table has no catch-all column to hold them; the rows
+match, but the lake lacks data). Changes younger than the Firehose buffer interval may still be in flight.
 
 ``--repair`` sends, for each missing or differing key, the current item as an INSERT change
 record, and for each extra key a REMOVE, in the Kinesis Data Streams for DynamoDB format with
@@ -225,6 +227,8 @@ class Report:
     differing: list[tuple[tuple, list[str]]] = field(default_factory=list)
     duplicates: list[tuple] = field(default_factory=list)
     unmappable: list[tuple[Any, str]] = field(default_factory=list)
+    # keys whose struct columns drop nested fields they do not declare (no catch-all column)
+    dropped_fields: list[tuple[tuple, list[str]]] = field(default_factory=list)
     data_scanned_bytes: int | None = None
     engine: str = ""
     # current source items of the missing and differing keys (for --repair)
@@ -232,7 +236,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.extra or self.differing or self.duplicates or self.unmappable)
+        return not (self.missing or self.extra or self.differing or self.duplicates or self.unmappable
+                    or self.dropped_fields)
 
     def to_json(self, layout: Layout) -> dict[str, Any]:
         kd = layout.key_dict
@@ -241,13 +246,15 @@ class Report:
             "engine": self.engine,
             "counts": {"source_items": self.source_items, "lake_rows": self.lake_rows, "matching": self.matching,
                        "missing": len(self.missing), "extra": len(self.extra), "differing": len(self.differing),
-                       "duplicates": len(self.duplicates), "unmappable": len(self.unmappable)},
+                       "duplicates": len(self.duplicates), "unmappable": len(self.unmappable),
+                       "dropped_fields": len(self.dropped_fields)},
             "examples": {
                 "missing": [kd(k) for k in self.missing[:EXAMPLES]],
                 "extra": [kd(k) for k in self.extra[:EXAMPLES]],
                 "differing": [{"key": kd(k), "columns": cols} for k, cols in self.differing[:EXAMPLES]],
                 "duplicates": [kd(k) for k in self.duplicates[:EXAMPLES]],
                 "unmappable": [{"key": k if isinstance(k, dict) else kd(k), "reason": r} for k, r in self.unmappable[:EXAMPLES]],
+                "dropped_fields": [{"key": kd(k), "paths": p} for k, p in self.dropped_fields[:EXAMPLES]],
             },
             "data_scanned_bytes": self.data_scanned_bytes,
         }
@@ -323,7 +330,7 @@ def compare(
     segments: int = 0,
     progress: Progress = lambda m: None,
 ) -> tuple[Report, Layout]:
-    from s3tstream.transform import RecordError, keys_row, map_item
+    from s3tstream.transform import RecordError, dropped_paths, keys_row, map_item
 
     layout = Layout.from_config(cfg, settings)
     rep = Report(engine=getattr(engine, "name", ""))
@@ -366,7 +373,10 @@ def compare(
             return
         k = layout.key_of(row)
         h = layout.hashes(row)
+        lost = dropped_paths(settings, item)  # the lake cannot hold them: reported, never silent
         with lock:
+            if lost:
+                rep.dropped_fields.append((k, lost))
             if k in dups:
                 rep.items[k] = item  # re-sent by --repair: an update leaves one row
             have = lake.pop(k, None)
@@ -385,6 +395,7 @@ def compare(
     for lst in (rep.missing, rep.extra, rep.duplicates):
         lst.sort(key=repr)
     rep.differing.sort(key=lambda x: repr(x[0]))
+    rep.dropped_fields.sort(key=lambda x: repr(x[0]))
     return rep, layout
 
 

@@ -10,6 +10,8 @@ Public API:
 * ``map_item(image, settings) -> dict`` - the item -> row mapping (also used by verify),
   raising ``RecordError`` (``.reason``) for a missing required column or a value
   that cannot be converted;
+* ``dropped_paths(settings, item) -> [JSONPath]`` - nested fields of struct columns
+  that the row drops (no catch-all column), see ``nested.py``;
 * ``encode_settings(settings_dict) -> {env var: value}`` and
   ``load_settings(environ) -> Settings`` - the ``S3T_SETTINGS`` /
   ``S3T_SETTINGS_Z`` environment contract (``SettingsError`` when invalid);
@@ -17,7 +19,7 @@ Public API:
 """
 
 from .exactjson import dumps_exact
-from .mapping import RecordError, keys_row, map_item
+from .mapping import RecordError, dropped_paths, keys_row, map_item
 from .records import handler, transform_records
 from .settings import (
     ENV_SETTINGS,
@@ -39,6 +41,7 @@ __all__ = [
     "RecordError",
     "Settings",
     "SettingsError",
+    "dropped_paths",
     "dumps_exact",
     "encode_settings",
     "handler",

@@ -25,6 +25,15 @@ class _Slow(Exception):
     """Internal: leave the generated fast path for the diagnosing loop."""
 
 
+class Undeclared(Exception):
+    """Internal: a struct value has fields its type does not declare.
+
+    Raised by struct converters (and passed through by every other converter) so
+    that the row is mapped again by mapping.py, which puts those fields in the
+    catch-all column or reports them as dropped.
+    """
+
+
 def _run(body: list[str], ns: dict[str, Any], name: str, label: str) -> Any:
     exec(compile("\n".join(body), f"<s3tstream.transform {label[:60]}>", "exec"), ns)  # noqa: S102
     return ns[name]
@@ -66,10 +75,15 @@ def generate_struct(type_name: str, fields: tuple, slow: Converter,
 
     fields: (name, type name, converter) per field; slow: the generic converter
     for a value that is not an M; loop: the field loop for an M (used on trouble).
+    An M with a field that is not declared raises Undeclared.
     """
-    ns: dict[str, Any] = {"_slow": slow, "_loop": loop, "_Slow": _Slow}
+    ns: dict[str, Any] = {"_slow": slow, "_loop": loop, "_Slow": _Slow, "_Undeclared": Undeclared,
+                          "_fields": frozenset(f[0] for f in fields)}
     body = ["def convert_struct(v):", "    m = v.get('M')", "    if m.__class__ is not dict:",
-            "        return _slow(v)", "    try:", "        get = m.get"]
+            "        return _slow(v)",
+            "    if not m.keys() <= _fields:",
+            "        raise _Undeclared",
+            "    try:", "        get = m.get"]
     items = []
     for i, (fname, ftype, fconv) in enumerate(fields):
         ns[f"c{i}"] = fconv
@@ -77,7 +91,8 @@ def generate_struct(type_name: str, fields: tuple, slow: Converter,
         body.extend("        " + line for line in _inline(i, ftype))
         items.append(f"{fname!r}: x{i}")
     body.append("        return {" + ", ".join(items) + "}")
-    body += ["    except Exception:", "        return _loop(m)"]
+    body += ["    except _Undeclared:", "        raise",  # from a nested struct
+             "    except Exception:", "        return _loop(m)"]
     return _run(body, ns, "convert_struct", type_name)
 
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from . import types as T
-from .codegen import generate_struct
+from .codegen import Undeclared, generate_struct
 from .exactjson import dumps_exact
 from .values import (
     _CTX,
@@ -285,10 +285,13 @@ def _compile(t: T.IcebergType, date_format: str) -> tuple[Converter, dict[str, S
 
     if isinstance(t, T.StructType):
         fields = tuple((f.name, str(f.type), _compile(f.type, date_format)[0]) for f in t.fields)
+        declared = frozenset(f.name for f in t.fields)
 
         def struct_m(val: Any) -> dict:
             if val.__class__ is not dict:
                 raise RecordError("M value must be an object")
+            if not val.keys() <= declared:
+                raise Undeclared
             out = {}
             for fname, _ftype, fconv in fields:
                 x = val.get(fname)

@@ -66,13 +66,15 @@ from operator import itemgetter
 from typing import Any
 
 from .exactjson import dumps_exact
-from .mapping import RecordError, keys_row, map_item, plan_for
+from .mapping import RecordError, keys_row, map_row, plan_for
 from .settings import Settings, load_settings
 
 __all__ = ["handler", "transform_records"]
 
 _SOURCES = {"aws:dynamodb": None, "s3tstream:backfill": "backfill", "s3tstream:repair": "repair"}
 _REASON_MAX = 500
+_WARN_MAX = 20  # per batch: the log line per record stops after this many dropped fields
+_NONE: tuple = ()
 
 _a2b = binascii.a2b_base64
 _b2a = binascii.b2a_base64
@@ -118,8 +120,8 @@ def _event_time(ddb: dict) -> int | None:
     raise RecordError(f"unknown ApproximateCreationDateTimePrecision {precision!r:.40}")
 
 
-def _removed_row(ddb: dict, settings: Settings, strict_old: bool) -> dict:
-    """Row for a REMOVE: the old image when there is one, else only the keys.
+def _removed_row(ddb: dict, settings: Settings, strict_old: bool) -> tuple[dict, Any]:
+    """Row for a REMOVE (the old image when there is one, else only the keys), dropped paths.
 
     strict_old: a present old image that does not map is an error (changelog);
     otherwise the keys alone are used (upsert delete needs only the keys).
@@ -129,16 +131,16 @@ def _removed_row(ddb: dict, settings: Settings, strict_old: bool) -> dict:
     if old.__class__ is dict:
         merged = {**old, **keys} if keys.__class__ is dict else old
         try:
-            return map_item(merged, settings)
+            return map_row(merged, settings)
         except RecordError:
             if strict_old:
                 raise
     if keys.__class__ is dict:
         if old.__class__ is dict:
             keys = {**old, **keys}
-        return keys_row(keys, settings)
+        return keys_row(keys, settings), _NONE
     if old.__class__ is dict:
-        return keys_row(old, settings)
+        return keys_row(old, settings), _NONE
     raise RecordError("REMOVE record has neither dynamodb.Keys nor dynamodb.OldImage")
 
 
@@ -174,10 +176,11 @@ def _out_for(settings: Settings) -> _Out:
     return out
 
 
-def _transform(data: Any, o: _Out) -> tuple[str, dict | None, dict]:
-    """One record -> (operation, row or None for Dropped, its dynamodb object).
+def _transform(data: Any, o: _Out) -> tuple[str, dict | None, dict, Any]:
+    """One record -> (operation, row or None for Dropped, its dynamodb object, dropped paths).
 
-    Raises for a bad record.
+    Raises for a bad record.  Dropped paths: nested fields the row cannot carry
+    (struct fields not declared, no catch-all column), see nested.py.
     """
     try:
         raw = _a2b(data, strict_mode=True)
@@ -204,19 +207,20 @@ def _transform(data: Any, o: _Out) -> tuple[str, dict | None, dict]:
         if image.__class__ is not dict:
             raise RecordError(f"{name} record has no dynamodb.NewImage (stream must include new images)")
         try:
-            row = o.fast(image)  # map_item's fast path; on any trouble map_item explains
+            row = o.fast(image)  # map_row's fast path; on any trouble map_row explains
+            dropped = _NONE
         except Exception:  # noqa: BLE001
-            row = map_item(image, settings)
+            row, dropped = map_row(image, settings)
         if not o.changelog:
-            return "update", row, ddb
+            return "update", row, ddb, dropped
         op_name = "backfill" if kind == "backfill" else ("insert" if name == "INSERT" else "modify")
     elif name == "REMOVE":
         ttl = _is_ttl(change)
         if not o.changelog:
             if ttl and o.keep_ttl:
-                return "Dropped", None, ddb
-            return "delete", _removed_row(ddb, settings, strict_old=False), ddb
-        row = _removed_row(ddb, settings, strict_old=True)
+                return "Dropped", None, ddb, _NONE
+            return "delete", _removed_row(ddb, settings, strict_old=False)[0], ddb, _NONE
+        row, dropped = _removed_row(ddb, settings, strict_old=True)
         op_name = "ttl_remove" if ttl else "remove"
     else:
         raise RecordError(f"unexpected eventName {name!r:.60}")
@@ -227,7 +231,7 @@ def _transform(data: Any, o: _Out) -> tuple[str, dict | None, dict]:
     row["_op"] = op_name
     row["_event_time"] = _event_time(ddb)
     row["_event_id"] = event_id
-    return "insert", row, ddb
+    return "insert", row, ddb, dropped
 
 
 def _log(entry: dict) -> None:
@@ -255,12 +259,12 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
     latest: dict[Any, tuple[int, dict]] = {}  # key -> (index of its winning record, its ddb)
     out: list[dict] = []
     append = out.append
-    dropped = failed = superseded = 0
+    dropped = failed = superseded = fields_dropped = 0
     for rec in records:
         rid = rec["recordId"]  # a record without an id breaks the envelope: raise
         data = rec.get("data")
         try:
-            op, row, ddb = _transform(data, o)
+            op, row, ddb, lost = _transform(data, o)
             payload = None if row is None else _encode(row)
         except Exception as exc:  # noqa: BLE001 - a bad record must never fail the batch
             reason = exc.reason if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
@@ -271,6 +275,11 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
             append({"recordId": rid, "result": "ProcessingFailed",
                     "data": data if isinstance(data, str) else ""})
             continue
+        if lost:  # never silent: say what the row cannot carry
+            if fields_dropped < _WARN_MAX:
+                _log({"level": "WARN", "msg": "undeclared nested fields dropped (no catch-all column)",
+                      "recordId": rid, "paths": lost[:_WARN_MAX]})
+            fields_dropped += len(lost)
         if payload is None:
             dropped += 1
             append({"recordId": rid, "result": "Dropped", "data": data})
@@ -296,7 +305,7 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
     dropped += superseded
     _log({"level": "INFO", "msg": "batch", "records": len(out),
           "ok": len(out) - dropped - failed, "dropped": dropped, "failed": failed,
-          "superseded": superseded})
+          "superseded": superseded, "fields_dropped": fields_dropped})
     return out
 
 

@@ -17,7 +17,6 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Context, Decimal, InvalidOperation
 from typing import Any, Callable
 
-from .exactjson import dumps_exact
 
 __all__ = ["RecordError", "plain_value"]
 
@@ -260,12 +259,3 @@ def plain_value(v: Any) -> Any:
             raise RecordError(f"unknown DynamoDB type {str(tag)[:20]!r}")
         return fn(val)
     raise RecordError("empty DynamoDB attribute value")
-
-
-def _json_text(tag: str, val: Any) -> str:
-    """JSON text (sorted keys, exact numbers) of the plain form of a typed value."""
-    fn = _plain_get(tag)
-    if fn is None:
-        raise RecordError(f"unknown DynamoDB type {str(tag)[:20]!r}")
-    return dumps_exact(fn(val), sort_keys=True)
-
