@@ -238,17 +238,12 @@ def _log(entry: dict) -> None:
     sys.stdout.write(json.dumps(entry, default=str) + "\n")
 
 
-def _later(ddb: dict, than: dict) -> bool:
-    """Does the change with ``ddb`` supersede the one with ``than``, which arrived earlier?
-
-    Yes unless both have a time and its time is earlier: equal or missing (or
-    malformed) times leave it to arrival order.
-    """
+def _when(ddb: dict) -> int | None:
+    """The change's time in µs for ordering a batch; None when missing or malformed."""
     try:
-        t, t0 = _event_time(ddb), _event_time(than)
+        return _event_time(ddb)
     except RecordError:
-        return True
-    return t is None or t0 is None or t >= t0
+        return None
 
 
 def transform_records(records: list, settings: Settings) -> list[dict]:
@@ -256,7 +251,9 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
     o = _out_for(settings)
     meta = o.meta
     key_of = o.key_of
-    latest: dict[Any, tuple[int, dict]] = {}  # key -> (index of its winning record, its ddb)
+    # key -> (index of its latest record, that record's time); only scalars are kept, so the
+    # parsed records are freed as they go (holding them makes the cyclic GC walk them).
+    latest: dict[Any, tuple[int, int | None]] = {}
     out: list[dict] = []
     append = out.append
     dropped = failed = superseded = fields_dropped = 0
@@ -291,16 +288,19 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
             except TypeError:  # an unhashable key value: leave the record alone
                 seen = None
                 key = None
+            when = _when(ddb)
             if seen is not None:
                 superseded += 1
-                i, seen_ddb = seen
-                if not _later(ddb, seen_ddb):  # an older change arriving late
+                i, seen_when = seen
+                # Later unless both times are known and this one is earlier: equal or
+                # missing times leave it to arrival order.
+                if when is not None and seen_when is not None and when < seen_when:
                     append({"recordId": rid, "result": "Dropped", "data": data})
                     continue
                 out[i] = {"recordId": out[i]["recordId"], "result": "Dropped",
                           "data": records[i].get("data")}
             if key is not None:
-                latest[key] = (len(out), ddb)
+                latest[key] = (len(out), when)
         append({"recordId": rid, "result": "Ok", "data": payload, "metadata": meta[op]})
     dropped += superseded
     _log({"level": "INFO", "msg": "batch", "records": len(out),
