@@ -107,12 +107,16 @@ def _is_ttl(change: dict) -> bool:
 
 
 def _event_time(ddb: dict) -> int | None:
-    t = ddb.get("ApproximateCreationDateTime")
+    return _micros(ddb.get("ApproximateCreationDateTime"),
+                   ddb.get("ApproximateCreationDateTimePrecision"))
+
+
+def _micros(t: Any, precision: Any) -> int | None:
+    """ApproximateCreationDateTime (ms, or µs at MICROSECOND precision) in µs."""
     if t is None:
         return None
     if t.__class__ is not int and t.__class__ is not float:
         raise RecordError(f"ApproximateCreationDateTime must be a number, got {t!r:.60}")
-    precision = ddb.get("ApproximateCreationDateTimePrecision")
     if precision == "MICROSECOND":
         return int(t)
     if precision is None or precision == "MILLISECOND":
@@ -238,12 +242,18 @@ def _log(entry: dict) -> None:
     sys.stdout.write(json.dumps(entry, default=str) + "\n")
 
 
-def _when(ddb: dict) -> int | None:
-    """The change's time in µs for ordering a batch; None when missing or malformed."""
+def _later(when: tuple, than: tuple) -> bool:
+    """Does a change at ``when`` supersede one at ``than`` that arrived before it?
+
+    Times are (ApproximateCreationDateTime, its precision) as in the records.
+    Later unless both times are known and ``when`` is earlier: equal, missing or
+    malformed times leave it to arrival order.
+    """
     try:
-        return _event_time(ddb)
+        t, t0 = _micros(*when), _micros(*than)
     except RecordError:
-        return None
+        return True
+    return t is None or t0 is None or t >= t0
 
 
 def transform_records(records: list, settings: Settings) -> list[dict]:
@@ -251,9 +261,9 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
     o = _out_for(settings)
     meta = o.meta
     key_of = o.key_of
-    # key -> (index of its latest record, that record's time); only scalars are kept, so the
-    # parsed records are freed as they go (holding them makes the cyclic GC walk them).
-    latest: dict[Any, tuple[int, int | None]] = {}
+    # key -> (index of its latest record, that record's time and precision); only scalars are
+    # kept, so parsed records are freed as they go (holding them makes the cyclic GC walk them).
+    latest: dict[Any, tuple[int, tuple]] = {}
     out: list[dict] = []
     append = out.append
     dropped = failed = superseded = fields_dropped = 0
@@ -288,13 +298,12 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
             except TypeError:  # an unhashable key value: leave the record alone
                 seen = None
                 key = None
-            when = _when(ddb)
+            when = (ddb.get("ApproximateCreationDateTime"),
+                    ddb.get("ApproximateCreationDateTimePrecision"))
             if seen is not None:
                 superseded += 1
                 i, seen_when = seen
-                # Later unless both times are known and this one is earlier: equal or
-                # missing times leave it to arrival order.
-                if when is not None and seen_when is not None and when < seen_when:
+                if not _later(when, seen_when):  # an older change arriving late
                     append({"recordId": rid, "result": "Dropped", "data": data})
                     continue
                 out[i] = {"recordId": out[i]["recordId"], "result": "Dropped",

@@ -149,10 +149,11 @@ def _plain_number(n: Any) -> Any:
     """N as a plain JSON number: int, float when its repr is the text, else exact Decimal."""
     if n.__class__ is not str:
         raise RecordError(f"N value must be a JSON string, got {type(n).__name__}")
-    try:
-        return int(n)
-    except ValueError:
-        pass
+    if "." not in n:  # int() never parses a ".": spare the exception
+        try:
+            return int(n)
+        except ValueError:
+            pass
     try:
         f = float(n)
         if repr(f) == n:
@@ -242,10 +243,12 @@ def plain_value(v: Any) -> Any:
             if tag == "S":
                 return val
             if tag == "N":
-                try:
-                    return int(val)
-                except ValueError:
-                    return _plain_number(val)
+                if "." not in val:
+                    try:
+                        return int(val)
+                    except ValueError:
+                        pass
+                return _plain_number(val)
         elif tag == "M":
             if val.__class__ is dict:
                 return {k: plain_value(x) for k, x in val.items()}
