@@ -69,6 +69,68 @@ def _inline(i: int, type_name: str) -> list[str]:
     return [f"{x} = None if {v} is None else {c}({v})"]
 
 
+def _expr(type_name: str, x: str) -> str | None:
+    """An expression converting the typed value ``x`` (usual case only), else None.
+
+    Anything unusual (NULL, another tag, a bad value) raises: the caller then
+    redoes the whole value with the converters, which explain the problem.
+    """
+    if type_name == "string":
+        return f"(_s if (_s := {x}['S']).__class__ is str else _bad())"
+    if type_name == "boolean":
+        return f"(_b if (_b := {x}['BOOL']) is True or _b is False else _bad())"
+    return _number_expr(type_name, f"{x}['N']")
+
+
+def _number_expr(type_name: str, n: str) -> str | None:
+    """An expression converting the N text ``n`` (usual case only), else None."""
+    text = f"(_n if (_n := {n}).__class__ is str else _bad())"
+    if type_name in _INLINE_RANGES:
+        lo, hi = _INLINE_RANGES[type_name]
+        return f"(_i if {lo} <= (_i := int({text})) <= {hi} else _bad())"
+    if type_name == "double":
+        return f"(_f if (_f := float({text})) - _f == 0.0 else _bad())"  # inf, nan: _bad
+    return None
+
+
+def _bad() -> Any:
+    raise _Slow
+
+
+def generate_list(type_name: str, elem_name: str, elem: Converter, slow: Converter,
+                  numeric_set: bool) -> Converter | None:
+    """A list converter with the element conversion inline, or None for other elements.
+
+    numeric_set: an NS converts too (sorted numerically after conversion).
+    """
+    e = _expr(elem_name, "x")
+    if e is None:
+        return None
+    ns: dict[str, Any] = {"_slow": slow, "_elem": elem, "_bad": _bad}
+    body = ["def convert_list(v):", "    val = v.get('L')", "    if val.__class__ is list:",
+            "        try:", f"            return [{e} for x in val]",
+            "        except Exception:",
+            "            return [None if x is None else _elem(x) for x in val]"]
+    if numeric_set:
+        body += ["    val = v.get('NS')", "    if val.__class__ is list:", "        try:",
+                 f"            return sorted([{_number_expr(elem_name, 'x')} for x in val])",
+                 "        except Exception:", "            pass"]
+    body.append("    return _slow(v)")
+    return _run(body, ns, "convert_list", type_name)
+
+
+def generate_map(type_name: str, value_name: str, value: Converter, slow: Converter) -> Converter | None:
+    """A map converter with the value conversion inline, or None for other values."""
+    e = _expr(value_name, "x")
+    if e is None:
+        return None
+    ns: dict[str, Any] = {"_slow": slow, "_value": value, "_bad": _bad}
+    body = ["def convert_map(v):", "    val = v.get('M')", "    if val.__class__ is not dict:",
+            "        return _slow(v)", "    try:", f"        return {{k: {e} for k, x in val.items()}}",
+            "    except Exception:", "        return {k: _value(x) for k, x in val.items()}"]
+    return _run(body, ns, "convert_map", type_name)
+
+
 def generate_struct(type_name: str, fields: tuple, slow: Converter,
                     loop: Callable[[dict], dict]) -> Converter:
     """Straight-line converter for one struct type.
@@ -121,8 +183,7 @@ def generate_mapper(columns: tuple, types: tuple, extra: str | None,
         body.append("        raise _Slow")
     body.append("    row = {" + ", ".join(items) + "}")
     if extra is not None:
-        body.append("    rest = image.keys() - _sources")
-        body.append(f"    row[{extra!r}] = _dumps({{k: _plain(image[k]) for k in rest}}, True) "
-                    "if rest else None")
+        body.append("    rest = {k: _plain(x) for k, x in image.items() if k not in _sources}")
+        body.append(f"    row[{extra!r}] = _dumps(rest, True) if rest else None")
     body.append("    return row")
     return _run(body, ns, "_map", "mapper")

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from . import types as T
-from .codegen import Undeclared, generate_struct
+from .codegen import Undeclared, generate_list, generate_map, generate_struct
 from .exactjson import dumps_exact
 from .values import (
     _CTX,
@@ -179,6 +179,8 @@ def _compile(t: T.IcebergType, date_format: str) -> tuple[Converter, dict[str, S
                 s = v.get("S")
                 if s.__class__ is str:
                     return s
+                if "NULL" in v and len(v) == 1:
+                    return None
                 # Maps and lists kept as JSON text: common enough to skip the dispatch.
                 m = v.get("M")
                 if m.__class__ is dict:
@@ -256,6 +258,9 @@ def _compile(t: T.IcebergType, date_format: str) -> tuple[Converter, dict[str, S
             if fn is not None:  # else e.g. NS into list<boolean>: the generic error
                 handlers[tag] = _set_converter(tag, fn, numeric and tag == "NS", str(t.element))
         slow = _dispatch(name, handlers)
+        generated = generate_list(name, str(t.element), elem, slow, numeric and "NS" in handlers)
+        if generated is not None:
+            return generated, None
 
         def convert_list(v: dict) -> Any:
             val = v.get("L")
@@ -274,6 +279,9 @@ def _compile(t: T.IcebergType, date_format: str) -> tuple[Converter, dict[str, S
             return {k: value_conv(x) for k, x in val.items()}
 
         slow = _dispatch(name, {"M": map_m})
+        generated = generate_map(name, str(t.value), value_conv, slow)
+        if generated is not None:
+            return generated, None
 
         def convert_map(v: dict) -> Any:
             val = v.get("M")

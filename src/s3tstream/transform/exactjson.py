@@ -31,7 +31,8 @@ _tls = threading.local()
 
 
 def _decimal_token(d: Decimal) -> str:
-    return format(d, "f")
+    token = str(d)  # the same text as format(d, "f") unless it has an exponent, and faster
+    return token if "E" not in token else format(d, "f")
 
 
 def _json_default(o: Any) -> Any:
