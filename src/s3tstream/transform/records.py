@@ -242,6 +242,18 @@ def _log(entry: dict) -> None:
     sys.stdout.write(json.dumps(entry, default=str) + "\n")
 
 
+def _when(ddb: dict) -> tuple:
+    return (ddb.get("ApproximateCreationDateTime"), ddb.get("ApproximateCreationDateTimePrecision"))
+
+
+def _when_of(data: str) -> tuple:
+    """The time of a record that was transformed before (parsed again: collisions are rare)."""
+    try:
+        return _when(_loads(_a2b(data))["dynamodb"])
+    except Exception:  # noqa: BLE001 - it parsed once; if not now, order by arrival
+        return (None, None)
+
+
 def _later(when: tuple, than: tuple) -> bool:
     """Does a change at ``when`` supersede one at ``than`` that arrived before it?
 
@@ -261,9 +273,11 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
     o = _out_for(settings)
     meta = o.meta
     key_of = o.key_of
-    # key -> (index of its latest record, that record's time and precision); only scalars are
-    # kept, so parsed records are freed as they go (holding them makes the cyclic GC walk them).
-    latest: dict[Any, tuple[int, tuple]] = {}
+    # Collapse: key -> index of its latest record so far, and for keys seen twice that record's
+    # time. Only scalars are kept: parsed records are freed as they go (holding them would make
+    # the cyclic GC walk them), and the first record of a key is parsed again on a collision.
+    latest: dict[Any, int] = {}
+    won: dict[Any, tuple] = {}
     out: list[dict] = []
     append = out.append
     dropped = failed = superseded = fields_dropped = 0
@@ -294,22 +308,22 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
         if key_of is not None:
             try:
                 key = key_of(row)
-                seen = latest.get(key)
+                i = latest.get(key)
             except TypeError:  # an unhashable key value: leave the record alone
-                seen = None
-                key = None
-            when = (ddb.get("ApproximateCreationDateTime"),
-                    ddb.get("ApproximateCreationDateTimePrecision"))
-            if seen is not None:
+                i = key = None
+            if i is not None:
                 superseded += 1
-                i, seen_when = seen
+                when = _when(ddb)
+                seen_when = won[key] if key in won else _when_of(records[i].get("data"))
                 if not _later(when, seen_when):  # an older change arriving late
+                    won[key] = seen_when
                     append({"recordId": rid, "result": "Dropped", "data": data})
                     continue
+                won[key] = when
                 out[i] = {"recordId": out[i]["recordId"], "result": "Dropped",
                           "data": records[i].get("data")}
             if key is not None:
-                latest[key] = (len(out), when)
+                latest[key] = len(out)
         append({"recordId": rid, "result": "Ok", "data": payload, "metadata": meta[op]})
     dropped += superseded
     _log({"level": "INFO", "msg": "batch", "records": len(out),
