@@ -231,3 +231,24 @@ def test_extra_column_and_nested_values_through_the_handler(configure):
     row = row_of(rec)
     assert row["tags"] == ["y", "z"]
     assert row["extra"] == '{"misc":{"n":0.10}}'
+
+
+def test_decimal_columns_are_exact_tokens_in_every_layout(configure):
+    # Only decimal columns (the row's JSON is nothing but them), a NULL one, and decimals nested
+    # in a list: each payload carries the exact tokens.
+    configure(columns=[{"name": "pk", "type": "string", "required": True},
+                       {"name": "sk", "type": "decimal(10,2)", "required": True},
+                       {"name": "d", "type": "decimal(5,1)"}])
+    keys = {"pk": {"S": "a"}, "sk": {"N": "1.5"}}
+    (rec,) = run(change(new={**keys, "d": {"NULL": True}}, keys=keys))
+    raw = base64.b64decode(rec["data"]).decode()
+    assert json.loads(raw) == {"pk": "a", "sk": 1.5, "d": None} and '"sk":1.50' in raw
+    configure(columns=[{"name": "pk", "type": "decimal(3,1)", "required": True},
+                       {"name": "sk", "type": "decimal(3,0)", "required": True}])
+    keys = {"pk": {"N": "2"}, "sk": {"N": "7"}}
+    (rec,) = run(change(new=keys, keys=keys))
+    assert base64.b64decode(rec["data"]).decode() in ('{"pk":2.0,"sk":7}', '{"sk":7,"pk":2.0}')
+    configure(columns=COLUMNS + [{"name": "prices", "type": "list<decimal(4,2)>"}])
+    (rec,) = run(change(new={**IMAGE, "prices": {"L": [{"N": "1.5"}, {"N": "0.25"}]}}))
+    raw = base64.b64decode(rec["data"]).decode()
+    assert '"prices":[1.50,0.25]' in raw and '"amount":12345678901234567890.123456789' in raw

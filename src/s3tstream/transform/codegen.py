@@ -83,14 +83,25 @@ def _expr(type_name: str, x: str) -> str | None:
 
 
 def _number_expr(type_name: str, n: str) -> str | None:
-    """An expression converting the N text ``n`` (usual case only), else None."""
-    text = f"(_n if (_n := {n}).__class__ is str else _bad())"
+    """An expression converting the N text ``n`` (usual case only), else None.
+
+    int and long elements are parsed with an explicit base (which refuses anything
+    but a string) and range-checked afterwards, for the whole list (_range).
+    """
     if type_name in _INLINE_RANGES:
-        lo, hi = _INLINE_RANGES[type_name]
-        return f"(_i if {lo} <= (_i := int({text})) <= {hi} else _bad())"
+        return f"int({n}, 10)"
     if type_name == "double":
+        text = f"(_n if (_n := {n}).__class__ is str else _bad())"
         return f"(_f if (_f := float({text})) - _f == 0.0 else _bad())"  # inf, nan: _bad
     return None
+
+
+def _range(type_name: str, values: str) -> list[str]:
+    """Statements raising _Slow when an int/long element is out of range."""
+    if type_name not in _INLINE_RANGES:
+        return []
+    lo, hi = _INLINE_RANGES[type_name]
+    return [f"if {values} and (min({values}) < {lo} or max({values}) > {hi}): raise _Slow"]
 
 
 def _bad() -> Any:
@@ -106,15 +117,18 @@ def generate_list(type_name: str, elem_name: str, elem: Converter, slow: Convert
     e = _expr(elem_name, "x")
     if e is None:
         return None
-    ns: dict[str, Any] = {"_slow": slow, "_elem": elem, "_bad": _bad}
+    ns: dict[str, Any] = {"_slow": slow, "_elem": elem, "_bad": _bad, "_Slow": _Slow}
     body = ["def convert_list(v):", "    val = v.get('L')", "    if val.__class__ is list:",
-            "        try:", f"            return [{e} for x in val]",
-            "        except Exception:",
-            "            return [None if x is None else _elem(x) for x in val]"]
+            "        try:", f"            out = [{e} for x in val]"]
+    body += ["            " + line for line in _range(elem_name, "out")]
+    body += ["            return out",
+             "        except Exception:",
+             "            return [None if x is None else _elem(x) for x in val]"]
     if numeric_set:
         body += ["    val = v.get('NS')", "    if val.__class__ is list:", "        try:",
-                 f"            return sorted([{_number_expr(elem_name, 'x')} for x in val])",
-                 "        except Exception:", "            pass"]
+                 f"            out = sorted([{_number_expr(elem_name, 'x')} for x in val])"]
+        body += ["            " + line for line in _range(elem_name, "out")]
+        body += ["            return out", "        except Exception:", "            pass"]
     body.append("    return _slow(v)")
     return _run(body, ns, "convert_list", type_name)
 
@@ -124,10 +138,12 @@ def generate_map(type_name: str, value_name: str, value: Converter, slow: Conver
     e = _expr(value_name, "x")
     if e is None:
         return None
-    ns: dict[str, Any] = {"_slow": slow, "_value": value, "_bad": _bad}
+    ns: dict[str, Any] = {"_slow": slow, "_value": value, "_bad": _bad, "_Slow": _Slow}
     body = ["def convert_map(v):", "    val = v.get('M')", "    if val.__class__ is not dict:",
-            "        return _slow(v)", "    try:", f"        return {{k: {e} for k, x in val.items()}}",
-            "    except Exception:", "        return {k: _value(x) for k, x in val.items()}"]
+            "        return _slow(v)", "    try:", f"        out = {{k: {e} for k, x in val.items()}}"]
+    body += ["        " + line for line in _range(value_name, "out.values()")]
+    body += ["        return out",
+             "    except Exception:", "        return {k: _value(x) for k, x in val.items()}"]
     return _run(body, ns, "convert_map", type_name)
 
 

@@ -15,7 +15,7 @@ import threading
 from decimal import Decimal
 from typing import Any, Callable
 
-__all__ = ["dumps_exact"]
+__all__ = ["decimal_token", "dumps_exact"]
 
 # json cannot emit a Decimal verbatim, so a Decimal is written as the string
 # "<open><token><close>" and the quotes and markers are stripped afterwards.  The
@@ -30,7 +30,8 @@ _CLOSE_Q = _CLOSE + '"'
 _tls = threading.local()
 
 
-def _decimal_token(d: Decimal) -> str:
+def decimal_token(d: Decimal) -> str:
+    """The exact JSON number token of a finite Decimal (no exponent)."""
     token = str(d)  # the same text as format(d, "f") unless it has an exponent, and faster
     return token if "E" not in token else format(d, "f")
 
@@ -38,7 +39,7 @@ def _decimal_token(d: Decimal) -> str:
 def _json_default(o: Any) -> Any:
     if isinstance(o, Decimal):
         _tls.count += 1
-        return _OPEN + _decimal_token(o) + _CLOSE
+        return _OPEN + decimal_token(o) + _CLOSE
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
@@ -75,7 +76,7 @@ def _slow_dumps(obj: Any, sort_keys: bool) -> str:
     if obj is None or obj is True or obj is False or isinstance(obj, (str, int, float)):
         return json.dumps(obj, ensure_ascii=False)
     if isinstance(obj, Decimal):
-        return _decimal_token(obj)
+        return decimal_token(obj)
     if isinstance(obj, dict):
         items = sorted(obj.items()) if sort_keys else obj.items()
         return "{" + ",".join(

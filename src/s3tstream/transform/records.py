@@ -65,9 +65,10 @@ import sys
 from operator import itemgetter
 from typing import Any
 
-from .exactjson import dumps_exact
+from .exactjson import decimal_token, dumps_exact
 from .mapping import RecordError, keys_row, map_row, plan_for
 from .settings import Settings, load_settings
+from .types import DecimalType
 
 __all__ = ["handler", "transform_records"]
 
@@ -93,8 +94,23 @@ def _loads(raw: bytes) -> Any:
     return json.loads(raw)  # leading/trailing whitespace, other encodings, or the error
 
 
-def _encode(row: dict) -> str:
-    return _b2a(dumps_exact(row).encode("utf-8"), newline=False).decode("ascii")
+def _encode(row: dict, decimals: tuple = ()) -> str:
+    """base64 of the row's exact JSON.
+
+    decimals: the top-level decimal columns when no other value can be a Decimal.
+    They are written after the rest, straight from their tokens: dumps_exact's
+    marker pass for Decimals costs more than the whole splice (column names need
+    no escaping: [a-z_][a-z0-9_]*).
+    """
+    if decimals:
+        row = row.copy()
+        tail = "".join([f',"{k}":' + ("null" if (d := row.pop(k)) is None else decimal_token(d))
+                        for k in decimals])
+        text = dumps_exact(row)
+        text = text[:-1] + tail + "}" if len(text) > 2 else "{" + tail[1:] + "}"
+    else:
+        text = dumps_exact(row)
+    return _b2a(text.encode("utf-8"), newline=False).decode("ascii")
 
 
 def _is_ttl(change: dict) -> bool:
@@ -166,6 +182,11 @@ class _Out:
             }
 
         self.meta = {op: meta(op) for op in ("insert", "update", "delete")}
+        # Top-level decimal columns, written by _encode unless a nested type holds decimals too.
+        declared = [c for c in settings.columns if c.name != settings.extra_column]
+        nested = any("decimal(" in str(c.type) for c in declared if not isinstance(c.type, DecimalType))
+        self.decimals = () if nested else tuple(
+            c.name for c in declared if isinstance(c.type, DecimalType))
         self.fast = plan_for(settings).fast
         # The key of a row (a value, or a tuple for two key columns) when collapsing.
         self.key_of = (itemgetter(*settings.keys)
@@ -286,7 +307,7 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
         data = rec.get("data")
         try:
             op, row, ddb, lost = _transform(data, o)
-            payload = None if row is None else _encode(row)
+            payload = None if row is None else _encode(row, o.decimals)
         except Exception as exc:  # noqa: BLE001 - a bad record must never fail the batch
             reason = exc.reason if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
             if len(reason) > _REASON_MAX:
