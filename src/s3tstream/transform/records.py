@@ -327,12 +327,13 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
             append({"recordId": rid, "result": "Dropped", "data": data})
             continue
         if key_of is not None:
+            n = len(out)
             try:
-                key = key_of(row)
-                i = latest.get(key)
+                i = latest.setdefault(key_of(row), n)
             except TypeError:  # an unhashable key value: leave the record alone
-                i = key = None
-            if i is not None:
+                i = n
+            if i != n:  # the key has a record already
+                key = key_of(row)
                 superseded += 1
                 when = _when(ddb)
                 seen_when = won[key] if key in won else _when_of(records[i].get("data"))
@@ -341,10 +342,9 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
                     append({"recordId": rid, "result": "Dropped", "data": data})
                     continue
                 won[key] = when
+                latest[key] = n
                 out[i] = {"recordId": out[i]["recordId"], "result": "Dropped",
                           "data": records[i].get("data")}
-            if key is not None:
-                latest[key] = len(out)
         append({"recordId": rid, "result": "Ok", "data": payload, "metadata": meta[op]})
     dropped += superseded
     _log({"level": "INFO", "msg": "batch", "records": len(out),
