@@ -252,3 +252,16 @@ def test_decimal_columns_are_exact_tokens_in_every_layout(configure):
     (rec,) = run(change(new={**IMAGE, "prices": {"L": [{"N": "1.5"}, {"N": "0.25"}]}}))
     raw = base64.b64decode(rec["data"]).decode()
     assert '"prices":[1.50,0.25]' in raw and '"amount":12345678901234567890.123456789' in raw
+
+
+def test_base64_is_decoded_leniently_and_blamed_only_when_it_is_bad(configure, capsys):
+    good = b64(change())
+    wrapped = good[:40] + "\n" + good[40:]  # MIME-style line break: the content is intact
+    bad_b64 = "e30" + "!" * 3  # not base64 at all (3 data characters)
+    not_json = b64(b"[1, 2")
+    ok, broken, bad = run(wrapped, bad_b64, not_json)
+    assert row_of(ok)["note"] == "hi"
+    assert broken["result"] == bad["result"] == "ProcessingFailed"
+    reasons = {e["recordId"]: e["reason"] for e in map(json.loads, capsys.readouterr().out.splitlines())
+               if e.get("msg") == "record failed"}
+    assert "base64" in reasons["r1"] and "JSON" in reasons["r2"]

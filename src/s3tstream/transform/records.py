@@ -208,12 +208,14 @@ def _transform(data: Any, o: _Out) -> tuple[str, dict | None, dict, Any]:
     (struct fields not declared, no catch-all column), see nested.py.
     """
     try:
-        raw = _a2b(data, strict_mode=True)
-    except (binascii.Error, TypeError, ValueError) as exc:
-        raise RecordError(f"data is not valid base64 ({exc})") from None
-    try:
-        change = _loads(raw)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        # Lenient base64 first: strict mode costs ~15% more and Firehose sends valid base64;
+        # when the content is not JSON, strict decoding says whether the base64 was to blame.
+        change = _loads(_a2b(data))
+    except (TypeError, ValueError) as exc:  # binascii.Error, JSONDecodeError, UnicodeDecodeError
+        try:
+            _a2b(data, strict_mode=True)
+        except (TypeError, ValueError) as b64:
+            raise RecordError(f"data is not valid base64 ({b64})") from None
         raise RecordError(f"data is not valid JSON ({exc})") from None
     if change.__class__ is not dict:
         raise RecordError(f"change record is a JSON {type(change).__name__}, not an object")
