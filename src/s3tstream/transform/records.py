@@ -265,14 +265,12 @@ def _log(entry: dict) -> None:
     sys.stdout.write(json.dumps(entry, default=str) + "\n")
 
 
-def _when(ddb: dict) -> tuple:
-    return (ddb.get("ApproximateCreationDateTime"), ddb.get("ApproximateCreationDateTimePrecision"))
-
-
 def _when_of(data: str) -> tuple:
-    """The time of a record that was transformed before (parsed again: collisions are rare)."""
+    """(ApproximateCreationDateTime, precision) of a record transformed before, parsed again."""
     try:
-        return _when(_loads(_a2b(data))["dynamodb"])
+        ddb = _loads(_a2b(data))["dynamodb"]
+        return (ddb.get("ApproximateCreationDateTime"),
+                ddb.get("ApproximateCreationDateTimePrecision"))
     except Exception:  # noqa: BLE001 - it parsed once; if not now, order by arrival
         return (None, None)
 
@@ -291,19 +289,52 @@ def _later(when: tuple, than: tuple) -> bool:
     return t is None or t0 is None or t >= t0
 
 
+def _collapse(records: list, out: list, keys: list) -> int:
+    """Keep the latest Ok record per key, make the others Dropped; returns how many were dropped.
+
+    keys[i] is the key of out[i] (None: not an Ok record).  The common case, no key
+    twice, costs one set; only records of keys seen twice are parsed again for
+    their times (holding every record's parsed form would make the cyclic GC walk them).
+    """
+    try:
+        distinct = len(set(keys))
+    except TypeError:  # an unhashable key value (a nested key column): compare its JSON text
+        keys = [None if k is None else dumps_exact(k, True) for k in keys]
+        distinct = len(set(keys))
+    nones = keys.count(None)
+    if distinct == len(keys) - nones + (1 if nones else 0):
+        return 0
+    latest: dict[Any, int] = {}
+    times: dict[int, tuple] = {}
+    superseded = 0
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        j = latest.setdefault(key, i)
+        if j == i:
+            continue
+        superseded += 1
+        if j not in times:
+            times[j] = _when_of(records[j].get("data"))
+        times[i] = _when_of(records[i].get("data"))
+        if _later(times[i], times[j]):
+            latest[key] = i
+        else:  # an older change arriving late
+            i, j = j, i
+        out[j] = {"recordId": out[j]["recordId"], "result": "Dropped", "data": records[j].get("data")}
+    return superseded
+
+
 def transform_records(records: list, settings: Settings) -> list[dict]:
     """Transform Firehose input records (dicts with recordId and data) -> output records."""
     o = _out_for(settings)
     meta = o.meta
     key_of = o.key_of
-    # Collapse: key -> index of its latest record so far, and for keys seen twice that record's
-    # time. Only scalars are kept: parsed records are freed as they go (holding them would make
-    # the cyclic GC walk them), and the first record of a key is parsed again on a collision.
-    latest: dict[Any, int] = {}
-    won: dict[Any, tuple] = {}
+    keys: list = []  # per output record, its key when it is Ok and the batch collapses
+    key_append = keys.append
     out: list[dict] = []
     append = out.append
-    dropped = failed = superseded = fields_dropped = 0
+    dropped = failed = fields_dropped = 0
     for rec in records:
         rid = rec["recordId"]  # a record without an id breaks the envelope: raise
         data = rec.get("data")
@@ -318,6 +349,7 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
             failed += 1
             append({"recordId": rid, "result": "ProcessingFailed",
                     "data": data if isinstance(data, str) else ""})
+            key_append(None)
             continue
         if lost:  # never silent: say what the row cannot carry
             if fields_dropped < _WARN_MAX:
@@ -327,27 +359,11 @@ def transform_records(records: list, settings: Settings) -> list[dict]:
         if payload is None:
             dropped += 1
             append({"recordId": rid, "result": "Dropped", "data": data})
+            key_append(None)
             continue
-        if key_of is not None:
-            n = len(out)
-            try:
-                i = latest.setdefault(key_of(row), n)
-            except TypeError:  # an unhashable key value: leave the record alone
-                i = n
-            if i != n:  # the key has a record already
-                key = key_of(row)
-                superseded += 1
-                when = _when(ddb)
-                seen_when = won[key] if key in won else _when_of(records[i].get("data"))
-                if not _later(when, seen_when):  # an older change arriving late
-                    won[key] = seen_when
-                    append({"recordId": rid, "result": "Dropped", "data": data})
-                    continue
-                won[key] = when
-                latest[key] = n
-                out[i] = {"recordId": out[i]["recordId"], "result": "Dropped",
-                          "data": records[i].get("data")}
+        key_append(None if key_of is None else key_of(row))
         append({"recordId": rid, "result": "Ok", "data": payload, "metadata": meta[op]})
+    superseded = 0 if key_of is None else _collapse(records, out, keys)
     dropped += superseded
     _log({"level": "INFO", "msg": "batch", "records": len(out),
           "ok": len(out) - dropped - failed, "dropped": dropped, "failed": failed,
