@@ -150,3 +150,10 @@ def test_the_collapse_can_be_switched_off():
     assert s.to_dict()["collapse_per_key"] is False
     out = run(s, change("INSERT", A, "1"), change("REMOVE", A, when=T0 + 1))
     assert summary(out) == [("Ok", "update", "1"), ("Ok", "delete", None)]
+
+
+def test_a_nested_key_value_collapses_by_its_json_text():
+    s = settings(("list<string>",))
+    k1, k2 = {"pk": {"L": [{"S": "a"}, {"S": "b"}]}}, {"pk": {"L": [{"S": "b"}]}}
+    out = run(s, change("INSERT", k1, "1"), change("INSERT", k2, "2"), change("MODIFY", k1, "3", when=T0 + 1))
+    assert summary(out) == ["Dropped", ("Ok", "update", "2"), ("Ok", "update", "3")]

@@ -248,7 +248,15 @@ def plain_value(v: Any) -> Any:
                         return int(val)
                     except ValueError:
                         pass
-                return _plain_number(val)
+                else:
+                    try:
+                        f = float(val)
+                    except ValueError:
+                        pass
+                    else:
+                        if repr(f) == val:
+                            return f
+                return _plain_number(val)  # the rest, and every error
         elif tag == "M":
             if val.__class__ is dict:
                 return {k: plain_value(x) for k, x in val.items()}
