@@ -297,6 +297,10 @@ def test_plain_value_and_dumps_exact():
     assert dumps_exact({"a": Decimal("1.10"), "b": [Decimal("-2.000")]}) == '{"a":1.10,"b":[-2.000]}'
     with pytest.raises(RecordError):
         plain_value({"Q": "x"})
+    assert plain_value({"NS": ["10", "-2", "3"]}) == [-2, 3, 10]
+    assert plain_value({"NS": ["10", "-2", "1.5", "0.10"]}) == [-2, Decimal("0.10"), 1.5, 10]
+    with pytest.raises(RecordError, match="JSON string"):
+        plain_value({"NS": ["1", 2]})
 
 
 def test_dumps_exact_is_exact_even_when_a_string_mimics_the_marker():

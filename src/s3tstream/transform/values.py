@@ -212,7 +212,11 @@ def _p_bool(val: Any) -> bool:
 
 def _p_ns(val: Any) -> list:
     # int, float and Decimal compare exactly with each other, so this is numeric order.
-    return sorted([_plain_number(x) for x in _list(val, "NS")])
+    vals = _list(val, "NS")
+    try:
+        return sorted([int(x, 10) for x in vals])  # all integers (an explicit base refuses non-text)
+    except (TypeError, ValueError):
+        return sorted([_plain_number(x) for x in vals])
 
 
 _PLAIN: dict[str, Callable[[Any], Any]] = {
