@@ -20,6 +20,8 @@ Paths are JSONPath, as Athena's ``json_extract`` reads them: ``$.address.floor``
 ``$.events[1].note``; a name that is not ``[A-Za-z_][A-Za-z0-9_]*`` (a dot, a
 space, a bracket...) is quoted as a JSON string: ``$["a.b"]["c d"]``.  With a
 catch-all, ``json_extract(extra, '<path>')`` finds the field.
+# UNCONFIRMED: that Athena (Trino) json_extract accepts the quoted form $["a.b"];
+#   Trino documents bracket notation for its JSON path, not checked against Athena.
 
 A "shape" says which parts of an attribute the columns reading it carry: None
 (everything) or ("struct", {field: shape}), ("list", shape), ("map", shape).
