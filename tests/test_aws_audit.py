@@ -5,6 +5,7 @@ one the Service Authorization Reference lists for each action of its statement."
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -65,3 +66,47 @@ def test_get_namespace_is_pinned_to_the_stacks_namespace() -> None:
 
 def policies_as_list(x: Any) -> list[str]:
     return [x] if isinstance(x, str) else list(x)
+
+
+def _s3() -> tuple[Any, Any]:
+    import boto3
+    from botocore.stub import Stubber
+
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    return s3, Stubber(s3)
+
+
+def test_state_access_denied_names_list_bucket_which_turns_a_missing_state_into_403() -> None:
+    """GetObject of a missing key without s3:ListBucket answers 403 AccessDenied (S3 API
+    reference, GetObject): the hint must name ListBucket or a new stack looks unreadable."""
+    from s3tstream.aws import remote_state
+    from s3tstream.errors import StateError
+
+    s3, stub = _s3()
+    stub.add_client_error("get_object", "AccessDenied", http_status_code=403,
+                          expected_params={"Bucket": "b", "Key": "p/orders.json"})
+    with stub, pytest.raises(StateError) as e:
+        remote_state.S3Backend(s3, "s3://b/p/", "orders").read()
+    assert "s3:ListBucket" in e.value.hint
+
+
+def test_state_conditional_calls_match_the_s3_model() -> None:
+    """Stubber validates each call's parameters against botocore's S3 model (IfNoneMatch,
+    IfMatch on PutObject; IfMatch on DeleteObject)."""
+    from s3tstream.aws import remote_state
+
+    s3, stub = _s3()
+    stub.add_response("put_object", {"ETag": '"l1"'}, {"Bucket": "b", "Key": "p/orders.lock", "Body": ANY,
+                                                       "ContentType": "application/json", "IfNoneMatch": "*"})
+    stub.add_response("put_object", {"ETag": '"s1"'}, {"Bucket": "b", "Key": "p/orders.json", "Body": b"{}",
+                                                       "ContentType": "application/json", "IfNoneMatch": "*"})
+    stub.add_response("put_object", {"ETag": '"s2"'}, {"Bucket": "b", "Key": "p/orders.json", "Body": b"{}",
+                                                       "ContentType": "application/json", "IfMatch": '"s1"'})
+    stub.add_response("delete_object", {}, {"Bucket": "b", "Key": "p/orders.lock", "IfMatch": '"l1"'})
+    with stub:
+        b = remote_state.S3Backend(s3, "s3://b/p/", "orders")
+        b.lock("orders", "up")
+        b.write(b"{}")
+        b.write(b"{}")
+        b.unlock()
+    stub.assert_no_pending_responses()
