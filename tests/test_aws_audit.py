@@ -110,3 +110,57 @@ def test_state_conditional_calls_match_the_s3_model() -> None:
         b.write(b"{}")
         b.unlock()
     stub.assert_no_pending_responses()
+
+
+class _FakeAws:
+    """ctx.aws with stubbed clients (Stubber validates parameters against the models)."""
+
+    def __init__(self, **clients: Any) -> None:
+        self.clients = clients
+
+    def client(self, name: str) -> Any:
+        return self.clients[name]
+
+
+def _client(service: str) -> tuple[Any, Any]:
+    import boto3
+    from botocore.stub import Stubber
+
+    c = boto3.client(service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    return c, Stubber(c)
+
+
+def _ctx(aws: Any) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(aws=aws, cfg=_cfg(), names=_cfg().names)
+
+
+def test_recover_reads_every_page_of_the_tables_tags() -> None:
+    from s3tstream.provision import recover
+
+    ddb, stub = _client("dynamodb")
+    arn = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/orders"
+    stub.add_response("describe_table", {"Table": {"TableArn": arn}}, {"TableName": "orders"})
+    stub.add_response("list_tags_of_resource", {"Tags": [{"Key": "team", "Value": "a"}], "NextToken": "t1"},
+                      {"ResourceArn": arn})
+    stub.add_response("list_tags_of_resource", {"Tags": [{"Key": "s3tstream:stack", "Value": "orders"}]},
+                      {"ResourceArn": arn, "NextToken": "t1"})
+    with stub:
+        tags = recover._tags_of_table(_ctx(_FakeAws(dynamodb=ddb)), "orders")
+    assert tags == {"team": "a", "s3tstream:stack": "orders"}
+
+
+def test_recover_stops_on_a_tag_it_may_not_read_rather_than_calling_it_foreign() -> None:
+    from s3tstream.errors import AwsError
+    from s3tstream.provision import recover
+
+    iam, stub = _client("iam")
+    stub.add_client_error("list_role_tags", "AccessDenied", http_status_code=403)
+    stub.add_client_error("list_role_tags", "NoSuchEntity", http_status_code=404)
+    with stub:
+        ctx = _ctx(_FakeAws(iam=iam))
+        with pytest.raises(AwsError) as e:
+            recover._tags_of_role(ctx, "s3tstream-orders-firehose")
+        assert "AccessDenied" in e.value.message
+        assert recover._tags_of_role(ctx, "s3tstream-orders-firehose") == {}  # no such role: no tags
