@@ -164,3 +164,117 @@ def test_recover_stops_on_a_tag_it_may_not_read_rather_than_calling_it_foreign()
             recover._tags_of_role(ctx, "s3tstream-orders-firehose")
         assert "AccessDenied" in e.value.message
         assert recover._tags_of_role(ctx, "s3tstream-orders-firehose") == {}  # no such role: no tags
+
+
+def test_down_deletes_the_firehose_role_only_while_its_live_tags_say_it_is_this_stacks() -> None:
+    from types import SimpleNamespace
+
+    from s3tstream.provision.steps.grants import FirehoseRole
+
+    role = "s3tstream-orders-firehose"
+    record = SimpleNamespace(name=role, outputs={})
+    iam, stub = _client("iam")
+    # someone else's role under the recorded name: kept, nothing deleted (Stubber refuses any other call)
+    stub.add_response("list_role_tags", {"Tags": [{"Key": "team", "Value": "other"}]}, {"RoleName": role})
+    # this stack's: its policies, then the role
+    stub.add_response("list_role_tags", {"Tags": [{"Key": "s3tstream:stack", "Value": "orders"}]}, {"RoleName": role})
+    stub.add_response("list_role_policies", {"PolicyNames": ["s3tstream-lake"]}, {"RoleName": role})
+    stub.add_response("delete_role_policy", {}, {"RoleName": role, "PolicyName": "s3tstream-lake"})
+    stub.add_response("list_attached_role_policies", {"AttachedPolicies": []}, {"RoleName": role})
+    stub.add_response("delete_role", {}, {"RoleName": role})
+    with stub:
+        ctx = _ctx(_FakeAws(iam=iam))
+        kept = FirehoseRole.delete(ctx, record)
+        assert kept and "not tagged s3tstream:stack=orders" in kept
+        assert FirehoseRole.delete(ctx, record) is None
+    stub.assert_no_pending_responses()
+
+
+class _AwsWithIdentity(_FakeAws):
+    region = "us-east-1"
+
+    def identity(self) -> Identity:
+        return IDENT
+
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.region}:{ACCOUNT}:{resource}"
+
+
+def _alarm_cfg() -> Any:
+    return config.build({"stack": {"name": "orders", "region": "us-east-1"},
+                         "alarms": {"enabled": True, "email": "oncall@example.com"}})
+
+
+def test_alarm_topic_and_metric_alarm_calls_match_the_sns_and_cloudwatch_models() -> None:
+    from types import SimpleNamespace
+
+    from s3tstream.aws.metrics import alarm_specs
+    from s3tstream.provision.steps.alarms import AlarmTopic, MetricAlarm
+
+    cfg = _alarm_cfg()
+    cw, cw_stub = _client("cloudwatch")
+    sns, sns_stub = _client("sns")
+    aws = _AwsWithIdentity(cloudwatch=cw, sns=sns)
+    ctx = SimpleNamespace(cfg=cfg, aws=aws, names=cfg.names, tags=lambda: {"s3tstream:stack": "orders"},
+                          progress=lambda m: None)
+    topic = policies.alarm_topic_arn(cfg, IDENT)
+    sns_stub.add_response("create_topic", {"TopicArn": topic})
+    sns_stub.add_response("list_subscriptions_by_topic", {"Subscriptions": []})
+    sns_stub.add_response("subscribe", {"SubscriptionArn": "pending confirmation"},
+                          {"TopicArn": topic, "Protocol": "email", "Endpoint": "oncall@example.com"})
+    sns_stub.add_response("set_topic_attributes", {})
+    specs = alarm_specs(cfg)
+    for _ in specs:
+        cw_stub.add_response("put_metric_alarm", {})
+    with sns_stub, cw_stub:
+        t = AlarmTopic(ctx)
+        t.create()
+        t._sns().set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue="{}")
+        for spec in specs:
+            MetricAlarm(ctx, spec).create()  # ParamValidationError on any name or type the model refuses
+    cw_stub.assert_no_pending_responses()
+    sns_stub.assert_no_pending_responses()
+
+
+def test_health_reads_match_the_cloudwatch_and_s3tables_models() -> None:
+    import datetime as dt
+
+    from s3tstream.aws.metrics import METRICS
+    from s3tstream.data.health.collect import alarm_states, maintenance_status, metric_series
+
+    cfg = _alarm_cfg()
+    cw, cw_stub = _client("cloudwatch")
+    s3t, s3t_stub = _client("s3tables")
+    end = dt.datetime(2026, 12, 6, 3, 0, tzinfo=dt.timezone.utc)
+    start = end - dt.timedelta(hours=1)
+    t = dt.datetime(2026, 12, 6, 2, 30, tzinfo=dt.timezone.utc)
+    cw_stub.add_response("get_metric_data", {"MetricDataResults": [
+        {"Id": "m0", "Label": "freshness", "Timestamps": [t], "Values": [42.0], "StatusCode": "Complete"}],
+        "NextToken": "n"})
+    cw_stub.add_response("get_metric_data", {"MetricDataResults": []})
+    cw_stub.add_response("describe_alarms", {"MetricAlarms": [{"AlarmName": "s3tstream-orders-freshness",
+                                                              "StateValue": "OK"}]})
+    s3t_stub.add_response("get_table_maintenance_job_status", {
+        "tableARN": f"arn:aws:s3tables:us-east-1:{ACCOUNT}:bucket/orders-lake/table/abc",
+        "status": {"icebergCompaction": {"status": "Failed", "lastRunTimestamp": t, "failureMessage": "kms"}}},
+        {"tableBucketARN": f"arn:aws:s3tables:us-east-1:{ACCOUNT}:bucket/orders-lake", "namespace": "orders",
+         "name": "orders"})
+    with cw_stub, s3t_stub:
+        series = metric_series(cw, cfg, start, end, 60)
+        states = alarm_states(cw, cfg)
+        jobs = maintenance_status(cfg, _AwsWithIdentity(s3tables=s3t))
+    assert METRICS[0].key == "freshness" and series["freshness"] == [(t.timestamp(), 42.0)]
+    assert states == [{"name": "s3tstream-orders-freshness", "state": "OK", "reason": ""}]
+    assert jobs["icebergCompaction"]["status"] == "Failed"
+
+
+def test_integration_catalog_input_matches_the_glue_model() -> None:
+    glue, stub = _client("glue")
+    c = _cfg()
+    for mode in (policies.MODE_LF, policies.MODE_IAM):
+        stub.add_response("create_catalog", {}, {"Name": "s3tablescatalog",
+                                                 "CatalogInput": policies.glue_integration_catalog_input(c, IDENT, mode)})
+    with stub:
+        for mode in (policies.MODE_LF, policies.MODE_IAM):
+            glue.create_catalog(Name="s3tablescatalog", CatalogInput=policies.glue_integration_catalog_input(c, IDENT, mode))
+    stub.assert_no_pending_responses()
