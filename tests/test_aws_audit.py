@@ -278,3 +278,50 @@ def test_integration_catalog_input_matches_the_glue_model() -> None:
         for mode in (policies.MODE_LF, policies.MODE_IAM):
             glue.create_catalog(Name="s3tablescatalog", CatalogInput=policies.glue_integration_catalog_input(c, IDENT, mode))
     stub.assert_no_pending_responses()
+
+
+def test_iam_mode_refuses_a_reader_of_another_account_before_any_change() -> None:
+    """ReaderPolicy addresses a reader by name only (PutRolePolicy takes RoleName): a reader of
+    another account would have put the policy on this account's same-named role."""
+    from types import SimpleNamespace
+
+    from s3tstream.provision import lakeformation as lfm
+    from s3tstream.provision.steps.grants import ReaderPolicy
+
+    other = "arn:aws:iam::999999999999:role/analyst"
+    cfg = config.build({"stack": {"name": "orders", "region": "us-east-1"},
+                        "lakeformation": {"integration_mode": "iam",
+                                          "readers": [f"arn:aws:iam::{ACCOUNT}:role/team/analyst", other]}})
+    assert lfm.foreign_readers(cfg, IDENT) == [other]
+    ctx = SimpleNamespace(cfg=cfg, aws=_AwsWithIdentity(), names=cfg.names)  # no client: no AWS call
+    obs = ReaderPolicy(ctx, other).observe()
+    assert obs.conflict and "another account" in obs.conflict
+    glue, stub = _client("glue")
+    stub.add_response("get_catalog", {"Catalog": {"Name": "s3tablescatalog", "CreateTableDefaultPermissions": [
+        {"Principal": {"DataLakePrincipalIdentifier": "IAM_ALLOWED_PRINCIPALS"}, "Permissions": ["ALL"]}]}},
+        {"CatalogId": "s3tablescatalog"})
+    with stub:
+        check = lfm.admin_check(cfg, _AwsWithIdentity(glue=glue))  # preflight: `up` exits 2 on it
+    assert not check.ok and other in check.detail and "another account" in check.detail
+
+
+def test_stream_ownership_reads_all_of_a_streams_tags_in_one_page() -> None:
+    """ListTagsForStream pages by Limit (1-50, default undocumented): a stack tag beyond the first
+    page would make this stack's stream look foreign. 50 is the most tags a stream can carry."""
+    from types import SimpleNamespace
+
+    from s3tstream.provision.steps.stream import KinesisStream
+
+    cfg = _cfg()
+    k, stub = _client("kinesis")
+    arn = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/{cfg.names.stream}"
+    stub.add_response("describe_stream_summary", {"StreamDescriptionSummary": {
+        "StreamName": cfg.names.stream, "StreamARN": arn, "StreamStatus": "ACTIVE", "RetentionPeriodHours": 24,
+        "StreamCreationTimestamp": 0, "EnhancedMonitoring": [], "OpenShardCount": 1,
+        "StreamModeDetails": {"StreamMode": "ON_DEMAND"}}})
+    stub.add_response("list_tags_for_stream", {"Tags": [{"Key": "s3tstream:stack", "Value": "orders"}],
+                                               "HasMoreTags": False},
+                      {"StreamName": cfg.names.stream, "Limit": 50})
+    with stub:
+        obs = KinesisStream(SimpleNamespace(cfg=cfg, aws=_AwsWithIdentity(kinesis=k), names=cfg.names)).observe()
+    assert obs.owned is True

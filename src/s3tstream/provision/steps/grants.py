@@ -453,6 +453,10 @@ class ReaderPolicy(ResourceSpec):
         return policies.reader_policy(self.ctx.cfg, self.ctx.aws.identity())
 
     def observe(self) -> Observed:
+        if self.reader.split(":")[4] != self.ctx.aws.identity().account:
+            # the name alone would address this account's same-named role or user
+            return Observed(exists=False, conflict=f"reader {self.reader} is in another account: IAM mode puts an "
+                            "inline policy on each reader, which works only for this account's roles and users")
         kind, name = self._target(self.reader)
         iam, pname = self.ctx.aws.client("iam"), policies.reader_policy_name(self.ctx.cfg)
         try:

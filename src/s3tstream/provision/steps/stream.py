@@ -37,7 +37,9 @@ class KinesisStream(ResourceSpec):
         if s["StreamStatus"] == "DELETING":
             return Observed(exists=False)
         obs = Observed(exists=True, id=s["StreamARN"], outputs={"arn": s["StreamARN"]})
-        tags = self._k().list_tags_for_stream(StreamName=self.name).get("Tags", [])
+        # ListTagsForStream returns at most Limit tags (HasMoreTags otherwise; its default is not
+        # documented): 50, the most a stream can carry, so the stack's tag is always in this page
+        tags = self._k().list_tags_for_stream(StreamName=self.name, Limit=50).get("Tags", [])
         obs.owned = any(t["Key"] == "s3tstream:stack" and t["Value"] == self.ctx.names.stack for t in tags)
         cfg = self.ctx.cfg.stream
         mode = s.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
