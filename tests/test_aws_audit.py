@@ -325,3 +325,40 @@ def test_stream_ownership_reads_all_of_a_streams_tags_in_one_page() -> None:
     with stub:
         obs = KinesisStream(SimpleNamespace(cfg=cfg, aws=_AwsWithIdentity(kinesis=k), names=cfg.names)).observe()
     assert obs.owned is True
+
+
+def test_down_keeps_a_source_table_whose_live_tags_are_not_this_stacks() -> None:
+    """A table of the same name made after ours went is someone else's data: kept; our own is
+    deleted, its stack tag found on the second page of ListTagsOfResource."""
+    from types import SimpleNamespace
+
+    from s3tstream.provision.steps.source import SourceTable
+
+    record = SimpleNamespace(name="orders", outputs={})
+    arn = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/orders"
+    ddb, stub = _client("dynamodb")
+    stub.add_response("describe_table", {"Table": {"TableArn": arn}}, {"TableName": "orders"})
+    stub.add_response("list_tags_of_resource", {"Tags": [{"Key": "team", "Value": "other"}]}, {"ResourceArn": arn})
+    stub.add_response("describe_table", {"Table": {"TableArn": arn}}, {"TableName": "orders"})
+    stub.add_response("list_tags_of_resource", {"Tags": [], "NextToken": "p2"}, {"ResourceArn": arn})
+    stub.add_response("list_tags_of_resource", {"Tags": [{"Key": "s3tstream:stack", "Value": "orders"}]},
+                      {"ResourceArn": arn, "NextToken": "p2"})
+    stub.add_response("delete_table", {}, {"TableName": "orders"})
+    stub.add_client_error("describe_table", "ResourceNotFoundException", http_status_code=400)
+    ctx = SimpleNamespace(aws=_AwsWithIdentity(dynamodb=ddb), cfg=_cfg(), names=_cfg().names,
+                          wait_for=lambda fn, what, gone=False: _gone(fn))
+    with stub:
+        kept = SourceTable.delete(ctx, record)
+        assert kept and "kept DynamoDB table orders" in kept
+        assert SourceTable.delete(ctx, record) is None
+    stub.assert_no_pending_responses()
+
+
+def _gone(fn: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        fn()
+    except ClientError:
+        return
+    raise AssertionError("still there")
