@@ -322,6 +322,9 @@ def lf_integration_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["s3tables:ListTableBuckets"],
                 "Resource": "*",  # WILDCARD_RESOURCES: no resource-level permissions
+                # UNCONFIRMED: that a call with no resource carries aws:ResourceAccount (a missing
+                # key fails StringEquals and would deny the listing); AWS's managed policy
+                # AmazonS3TablesLakeFormationServiceRole is the reference to compare with.
                 "Condition": {"StringEquals": {"aws:ResourceAccount": ident.account}},
             },
             {
