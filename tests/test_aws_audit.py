@@ -362,3 +362,20 @@ def _gone(fn: Any) -> None:
     except ClientError:
         return
     raise AssertionError("still there")
+
+
+def test_down_keeps_a_stream_whose_live_tags_are_not_this_stacks() -> None:
+    from types import SimpleNamespace
+
+    from s3tstream.provision.steps.stream import KinesisStream
+
+    k, stub = _client("kinesis")
+    stub.add_response("list_tags_for_stream", {"Tags": [], "HasMoreTags": False},
+                      {"StreamName": "orders-changes", "Limit": 50})
+    stub.add_client_error("list_tags_for_stream", "ResourceNotFoundException", http_status_code=400)
+    ctx = SimpleNamespace(aws=_AwsWithIdentity(kinesis=k), cfg=_cfg(), names=_cfg().names)
+    with stub:
+        kept = KinesisStream.delete(ctx, SimpleNamespace(name="orders-changes", outputs={}))
+        assert kept and "kept Kinesis stream orders-changes" in kept
+        assert KinesisStream.delete(ctx, SimpleNamespace(name="orders-changes", outputs={})) is None  # gone already
+    stub.assert_no_pending_responses()
