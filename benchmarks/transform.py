@@ -4,13 +4,20 @@ Plain script: prints results, asserts nothing.
 
 * A deterministic batch of DynamoDB change records (60% INSERT, 30% MODIFY with old
   and new images, 10% REMOVE), ~22 attributes with nested maps, lists and sets,
-  in Firehose events of 500 records, run through:
-    ours      - s3tstream.transform.handler (typed columns, upsert mode);
+  in Firehose events of 500 records (the standard batch), run through:
+    ours      - s3tstream.transform.handler (upsert mode), in three configurations:
+                declared     - every attribute a typed column (SETTINGS);
+                catch-all    - only the key columns, everything else in the catch-all
+                               column (the schemaless start);
+                nested       - the key plus the nested attributes declared as typed
+                               structs, lists and maps, the rest in the catch-all;
+                and, in a separate pair of alternating runs, "declared" with the batch
+                collapse on and off (settings collapse_per_key) for what it costs;
     (a)       - a conventional transform: boto3 TypeDeserializer + json.dumps;
     (b) floor - base64 decode, json.loads, json.dumps of the raw image (the one ours
                 maps: NewImage, or OldImage for REMOVE), base64 encode.
-  Best of N repetitions per event (process CPU time), interleaved; records/s
-  for each and the ratios.
+  Best of N repetitions per event (process CPU time), all interleaved; records/s
+  for each, and per configuration the ratios against (a) and (b).
 * Peak memory (tracemalloc) of the handler on one ~6 MB event, and the Lambda cost
   per million records it implies.
 """
@@ -75,6 +82,21 @@ SETTINGS = {
     "extra_column": "extra",
     "ttl_deletes": "delete",
 }
+KEY_COLUMNS = SETTINGS["columns"][:2]
+CATCH_ALL = {**SETTINGS, "columns": KEY_COLUMNS}
+NESTED = {**SETTINGS, "columns": KEY_COLUMNS + [
+    {"name": "tags", "type": "list<string>"},
+    {"name": "lucky", "type": "list<long>"},
+    {"name": "address", "type": "struct<street:string,city:string,zip:string,"
+                                "geo:struct<lat:double,lon:double>>"},
+    {"name": "metrics", "type": "map<string,double>"},
+    {"name": "history", "type": "list<long>"},
+    {"name": "events", "type": "list<struct<type:string,at:long,ok:boolean>>"},
+    {"name": "prefs", "type": "struct<theme:string,lang:string,beta:boolean>"},
+]}
+CONFIGS = {"declared": SETTINGS, "catch-all": CATCH_ALL, "nested": NESTED}
+COLLAPSE_OFF = {**SETTINGS, "collapse_per_key": False}
+TARGET_FLOOR, TARGET_CONVENTIONAL, TARGET_COLLAPSE = 0.8, 1.3, 0.05
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
          "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
@@ -238,14 +260,18 @@ class _Quiet:
 def best_times(impls: dict, events: list, repeats: int) -> dict[str, float]:
     """Sum over events of the best (least) CPU time of each event across repeats.
 
-    CPU time of this process (time.process_time) rather than wall time, and the best
-    of N per 500-record event rather than per whole run: on a shared machine that
-    keeps other processes' load out of the numbers.  Implementations are interleaved.
+    impls: name -> (environment to set first, handler).  CPU time of this process
+    (time.process_time) rather than wall time, and the best of N per 500-record
+    event rather than per whole run: on a shared machine that keeps other
+    processes' load out of the numbers.  Implementations are interleaved, in reverse
+    order every other repeat so that none always runs right after another.
     """
     best = {name: [float("inf")] * len(events) for name in impls}
     clock = time.process_time
+    order = list(impls.items())
     for _ in range(repeats):
-        for name, fn in impls.items():
+        for name, (env, fn) in order:
+            _set_env(env)
             gc.collect()
             row = best[name]
             for i, ev in enumerate(events):
@@ -254,11 +280,18 @@ def best_times(impls: dict, events: list, repeats: int) -> dict[str, float]:
                 dt = clock() - t0
                 if dt < row[i]:
                     row[i] = dt
+        order.reverse()
     return {name: sum(row) for name, row in best.items()}
 
 
+def _set_env(env: dict[str, str]) -> None:
+    for k in ("S3T_SETTINGS", "S3T_SETTINGS_Z"):
+        os.environ.pop(k, None)
+    os.environ.update(env)
+
+
 def main() -> None:
-    os.environ.update(encode_settings(SETTINGS))
+    envs = {name: encode_settings(doc) for name, doc in CONFIGS.items()}
     records = make_records(N_RECORDS)
     events = make_events(records)
     n = len(records)
@@ -268,7 +301,9 @@ def main() -> None:
     # Sanity: every implementation transforms every record; ids come back in order.
     real_stdout, sys.stdout = sys.stdout, _Quiet()
     try:
-        for fn in (handler, conventional_handler, floor_handler):
+        checks = [(envs[c], handler) for c in CONFIGS] + [({}, conventional_handler), ({}, floor_handler)]
+        for env, fn in checks:
+            _set_env(env or envs["declared"])
             res = fn(events[-1], None)
             assert [r["recordId"] for r in res["records"]] == \
                 [r["recordId"] for r in events[-1]["records"]]
@@ -276,12 +311,15 @@ def main() -> None:
     finally:
         sys.stdout = real_stdout
 
-    impls = {"ours": handler, "conventional (a)": conventional_handler, "floor (b)": floor_handler}
+    impls = {f"ours, {c}": (envs[c], handler) for c in CONFIGS}
+    impls["conventional (a)"] = ({}, conventional_handler)
+    impls["floor (b)"] = ({}, floor_handler)
     sys.stdout = _Quiet()
     try:
         best = best_times(impls, events, REPEATS)
     finally:
         sys.stdout = real_stdout
+    _set_env(envs["declared"])
 
     rate = {k: n / v for k, v in best.items()}
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} CPUs, load average "
@@ -289,11 +327,23 @@ def main() -> None:
           f"10% REMOVE) in {len(events)} events of {BATCH}, {in_bytes / n:.0f} bytes of base64 "
           f"per record;\n  CPU time, best of {REPEATS} interleaved runs per event")
     for k in impls:
-        print(f"  {k:18s} {rate[k]:>10,.0f} records/s   ({best[k] / n * 1e6:6.2f} µs/record)")
-    r_floor = rate["ours"] / rate["floor (b)"]
-    r_conv = rate["ours"] / rate["conventional (a)"]
-    print(f"  ours / floor        = {r_floor:.2f}x   (target >= 0.75x)")
-    print(f"  ours / conventional = {r_conv:.2f}x   (target >= 1.3x)")
+        print(f"  {k:30s} {rate[k]:>10,.0f} records/s   ({best[k] / n * 1e6:6.2f} µs/record)")
+    for c in CONFIGS:
+        ours = rate[f"ours, {c}"]
+        r_floor, r_conv = ours / rate["floor (b)"], ours / rate["conventional (a)"]
+        print(f"  {c:10s} ours / floor = {r_floor:.2f}x (target >= {TARGET_FLOOR}x), "
+              f"ours / conventional = {r_conv:.2f}x (target >= {TARGET_CONVENTIONAL}x)")
+    sys.stdout = _Quiet()
+    try:
+        pair = best_times({"on": (envs["declared"], handler),
+                           "off": (encode_settings(COLLAPSE_OFF), handler)}, events, REPEATS + 2)
+    finally:
+        sys.stdout = real_stdout
+    _set_env(envs["declared"])
+    cost = pair["on"] / pair["off"] - 1
+    print(f"  batch collapse (latest change per key) costs {cost:+.1%} on the standard batch "
+          f"(declared, collapse_per_key on vs off, {REPEATS + 2} alternating runs; "
+          f"target <= {TARGET_COLLAPSE:.0%})")
 
     # ---- memory: one ~6 MB event (Firehose's Lambda payload limit)
     big_records, size = [], 0
@@ -323,7 +373,7 @@ def main() -> None:
           f"estimated max memory used ~{est:.0f} MB")
 
     # ---- cost per million records
-    sec_per_rec = best["ours"] / n
+    sec_per_rec = best["ours, declared"] / n
     invokes = 1_000_000 / BATCH
     requests = invokes * PRICE_REQUEST
     print(f"Lambda cost per 1M records, arm64 at ${PRICE_GB_S}/GB-s plus $0.20 per 1M requests "

@@ -394,13 +394,31 @@ def test_plan_exit_codes_and_up_summary(stack):
     stack.client("kinesis").increase_stream_retention_period(StreamName=f"{stack.name}-changes", RetentionPeriodHours=72)
     r = stack.cli("step", "create-stream")
     assert "step create-stream: 1 updated, 1 unchanged" in r.stdout and "kinesis-streaming-destination" not in r.stdout
-    # conflicts: without the [lakeformation] opt-ins, up would refuse the analytics integration and the admin
+    # conflicts: without the [lakeformation] opt-ins, up would refuse the analytics integration and the admin;
+    # both are account-wide, and an earlier test in this sandbox may have made them: remove them first
+    _without_integration_or_admins(stack)
     stack.write(extra="")
     r = stack.cli("plan", "--detailed-exitcode", ok=False)
     assert r.exit_code == 1 and "2 conflicting" in r.stdout and "to create" in r.stdout
     assert "integrate = true" in r.stderr and "[lakeformation]" in r.stderr
     doc = json.loads(stack.cli("plan", "--output", "json", ok=False).stdout)
     assert doc["error"]["code"] == "conflict" and any(c["action"] == "conflict" for c in doc["changes"])
+
+
+def _without_integration_or_admins(stack) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        stack.client("glue").delete_catalog(CatalogId="s3tablescatalog")
+    except ClientError:
+        pass  # not there
+    lf = stack.client("lakeformation")
+    try:
+        lf.deregister_resource(ResourceArn="arn:aws:s3tables:us-east-1:123456789012:bucket/*")
+    except ClientError:
+        pass  # not registered
+    settings = lf.get_data_lake_settings()["DataLakeSettings"]
+    lf.put_data_lake_settings(DataLakeSettings={**settings, "DataLakeAdmins": []})
 
 
 # ------------------------------------------------------------------ output at any width
@@ -653,5 +671,5 @@ def test_sandbox_start_on_a_taken_port_is_one_error(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         r = CliRunner().invoke(app, ["sandbox", "start", "--port", str(port), "--home", str(tmp_path)])
-    assert r.exit_code == 1 and f"port {port} is already in use" in r.output
+    assert r.exit_code == 1 and f"port {port}" in r.output and "already in use" in r.output
     assert "Traceback" not in r.output and not isinstance(r.exception, RuntimeError)

@@ -1,5 +1,5 @@
-"""`errors` and `errors replay` on the sandbox, without a pipeline (an error bucket with planted
-objects is enough): a bad object is reported, skipped and left in place with exit 1; escape
+"""`errors` and `errors replay` on the sandbox, with planted objects in the stack's error bucket
+(the commands refuse before `up`, so the pipeline is made first): a bad object is reported, skipped and left in place with exit 1; escape
 sequences from error objects never reach the terminal; replay holds the stack lock."""
 
 from __future__ import annotations
@@ -12,10 +12,16 @@ import pytest
 ACCOUNT = "123456789012"
 
 
+PIPELINE = "[lakeformation]\nintegrate = true\nmake_caller_admin = true\n"
+
+
 def plant(stack, objects: dict[str, bytes]) -> str:
+    """`up` (errors needs create-firehose), then the objects in the error bucket it made."""
+    stack.write(extra=PIPELINE)
+    stack.cli("up")
     bucket = f"{stack.name}-err-{ACCOUNT}-us-east-1"
     s3 = stack.client("s3")
-    s3.create_bucket(Bucket=bucket)
+    s3.head_bucket(Bucket=bucket)
     for k, body in objects.items():
         s3.put_object(Bucket=bucket, Key=k, Body=body)
     return bucket

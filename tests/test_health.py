@@ -186,7 +186,7 @@ def test_health_is_healthy_after_test_insert_and_failing_after_transform_failure
     bucket = next(b["arn"] for b in s3t.list_table_buckets(prefix=stack.name)["tableBuckets"])
     table_arn = s3t.get_table(tableBucketARN=bucket, namespace=stack.name, name=stack.name)["tableARN"]
     call(stack.endpoint_url, "POST", "s3tables/maintenance-job-status",
-          {"tableARN": table_arn, "type": "icebergCompaction", "status": "Failed", "failureMessage": "Internal error"})
+         {"tableARN": table_arn, "type": "icebergCompaction", "status": "Failed", "failureMessage": "Internal error"})
     status = s3t.get_table_maintenance_job_status(tableBucketARN=bucket, namespace=stack.name, name=stack.name)["status"]
     assert status["icebergCompaction"]["status"] == "Failed" and status["icebergSnapshotManagement"]["status"] == "Not_Yet_Run"
     table = next(ch for ch in stack.json("health", ok=False)["checks"] if ch["name"] == "table")

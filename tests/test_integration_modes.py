@@ -371,8 +371,10 @@ def test_iam_mode_documents() -> None:
     assert "lakeformation:GetDataAccess" not in actions and all("*" not in a for a in actions)
     by_sid = {st["Sid"]: st for st in lake["Statement"]}
     assert by_sid["S3TablesBucket"] == {"Sid": "S3TablesBucket", "Effect": "Allow",
-                                        "Action": ["s3tables:GetTableBucket", "s3tables:GetNamespace"],
+                                        "Action": ["s3tables:GetTableBucket"],
                                         "Resource": [f"arn:aws:s3tables:us-east-1:{ACCOUNT}:bucket/orders-lake"]}
+    # GetNamespace takes s3tables:namespace (Service Authorization Reference): pinned to the stack's
+    assert by_sid["S3TablesNamespace"]["Condition"] == {"StringEquals": {"s3tables:namespace": "orders"}}
     assert "lakeformation:GetDataAccess" in [a for st in policies.firehose_lake_policy(c, ident)["Statement"]
                                              for a in st["Action"]]
     read = [a for st in policies.reader_policy(c, ident)["Statement"] for a in st["Action"]]

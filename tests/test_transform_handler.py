@@ -16,6 +16,11 @@ COLUMNS = [
 ]
 KEYS = {"pk": {"S": "a"}, "sk": {"N": "1"}}
 IMAGE = {**KEYS, "amount": {"N": "12345678901234567890.123456789"}, "note": {"S": "hi"}}
+
+
+def at(sk, image=IMAGE):
+    """The image (or keys) for another key: a batch keeps one change per key (upsert)."""
+    return {**image, "sk": {"N": str(sk)}}
 TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 
 
@@ -76,8 +81,8 @@ def op_of(rec):
 
 # ----------------------------------------------------------------- upsert
 def test_upsert_insert_and_modify_are_updates(configure):
-    ins, mod = run(change("INSERT"), change("MODIFY", old=IMAGE,
-                                            new={**IMAGE, "note": {"S": "changed"}}))
+    ins, mod = run(change("INSERT"), change("MODIFY", old=at(2), keys=at(2, KEYS),
+                                            new={**at(2), "note": {"S": "changed"}}))
     assert op_of(ins) == op_of(mod) == "update"
     assert row_of(ins) == {"pk": "a", "sk": 1, "amount": Decimal("12345678901234567890.123456789"),
                            "note": "hi"}
@@ -89,14 +94,14 @@ def test_upsert_insert_and_modify_are_updates(configure):
 def test_upsert_remove_is_delete_with_keys(configure):
     (with_old, keys_only, old_only) = run(
         change("REMOVE", new=None, old=IMAGE),
-        change("REMOVE", new=None, old=None),
-        change("REMOVE", new=None, old=IMAGE, keys=None),
+        change("REMOVE", new=None, old=None, keys=at(2, KEYS)),
+        change("REMOVE", new=None, old=at(3), keys=None),
     )
-    for rec in (with_old, keys_only, old_only):
+    for sk, rec in enumerate((with_old, keys_only, old_only), 1):
         assert op_of(rec) == "delete"
-        assert row_of(rec)["pk"] == "a" and row_of(rec)["sk"] == 1
+        assert row_of(rec)["pk"] == "a" and row_of(rec)["sk"] == sk
     assert row_of(with_old)["note"] == "hi"  # the deleted row's values (partition columns)
-    assert row_of(keys_only) == {"pk": "a", "sk": 1, "amount": None, "note": None}
+    assert row_of(keys_only) == {"pk": "a", "sk": 2, "amount": None, "note": None}
 
 
 def test_upsert_remove_with_unmappable_old_image_still_deletes_by_key(configure):
@@ -107,7 +112,8 @@ def test_upsert_remove_with_unmappable_old_image_still_deletes_by_key(configure)
 
 def test_ttl_delete_follows_settings(configure):
     ttl = change("REMOVE", new=None, old=IMAGE, identity=TTL_IDENTITY)
-    user = change("REMOVE", new=None, old=IMAGE, identity={"type": "User", "principalId": "x"})
+    user = change("REMOVE", new=None, old=at(2), keys=at(2, KEYS),
+                  identity={"type": "User", "principalId": "x"})
     (rec,) = run(ttl)
     assert op_of(rec) == "delete"
     configure(ttl_deletes="keep")
@@ -118,7 +124,7 @@ def test_ttl_delete_follows_settings(configure):
 
 def test_backfill_and_repair_records_in_upsert_mode(configure):
     ins, rem = run(change("INSERT", source="s3tstream:backfill"),
-                   change("REMOVE", new=None, old=IMAGE, source="s3tstream:repair"))
+                   change("REMOVE", new=None, old=at(2), keys=at(2, KEYS), source="s3tstream:repair"))
     assert op_of(ins) == "update" and row_of(ins)["note"] == "hi"
     assert op_of(rem) == "delete"
 
@@ -181,7 +187,7 @@ def test_bad_records_fail_alone_and_are_logged(configure, capsys):
         change(new={"pk": {"S": "a"}}),  # required column missing
         change(new=None),  # INSERT without NewImage
         {"eventName": "INSERT", "dynamodb": "x", "eventSource": "aws:dynamodb"},
-        good,
+        change(new=at(2), keys=at(2, KEYS)),
     )
     results = [r["result"] for r in recs]
     assert results == ["Ok"] + ["ProcessingFailed"] * 10 + ["Ok"]
@@ -199,7 +205,7 @@ def test_bad_records_fail_alone_and_are_logged(configure, capsys):
     assert "NewImage" in reasons["r9"]
     summary = [entry for entry in lines if entry.get("msg") == "batch"]
     assert summary == [{"level": "INFO", "msg": "batch", "records": 12, "ok": 2, "dropped": 0,
-                        "failed": 10}]
+                        "failed": 10, "superseded": 0, "fields_dropped": 0}]
 
 
 def test_whitespace_around_json_is_fine(configure):
@@ -225,3 +231,37 @@ def test_extra_column_and_nested_values_through_the_handler(configure):
     row = row_of(rec)
     assert row["tags"] == ["y", "z"]
     assert row["extra"] == '{"misc":{"n":0.10}}'
+
+
+def test_decimal_columns_are_exact_tokens_in_every_layout(configure):
+    # Only decimal columns (the row's JSON is nothing but them), a NULL one, and decimals nested
+    # in a list: each payload carries the exact tokens.
+    configure(columns=[{"name": "pk", "type": "string", "required": True},
+                       {"name": "sk", "type": "decimal(10,2)", "required": True},
+                       {"name": "d", "type": "decimal(5,1)"}])
+    keys = {"pk": {"S": "a"}, "sk": {"N": "1.5"}}
+    (rec,) = run(change(new={**keys, "d": {"NULL": True}}, keys=keys))
+    raw = base64.b64decode(rec["data"]).decode()
+    assert json.loads(raw) == {"pk": "a", "sk": 1.5, "d": None} and '"sk":1.50' in raw
+    configure(columns=[{"name": "pk", "type": "decimal(3,1)", "required": True},
+                       {"name": "sk", "type": "decimal(3,0)", "required": True}])
+    keys = {"pk": {"N": "2"}, "sk": {"N": "7"}}
+    (rec,) = run(change(new=keys, keys=keys))
+    assert base64.b64decode(rec["data"]).decode() in ('{"pk":2.0,"sk":7}', '{"sk":7,"pk":2.0}')
+    configure(columns=COLUMNS + [{"name": "prices", "type": "list<decimal(4,2)>"}])
+    (rec,) = run(change(new={**IMAGE, "prices": {"L": [{"N": "1.5"}, {"N": "0.25"}]}}))
+    raw = base64.b64decode(rec["data"]).decode()
+    assert '"prices":[1.50,0.25]' in raw and '"amount":12345678901234567890.123456789' in raw
+
+
+def test_base64_is_decoded_leniently_and_blamed_only_when_it_is_bad(configure, capsys):
+    good = b64(change())
+    wrapped = good[:40] + "\n" + good[40:]  # MIME-style line break: the content is intact
+    bad_b64 = "e30" + "!" * 3  # not base64 at all (3 data characters)
+    not_json = b64(b"[1, 2")
+    ok, broken, bad = run(wrapped, bad_b64, not_json)
+    assert row_of(ok)["note"] == "hi"
+    assert broken["result"] == bad["result"] == "ProcessingFailed"
+    reasons = {e["recordId"]: e["reason"] for e in map(json.loads, capsys.readouterr().out.splitlines())
+               if e.get("msg") == "record failed"}
+    assert "base64" in reasons["r1"] and "JSON" in reasons["r2"]

@@ -188,6 +188,40 @@ def test_sets_become_sorted_lists():
     fails("list<string>", {"SS": ["a", 1]}, "")
 
 
+@pytest.mark.parametrize("typ,value,expected", [
+    ("list<int>", {"L": [{"N": "1"}, {"NULL": True}, {"N": "2147483647"}]}, [1, None, 2147483647]),
+    ("list<long>", {"L": [{"N": "1.0"}, {"N": "1E2"}, {"N": " 3"}]}, [1, 100, 3]),
+    ("list<long>", {"L": []}, []),
+    ("list<double>", {"L": [{"N": "1.5"}, {"N": "-0"}, {"NULL": True}]}, [1.5, -0.0, None]),
+    ("list<string>", {"L": [{"S": "a"}, {"N": "2"}, {"BOOL": True}]}, ["a", "2", "true"]),
+    ("list<boolean>", {"L": [{"BOOL": False}, {"NULL": True}]}, [False, None]),
+    ("list<int>", {"NS": ["3", "-1", "2"]}, [-1, 2, 3]),
+    ("list<double>", {"NS": ["3", "-1.5"]}, [-1.5, 3.0]),
+    ("map<string,long>", {"M": {"a": {"N": "9223372036854775807"}, "b": {"NULL": True}}},
+     {"a": 9223372036854775807, "b": None}),
+    ("map<string,double>", {"M": {"a": {"N": "2.5"}}}, {"a": 2.5}),
+    ("map<string,string>", {"M": {"a": {"S": "x"}, "b": {"N": "1"}}}, {"a": "x", "b": "1"}),
+])
+def test_generated_list_and_map_converters_agree_with_the_rules(typ, value, expected):
+    assert one(typ, value) == expected
+
+
+@pytest.mark.parametrize("typ,value,fragment", [
+    ("list<int>", {"L": [{"N": "1"}, {"N": "2147483648"}]}, "out of range for int"),
+    ("list<int>", {"NS": ["1", "-2147483649"]}, "out of range for int"),
+    ("list<long>", {"L": [{"N": 5}]}, "must be a JSON string"),  # a JSON number is not an N text
+    ("list<long>", {"NS": [5]}, "must be a JSON string"),
+    ("list<double>", {"L": [{"N": "1e999"}]}, "out of range for double"),
+    ("list<double>", {"L": [{"N": True}]}, "must be a JSON string"),
+    ("list<string>", {"L": [{"S": 5}]}, "must be a JSON string"),
+    ("list<boolean>", {"L": [{"BOOL": "yes"}]}, "BOOL value must be true or false"),
+    ("map<string,int>", {"M": {"a": {"N": "-2147483649"}}}, "out of range for int"),
+    ("map<string,double>", {"M": {"a": {"N": "nan"}}}, ""),
+])
+def test_generated_list_and_map_converters_report_what_the_rules_refuse(typ, value, fragment):
+    fails(typ, value, fragment)
+
+
 def test_undeclared_attributes_go_to_the_extra_column_as_plain_json():
     s = settings_for(("n", "long"), extra="extra")
     row = map_item({
@@ -263,12 +297,16 @@ def test_plain_value_and_dumps_exact():
     assert dumps_exact({"a": Decimal("1.10"), "b": [Decimal("-2.000")]}) == '{"a":1.10,"b":[-2.000]}'
     with pytest.raises(RecordError):
         plain_value({"Q": "x"})
+    assert plain_value({"NS": ["10", "-2", "3"]}) == [-2, 3, 10]
+    assert plain_value({"NS": ["10", "-2", "1.5", "0.10"]}) == [-2, Decimal("0.10"), 1.5, 10]
+    with pytest.raises(RecordError, match="JSON string"):
+        plain_value({"NS": ["1", 2]})
 
 
 def test_dumps_exact_is_exact_even_when_a_string_mimics_the_marker():
-    from s3tstream.transform import mapping
+    from s3tstream.transform import exactjson
 
-    tricky = mapping._OPEN + "1" + mapping._CLOSE
+    tricky = exactjson._OPEN + "1" + exactjson._CLOSE
     obj = {"s": tricky, "d": Decimal("0.10"), "t": '"' + tricky + '"'}
     out = dumps_exact(obj)
     assert json.loads(out, parse_float=Decimal) == {"s": tricky, "d": Decimal("0.10"),

@@ -125,3 +125,16 @@ def test_handler_routes_each_record_to_its_table(monkeypatch, capsys):
     # a table the pipeline does not carry is never written to another table: it fails, named
     assert out[3]["result"] == "ProcessingFailed"
     assert "table 'customers', which this pipeline does not carry" in capsys.readouterr().out
+
+
+def test_batch_collapse_is_per_table(monkeypatch, capsys):
+    """The same key in two tables is two rows; twice in one upsert table, the latest wins."""
+    from s3tstream.transform import records
+
+    doc = {"routes": {"Orders": table_doc("orders"), "Carts": table_doc("carts")}}
+    monkeypatch.setattr(records.os, "environ", routing.deploy(doc)[0])
+    out = records.handler({"records": [
+        _record("1", "Orders", "a"), _record("2", "Carts", "a"), _record("3", "Orders", "a", "MODIFY"),
+    ]})["records"]
+    assert [(r["recordId"], r["result"]) for r in out] == [("1", "Dropped"), ("2", "Ok"), ("3", "Ok")]
+    assert out[1]["metadata"]["otfMetadata"]["destinationTableName"] == "carts"

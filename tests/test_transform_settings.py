@@ -104,6 +104,7 @@ def mutate(**changes):
         (mutate(table=""), "settings.table"),
         (mutate(ttl_deletes="maybe"), "ttl_deletes"),
         (mutate(date_format="unix"), "date_format"),
+        (mutate(collapse_per_key="yes"), "collapse_per_key"),
         (mutate(unknown=1), "unknown settings keys"),
         (mutate(keys=[]), "settings.keys"),
         (mutate(keys=["pk", "sk", "total"]), "settings.keys"),

@@ -174,7 +174,8 @@ def test_missing_extra_differing_duplicate_and_unmappable(cfg, schema):
     assert [k for k, _ in rep.unmappable] == [(4,)] and "column 'f'" in rep.unmappable[0][1]
     doc = rep.to_json(layout)
     assert doc["counts"] == {"source_items": 6, "lake_rows": 7, "matching": 3, "missing": 1, "extra": 1,
-                             "differing": 1, "duplicates": 1, "unmappable": 1, "ttl_kept": 0}
+                             "differing": 1, "duplicates": 1, "unmappable": 1, "ttl_kept": 0,
+                             "dropped_fields": 0}
     assert doc["examples"]["differing"] == [{"key": {"id": 2}, "columns": ["price"]}]
 
     recs = V.repair_records(cfg, rep, layout)
@@ -184,6 +185,25 @@ def test_missing_extra_differing_duplicate_and_unmappable(cfg, schema):
     assert recs[0]["dynamodb"]["NewImage"] == items[1]
     assert "NewImage" not in recs[3]["dynamodb"]
     assert len(V.repair_records(cfg, rep, layout, removes=False)) == 3
+
+
+def test_nested_fields_a_struct_column_drops_are_reported(cfg, schema):
+    plain = make_cfg(extra_column=None)
+    sch = ItemSchema.from_config(plain)
+    items = plain_items(sch, 3)
+    items[1]["addr"]["M"]["floor"] = {"N": "3"}  # not declared in struct<city:string,zip:int>
+    rows = [athena_row(map_item(i, sch.settings)) for i in items]
+    rep, layout = V.compare(plain, sch.settings, FakeEngine(rows), FakeDdb(items), segments=1)
+    assert rep.matching == 3 and not rep.ok  # the row matches, but the lake lacks the field
+    assert rep.dropped_fields == [((1,), ["$.addr.floor"])]
+    doc = rep.to_json(layout)
+    assert doc["counts"]["dropped_fields"] == 1
+    assert doc["examples"]["dropped_fields"] == [{"key": {"id": 1}, "paths": ["$.addr.floor"]}]
+    # with a catch-all column the field is carried there: nothing to report
+    rows = [athena_row(map_item(i, schema.settings)) for i in items]
+    assert json.loads(rows[1]["extra"]) == {"addr": {"floor": 3}, "other": "o"}
+    rep, _ = V.compare(cfg, schema.settings, FakeEngine(rows), FakeDdb(items), segments=1)
+    assert rep.ok and rep.dropped_fields == []
 
 
 def test_change_record_format(cfg, schema):

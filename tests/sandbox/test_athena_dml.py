@@ -97,7 +97,7 @@ def test_the_export_load_gives_the_rows_the_transform_gives(lake) -> None:
     from s3tstream.data.backfill import export_sql as bf
     from s3tstream.data.items import transform_settings
     from s3tstream.sandbox.dataplane.iceberg_writer import parse_record, to_row
-    from s3tstream.transform.mapping import dumps_exact, map_item
+    from s3tstream.transform import dumps_exact, map_item
 
     cfg = _cfg(lake)
     src = _glue_export(lake, ITEMS)

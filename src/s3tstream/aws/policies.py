@@ -42,8 +42,13 @@ S3TABLES_READ_ACTIONS = (
     "s3tables:GetTableData",
 )
 # Actions whose resource is the table bucket (Service Authorization Reference, S3 Tables:
-# resource type TableBucket); the others act on a Table.
+# resource type TableBucket); the others act on a Table. Of these, GetNamespace supports the
+# condition key s3tables:namespace and GetTableBucket none of s3tables:namespace/tableName
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3tables.html);
+# every table action here (GetTable, GetTableMetadataLocation, UpdateTableMetadataLocation,
+# GetTableData, PutTableData) supports both s3tables:namespace and s3tables:tableName.
 S3TABLES_BUCKET_ACTIONS = ("s3tables:GetTableBucket", "s3tables:GetNamespace")
+S3TABLES_NAMESPACE_ACTIONS = ("s3tables:GetNamespace",)
 
 
 def reader_policy_name(cfg: "Config") -> str:
@@ -180,10 +185,18 @@ def lf_integration_trust(cfg: "Config", ident: "Identity") -> dict[str, Any]:
 def s3tables_statements(cfg: "Config", ident: "Identity", actions: tuple[str, ...], sid: str) -> list[dict[str, Any]]:
     """IAM mode: ``actions`` on this stack's table bucket and table only."""
     bucket = table_bucket_arn(cfg, ident)
-    on_bucket = [a for a in actions if a in S3TABLES_BUCKET_ACTIONS]
+    on_bucket = [a for a in actions if a in S3TABLES_BUCKET_ACTIONS and a not in S3TABLES_NAMESPACE_ACTIONS]
+    on_namespace = [a for a in actions if a in S3TABLES_NAMESPACE_ACTIONS]
     on_table = [a for a in actions if a not in S3TABLES_BUCKET_ACTIONS]
-    return [
-        {"Sid": f"{sid}Bucket", "Effect": "Allow", "Action": on_bucket, "Resource": [bucket]},
+    out: list[dict[str, Any]] = []
+    if on_bucket:
+        out.append({"Sid": f"{sid}Bucket", "Effect": "Allow", "Action": on_bucket, "Resource": [bucket]})
+    if on_namespace:
+        # a condition key the request does not carry fails StringEquals, so GetTableBucket (no
+        # s3tables:namespace) stays in its own statement above
+        out.append({"Sid": f"{sid}Namespace", "Effect": "Allow", "Action": on_namespace, "Resource": [bucket],
+                    "Condition": {"StringEquals": {"s3tables:namespace": cfg.names.namespace}}})
+    return out + [
         {
             "Sid": f"{sid}Table",
             "Effect": "Allow",
@@ -316,6 +329,9 @@ def lf_integration_policy(cfg: "Config", ident: "Identity") -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["s3tables:ListTableBuckets"],
                 "Resource": "*",  # WILDCARD_RESOURCES: no resource-level permissions
+                # UNCONFIRMED: that a call with no resource carries aws:ResourceAccount (a missing
+                # key fails StringEquals and would deny the listing); AWS's managed policy
+                # AmazonS3TablesLakeFormationServiceRole is the reference to compare with.
                 "Condition": {"StringEquals": {"aws:ResourceAccount": ident.account}},
             },
             {

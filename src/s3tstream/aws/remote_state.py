@@ -11,8 +11,15 @@ the stack). No DynamoDB table: S3 conditional writes are enough (aws-notes; S3 P
   with ``IfNoneMatch="*"``), so a writer whose lock was broken meanwhile cannot overwrite
   another's state: 412, and the run stops saying so.
 - unlock: DeleteObject of the lock with ``IfMatch=<our lock's ETag>``: never someone else's.
+  General purpose buckets take conditional deletes since 2025-09-16 (S3 User Guide, "How to
+  perform conditional deletes"; before, only directory buckets did); a delete with an ETag needs
+  s3:GetObject besides s3:DeleteObject ("Enforce conditional deletes").
 - 409 ConditionalRequestConflict (a concurrent conditional write in progress) is retried, as the
-  S3 API reference says to.
+  S3 API reference says to (for If-Match it says to fetch the ETag again first: retrying with the
+  ETag we hold is stricter, a write that landed meanwhile turns the retry into a 412).
+- Permissions: s3:GetObject, s3:PutObject, s3:DeleteObject on the prefix and s3:ListBucket on the
+  bucket: without ListBucket, GetObject of a key that does not exist (a new stack's state, a
+  free lock) answers 403 AccessDenied instead of 404 NoSuchKey (S3 API reference, GetObject).
 """
 
 from __future__ import annotations
@@ -69,7 +76,8 @@ class S3Backend:
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
             return StateError(f"{doing} {self.where}: access denied",
                               "these credentials need s3:GetObject, s3:PutObject and s3:DeleteObject on the "
-                              "stack.state prefix; nothing was changed")
+                              "stack.state prefix and s3:ListBucket on the bucket (without it S3 answers a "
+                              "missing state or lock with AccessDenied); nothing was changed")
         return translate(e, f"{doing} {self.where}")
 
     def _retrying(self, fn: Any) -> Any:

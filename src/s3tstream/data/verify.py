@@ -10,7 +10,9 @@ engine's JSON) and hashed per column; rows are matched by their key columns.
 Reported: missing (in the source, not in the lake), extra (in the lake, not in the source),
 differing (both, some column differs: the columns are named), duplicates (a key twice in the
 lake), unmappable (source items the transform refuses: they are in the error bucket, see
-`s3tstream errors`). Changes younger than the Firehose buffer interval may still be in flight.
+`s3tstream errors`), dropped fields (source items whose struct columns drop nested fields they do
+not declare, with their JSONPaths: the table has no catch-all column to hold them; the rows
+match, but the lake lacks data). Changes younger than the Firehose buffer interval may still be in flight.
 
 ``--repair`` sends, for each missing or differing key, the current item as an INSERT change
 record, and for each extra key a REMOVE, in the Kinesis Data Streams for DynamoDB format with
@@ -222,6 +224,8 @@ class Report:
     unmappable: list[tuple[Any, str]] = field(default_factory=list)
     # lake rows of items TTL deleted while table.ttl_deletes = "keep": expected, not extra
     ttl_kept: list[tuple] = field(default_factory=list)
+    # keys whose struct columns drop nested fields they do not declare (no catch-all column)
+    dropped_fields: list[tuple[tuple, list[str]]] = field(default_factory=list)
     data_scanned_bytes: int | None = None
     engine: str = ""
     # current source items of the missing and differing keys (for --repair)
@@ -229,7 +233,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.extra or self.differing or self.duplicates or self.unmappable)
+        return not (self.missing or self.extra or self.differing or self.duplicates or self.unmappable
+                    or self.dropped_fields)
 
     def to_json(self, layout: Layout) -> dict[str, Any]:
         kd = layout.key_dict
@@ -239,13 +244,15 @@ class Report:
             "counts": {"source_items": self.source_items, "lake_rows": self.lake_rows, "matching": self.matching,
                        "missing": len(self.missing), "extra": len(self.extra), "differing": len(self.differing),
                        "duplicates": len(self.duplicates), "unmappable": len(self.unmappable),
-                       "ttl_kept": len(self.ttl_kept)},
+                       "ttl_kept": len(self.ttl_kept),
+                       "dropped_fields": len(self.dropped_fields)},
             "examples": {
                 "missing": [kd(k) for k in self.missing[:EXAMPLES]],
                 "extra": [kd(k) for k in self.extra[:EXAMPLES]],
                 "differing": [{"key": kd(k), "columns": cols} for k, cols in self.differing[:EXAMPLES]],
                 "duplicates": [kd(k) for k in self.duplicates[:EXAMPLES]],
                 "unmappable": [{"key": k if isinstance(k, dict) else kd(k), "reason": r} for k, r in self.unmappable[:EXAMPLES]],
+                "dropped_fields": [{"key": kd(k), "paths": p} for k, p in self.dropped_fields[:EXAMPLES]],
             },
             "data_scanned_bytes": self.data_scanned_bytes,
         }
@@ -309,7 +316,7 @@ def compare(
 ) -> tuple[Report, Layout]:
     """One pass over both sides. ``ttl_kept``: how to tell a lake row kept on purpose
     (ttl_deletes = "keep") from an extra one."""
-    from s3tstream.transform import RecordError, keys_row, map_item
+    from s3tstream.transform import RecordError, dropped_paths, keys_row, map_item
 
     layout = Layout.from_config(cfg, settings)
     rep = Report(engine=getattr(engine, "name", ""))
@@ -355,7 +362,10 @@ def compare(
             return
         k = layout.key_of(row)
         h = layout.hashes(row)
+        lost = dropped_paths(settings, item)  # the lake cannot hold them: reported, never silent
         with lock:
+            if lost:
+                rep.dropped_fields.append((k, lost))
             if k in dups:
                 rep.items[k] = item  # re-sent by --repair: an update leaves one row
             have = lake.pop(k, None)
@@ -378,6 +388,7 @@ def compare(
     for lst in (rep.missing, rep.extra, rep.duplicates):
         lst.sort(key=repr)
     rep.differing.sort(key=lambda x: repr(x[0]))
+    rep.dropped_fields.sort(key=lambda x: repr(x[0]))
     return rep, layout
 
 

@@ -173,6 +173,12 @@ class Integration:
                 "(the integration is account-wide: every table bucket of the account and Region uses it)")
 
 
+def foreign_readers(cfg: "Config", ident: "Identity") -> list[str]:
+    """Readers (arn:<p>:iam::<account>:...) outside the caller's account: IAM mode cannot put an
+    inline policy on them (IAM's PutRolePolicy/PutUserPolicy act on this account's principals)."""
+    return [r for r in cfg.lakeformation.readers if r.split(":")[4] != ident.account]
+
+
 def admin_fix(principal: str) -> str:
     return (
         f"ask a Lake Formation administrator to add {principal} to the data lake administrators (Lake Formation "
@@ -199,6 +205,12 @@ def admin_check(cfg: "Config", aws: "Aws") -> "Check":
             fixes.append(admin_fix(principal))
     else:
         notes.append("IAM access control: no Lake Formation administrator or grant needed")
+        foreign = foreign_readers(cfg, aws.identity())
+        if foreign:
+            problems.append(f"lakeformation.readers {', '.join(foreign)} belong to another account: in IAM mode each "
+                            f"reader gets an inline policy, which only works on roles and users of this account "
+                            f"({aws.identity().account})")
+            fixes.append("remove them from lakeformation.readers and give them access from their own account")
     if integ.conflict():
         problems.append(integ.conflict())
         fixes.append(f"set `[lakeformation] integration_mode = \"{integ.account_mode}\"` (or \"auto\")")

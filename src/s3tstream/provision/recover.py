@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from s3tstream.aws.client import translate
+from s3tstream.aws.client import is_not_found, translate
 from s3tstream.errors import StateError
 from s3tstream.provision.resource import Ctx
 
@@ -38,19 +38,27 @@ def _observe(spec: Any) -> Any:
 
 
 def _tags_of_role(ctx: Ctx, name: str) -> dict[str, str]:
+    """The role's tags ({}: no such role). Any other error stops recover: a tag it could not
+    read would silently make an owned resource look foreign."""
     try:
         return {t["Key"]: t["Value"] for t in ctx.aws.client("iam").list_role_tags(RoleName=name).get("Tags", [])}
-    except ClientError:
-        return {}
+    except ClientError as e:
+        if is_not_found(e):
+            return {}
+        raise translate(e, f"reading the tags of role {name}") from None
 
 
 def _tags_of_table(ctx: Ctx, name: str) -> dict[str, str]:
     ddb = ctx.aws.client("dynamodb")
     try:
         arn = ddb.describe_table(TableName=name)["Table"]["TableArn"]
-        return {t["Key"]: t["Value"] for t in ddb.list_tags_of_resource(ResourceArn=arn).get("Tags", [])}
-    except ClientError:
-        return {}
+        # ListTagsOfResource pages (NextToken in the model), and the stack's tags may come last
+        return {t["Key"]: t["Value"] for page in ddb.get_paginator("list_tags_of_resource").paginate(ResourceArn=arn)
+                for t in page.get("Tags", [])}
+    except ClientError as e:
+        if is_not_found(e):
+            return {}
+        raise translate(e, f"reading the tags of DynamoDB table {name}") from None
 
 
 def discover_stack_id(ctx: Ctx) -> str | None:
@@ -76,8 +84,10 @@ def _integration_made_here(ctx: Ctx) -> dict[str, Any] | None:
     role_arn = policies.role_arn(ident, role_name)
     try:
         info = ctx.aws.client("lakeformation").describe_resource(ResourceArn=resource_arn)["ResourceInfo"]
-    except ClientError:
-        return None
+    except ClientError as e:
+        if is_not_found(e):  # EntityNotFoundException: bucket/* is not registered
+            return None
+        raise translate(e, f"describing the Lake Formation registration of {resource_arn}") from None
     if info.get("RoleArn") != role_arn:
         return None
     return {"id": "s3tablescatalog", "catalog": "s3tablescatalog", "mode": policies.MODE_LF, "role_name": role_name,

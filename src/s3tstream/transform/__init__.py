@@ -10,13 +10,16 @@ Public API:
 * ``map_item(image, settings) -> dict`` - the item -> row mapping (also used by verify),
   raising ``RecordError`` (``.reason``) for a missing required column or a value
   that cannot be converted;
+* ``dropped_paths(settings, item) -> [JSONPath]`` - nested fields of struct columns
+  that the row drops (no catch-all column), see ``nested.py``;
 * ``encode_settings(settings_dict) -> {env var: value}`` and
   ``load_settings(environ) -> Settings`` - the ``S3T_SETTINGS`` /
   ``S3T_SETTINGS_Z`` environment contract (``SettingsError`` when invalid);
 * ``parse_type(text) -> IcebergType`` (``s3tstream.transform.types``).
 """
 
-from .mapping import RecordError, dumps_exact, keys_row, map_item, plain_value
+from .exactjson import dumps_exact
+from .mapping import RecordError, dropped_paths, keys_row, map_item
 from .records import handler, transform_records
 from .settings import (
     ENV_SETTINGS,
@@ -28,6 +31,7 @@ from .settings import (
     load_settings,
 )
 from .types import IcebergType, parse_type
+from .values import plain_value
 
 __all__ = [
     "ENV_SETTINGS",
@@ -37,6 +41,7 @@ __all__ = [
     "RecordError",
     "Settings",
     "SettingsError",
+    "dropped_paths",
     "dumps_exact",
     "encode_settings",
     "handler",

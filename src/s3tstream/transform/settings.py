@@ -19,7 +19,8 @@ Document (keys not listed are refused)::
                                                 # source: DynamoDB attribute (default name)
      "extra_column": null | "colname",          # catch-all JSON string column
      "ttl_deletes": "delete" | "keep",          # default "delete"
-     "date_format": "days" | "iso"}             # default "days", see mapping.py
+     "date_format": "days" | "iso",             # default "days", see mapping.py
+     "collapse_per_key": true | false}          # default true, see records.py (upsert only)
 
 Standard library only.
 """
@@ -60,7 +61,8 @@ CHANGELOG_COLUMNS = {"_op": "string", "_event_time": "timestamptz", "_event_id":
 
 _NAMESPACE_RE = re.compile(r"[a-z0-9](?:[a-z0-9_]{0,253}[a-z0-9])?\Z")
 _KNOWN_KEYS = frozenset(
-    {"database", "table", "mode", "keys", "columns", "extra_column", "ttl_deletes", "date_format"}
+    {"database", "table", "mode", "keys", "columns", "extra_column", "ttl_deletes", "date_format",
+     "collapse_per_key"}
 )
 _COLUMN_KEYS = frozenset({"name", "type", "required", "source"})
 
@@ -99,6 +101,9 @@ class Settings:
     extra_column: str | None = None
     ttl_deletes: str = "delete"
     date_format: str = "days"
+    # Upsert: each batch keeps only the latest change per key (the rest are Dropped).
+    # False only to measure what the collapse buys (benchmarks/chaos.py).
+    collapse_per_key: bool = True
     # Compiled converters (mapping.py), attached lazily; not part of equality.
     _plan: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
 
@@ -128,6 +133,10 @@ class Settings:
             raise SettingsError(
                 f"settings.date_format must be one of {DATE_FORMATS}, got {date_format!r}"
             )
+
+        collapse = doc.get("collapse_per_key", True)
+        if not isinstance(collapse, bool):
+            raise SettingsError(f"settings.collapse_per_key must be true or false, got {collapse!r}")
 
         raw_columns = doc.get("columns")
         if not isinstance(raw_columns, list) or not raw_columns:
@@ -200,6 +209,7 @@ class Settings:
             extra_column=extra,
             ttl_deletes=ttl,
             date_format=date_format,
+            collapse_per_key=collapse,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -213,6 +223,7 @@ class Settings:
             "extra_column": self.extra_column,
             "ttl_deletes": self.ttl_deletes,
             "date_format": self.date_format,
+            "collapse_per_key": self.collapse_per_key,
         }
 
 

@@ -130,6 +130,9 @@ def _verify_one(stack: "Stack", cfg: Any, out: Output, *, repair: bool, segments
         notes.append("table.ttl_deletes = keep: --repair does not remove extra rows")
     if rep.unmappable:
         notes.append("unmappable items cannot reach the lake; `s3tstream errors` shows their failed records")
+    if rep.dropped_fields:
+        notes.append("struct columns drop nested fields they do not declare: declare them or set "
+                     "table.extra_column, then `s3tstream up` and `s3tstream verify --repair`")
     doc["notes"] = notes
     if repair and not rep.ok:
         recs = repair_records(cfg, rep, layout, removes=cfg.table.ttl_deletes != "keep")
@@ -147,7 +150,8 @@ def _verify_one(stack: "Stack", cfg: Any, out: Output, *, repair: bool, segments
         more = f", and {info['not_returned']:,} more not returned" if info and info["not_returned"] else ""
         err = S3tError(
             f"source and lake differ: {c['missing']} missing, {c['extra']} extra, {c['differing']} differing, "
-            f"{c['duplicates']} duplicate, {c['unmappable']} unmappable key(s){more}",
+            f"{c['duplicates']} duplicate, {c['unmappable']} unmappable key(s), "
+            f"{c['dropped_fields']} with dropped fields{more}",
             ("repair records were sent; run `s3tstream verify` again after the Firehose buffer interval "
              f"(~{cfg.firehose.buffer_interval_seconds + 30}s)") if "repair" in doc
             else "run `s3tstream verify --repair` to send the mismatched keys through the pipeline again"
@@ -165,7 +169,7 @@ def _print_one(out: Output, cfg: Any, doc: dict[str, Any], rep: Any) -> None:
     ex = doc["examples"]
     from s3tstream.lake.exactjson import exact_json
 
-    for kind in ("missing", "extra", "differing", "duplicates", "unmappable"):
+    for kind in ("missing", "extra", "differing", "duplicates", "unmappable", "dropped_fields"):
         for e in ex[kind]:
             out.line(f"{kind}: {exact_json(e, indent=None)}")
     for n in doc["notes"]:

@@ -84,9 +84,18 @@ def ensure_role(ctx: Ctx, name: str, trust: dict[str, Any], policies_: dict[str,
     return str(arn)
 
 
-def delete_role(ctx: Ctx, name: str) -> None:
-    """Inline policies (ours and create-firehose's), attached policies, then the role."""
+def delete_role(ctx: Ctx, name: str) -> str | None:
+    """Inline policies (ours and create-firehose's), attached policies, then the role; only when
+    its live tags still say it is this stack's (else: why it was kept, for `down` to report)."""
     iam = ctx.aws.client("iam")
+    try:
+        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name).get("Tags", [])}
+    except ClientError as e:
+        if is_not_found(e):
+            return None
+        raise
+    if tags.get(STACK_TAG) != ctx.names.stack:
+        return f"kept IAM role {name}: it is not tagged {STACK_TAG}={ctx.names.stack} any more"
     try:
         for pname in iam.list_role_policies(RoleName=name).get("PolicyNames", []):
             try:
@@ -100,6 +109,7 @@ def delete_role(ctx: Ctx, name: str) -> None:
     except ClientError as e:
         if not is_not_found(e):
             raise
+    return None
 
 
 def integration(ctx: Ctx) -> lfm.Integration:
@@ -213,7 +223,7 @@ class AnalyticsIntegration(ResourceSpec):
         return {"id": self.name, "catalog": self.name, "mode": lfm.MODE_IAM, "catalog_created": made}
 
     @classmethod
-    def delete(cls, ctx: Ctx, record: Any) -> None:
+    def delete(cls, ctx: Ctx, record: Any) -> str | None:
         out = record.outputs
         if out.get("catalog_created", True):
             try:
@@ -228,7 +238,8 @@ class AnalyticsIntegration(ResourceSpec):
                 if not is_not_found(e):
                     raise
         if out.get("role_name"):
-            delete_role(ctx, out["role_name"])
+            return delete_role(ctx, out["role_name"])
+        return None
 
 
 # ------------------------------------------------------------------ 2. admin
@@ -326,8 +337,8 @@ class FirehoseRole(ResourceSpec):
         return {}
 
     @classmethod
-    def delete(cls, ctx: Ctx, record: Any) -> None:
-        delete_role(ctx, record.name)
+    def delete(cls, ctx: Ctx, record: Any) -> str | None:
+        return delete_role(ctx, record.name)
 
 
 # ------------------------------------------------------------------ 4. grants
@@ -407,7 +418,7 @@ class LfGrantResource(ResourceSpec):
         return self._outputs(before + missing)
 
     @classmethod
-    def delete(cls, ctx: Ctx, record: Any) -> None:
+    def delete(cls, ctx: Ctx, record: Any) -> str | None:
         out = record.outputs
         granted = list(out.get("granted", []))
         if not granted:
@@ -448,6 +459,10 @@ class ReaderPolicy(ResourceSpec):
         return policies.reader_policy(self.ctx.cfg, self.ctx.aws.identity())
 
     def observe(self) -> Observed:
+        if self.reader.split(":")[4] != self.ctx.aws.identity().account:
+            # the name alone would address this account's same-named role or user
+            return Observed(exists=False, conflict=f"reader {self.reader} is in another account: IAM mode puts an "
+                            "inline policy on each reader, which works only for this account's roles and users")
         kind, name = self._target(self.reader)
         iam, pname = self.ctx.aws.client("iam"), policies.reader_policy_name(self.ctx.cfg)
         try:

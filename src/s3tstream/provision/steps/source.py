@@ -61,8 +61,7 @@ class SourceTable(ResourceSpec):
                 f"    config: {fmt_keys(want)}\n    table:  {fmt_keys(have)}"
             )
             return obs
-        tags = ddb.list_tags_of_resource(ResourceArn=t["TableArn"]).get("Tags", [])
-        obs.owned = any(tg["Key"] == "s3tstream:stack" and tg["Value"] == self.ctx.names.stack for tg in tags)
+        obs.owned = _tagged_ours(self.ctx, ddb, t["TableArn"])
         rec = self.ctx.state.get(self.kind, self.name)
         if rec is not None and rec.ownership == "owned":
             # Only a table we own is brought in line; an adopted one is the user's to change.
@@ -128,16 +127,27 @@ class SourceTable(ResourceSpec):
         return {}
 
     @classmethod
-    def delete(cls, ctx: Ctx, record: Any) -> None:
+    def delete(cls, ctx: Ctx, record: Any) -> str | None:
         ddb = ctx.aws.client("dynamodb")
         try:
+            # the table holds data: deleted only while its live tags say it is this stack's (a
+            # table of the same name made by someone after ours went is theirs)
+            if not _tagged_ours(ctx, ddb, ddb.describe_table(TableName=record.name)["Table"]["TableArn"]):
+                return f"kept DynamoDB table {record.name}: it is not tagged s3tstream:stack={ctx.names.stack} any more"
             ddb.delete_table(TableName=record.name)
         except ClientError as e:
             if is_not_found(e):
-                return
+                return None
             raise
 
         ctx.wait_for(lambda: ddb.describe_table(TableName=record.name)["Table"]["TableStatus"], f"table {record.name}", gone=True)
+        return None
+
+
+def _tagged_ours(ctx: Ctx, ddb: Any, arn: str) -> bool:
+    """Whether the table carries this stack's tag; ListTagsOfResource pages (NextToken), so every page is read."""
+    return any(tg["Key"] == "s3tstream:stack" and tg["Value"] == ctx.names.stack
+               for page in ddb.get_paginator("list_tags_of_resource").paginate(ResourceArn=arn) for tg in page.get("Tags", []))
 
 
 def resources(ctx: Ctx) -> list[ResourceSpec]:

@@ -37,7 +37,9 @@ class KinesisStream(ResourceSpec):
         if s["StreamStatus"] == "DELETING":
             return Observed(exists=False)
         obs = Observed(exists=True, id=s["StreamARN"], outputs={"arn": s["StreamARN"]})
-        tags = self._k().list_tags_for_stream(StreamName=self.name).get("Tags", [])
+        # ListTagsForStream returns at most Limit tags (HasMoreTags otherwise; its default is not
+        # documented): 50, the most a stream can carry, so the stack's tag is always in this page
+        tags = self._k().list_tags_for_stream(StreamName=self.name, Limit=50).get("Tags", [])
         obs.owned = any(t["Key"] == "s3tstream:stack" and t["Value"] == self.ctx.names.stack for t in tags)
         cfg = self.ctx.cfg.stream
         mode = s.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
@@ -128,14 +130,20 @@ class KinesisStream(ResourceSpec):
                      f"stream {name}", gone=True)
 
     @classmethod
-    def delete(cls, ctx: Ctx, record: Any) -> None:
+    def delete(cls, ctx: Ctx, record: Any) -> str | None:
+        k = ctx.aws.client("kinesis")
         try:
-            ctx.aws.client("kinesis").delete_stream(StreamName=record.name, EnforceConsumerDeletion=True)
+            # its records and consumers go with it: only while its live tags say it is this stack's
+            tags = k.list_tags_for_stream(StreamName=record.name, Limit=50).get("Tags", [])
+            if not any(t["Key"] == "s3tstream:stack" and t["Value"] == ctx.names.stack for t in tags):
+                return f"kept Kinesis stream {record.name}: it is not tagged s3tstream:stack={ctx.names.stack} any more"
+            k.delete_stream(StreamName=record.name, EnforceConsumerDeletion=True)
         except ClientError as e:
             if is_not_found(e):
-                return
+                return None
             raise
         cls._wait_gone(ctx, record.name)
+        return None
 
 
 LIVE = ("ENABLING", "ACTIVE", "UPDATING")

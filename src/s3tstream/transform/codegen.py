@@ -1,0 +1,205 @@
+"""The code generator: straight-line Python for one settings' row mapper and struct types.
+
+A generic loop over columns costs a call and a few lookups per column; the
+generated functions instead hold one local per column and convert the common
+primitives in place.  They handle the usual case only: on anything unusual (an
+error, a missing required value) they raise, and their caller redoes the work
+with the per-type converters (converters.py), which explain the problem.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .exactjson import dumps_exact
+from .values import _INT_RANGE, _LONG_RANGE, plain_value
+
+Converter = Callable[[dict], Any]
+
+_INLINE_RANGES = {"int": _INT_RANGE, "long": _LONG_RANGE}
+
+
+class _Slow(Exception):
+    """Internal: leave the generated fast path for the diagnosing loop."""
+
+
+class Undeclared(Exception):
+    """Internal: a struct value has fields its type does not declare.
+
+    Raised by struct converters (and passed through by every other converter) so
+    that the row is mapped again by mapping.py, which puts those fields in the
+    catch-all column or reports them as dropped.
+    """
+
+
+def _run(body: list[str], ns: dict[str, Any], name: str, label: str) -> Any:
+    exec(compile("\n".join(body), f"<s3tstream.transform {label[:60]}>", "exec"), ns)  # noqa: S102
+    return ns[name]
+
+
+def _inline(i: int, type_name: str) -> list[str]:
+    """Statements setting x{i} from v{i} (a typed value or None) for the usual case.
+
+    The common primitives are converted in place; anything else calls c{i}.  On bad
+    input the statements may raise anything (or _Slow): the generated function's
+    caller then redoes the work with the converters, which explain the problem.
+    """
+    v, x, c = f"v{i}", f"x{i}", f"c{i}"
+    if type_name == "string":
+        return [f"{x} = None if {v} is None else {v}.get('S')",
+                f"if {x}.__class__ is not str and {v} is not None: {x} = {c}({v})"]
+    if type_name == "boolean":
+        return [f"{x} = None if {v} is None else {v}.get('BOOL')",
+                f"if {x} is not True and {x} is not False and {v} is not None: {x} = {c}({v})"]
+    if type_name in _INLINE_RANGES or type_name == "double":
+        if type_name == "double":
+            parse, check = "float", f"{x} - {x} != 0.0"  # inf or nan
+        else:
+            lo, hi = _INLINE_RANGES[type_name]
+            parse, check = "int", f"not {lo} <= {x} <= {hi}"
+        return [f"if {v} is None: {x} = None",
+                "else:",
+                f"    {x} = {v}.get('N')",
+                f"    if {x}.__class__ is str:",
+                f"        {x} = {parse}({x})",
+                f"        if {check}: raise _Slow",
+                f"    else: {x} = {c}({v})"]
+    return [f"{x} = None if {v} is None else {c}({v})"]
+
+
+def _expr(type_name: str, x: str) -> str | None:
+    """An expression converting the typed value ``x`` (usual case only), else None.
+
+    Anything unusual (NULL, another tag, a bad value) raises: the caller then
+    redoes the whole value with the converters, which explain the problem.
+    """
+    if type_name == "string":
+        return f"(_s if (_s := {x}['S']).__class__ is str else _bad())"
+    if type_name == "boolean":
+        return f"(_b if (_b := {x}['BOOL']) is True or _b is False else _bad())"
+    return _number_expr(type_name, f"{x}['N']")
+
+
+def _number_expr(type_name: str, n: str) -> str | None:
+    """An expression converting the N text ``n`` (usual case only), else None.
+
+    int and long elements are parsed with an explicit base (which refuses anything
+    but a string) and range-checked afterwards, for the whole list (_range).
+    """
+    if type_name in _INLINE_RANGES:
+        return f"int({n}, 10)"
+    if type_name == "double":
+        text = f"(_n if (_n := {n}).__class__ is str else _bad())"
+        return f"(_f if (_f := float({text})) - _f == 0.0 else _bad())"  # inf, nan: _bad
+    return None
+
+
+def _range(type_name: str, values: str) -> list[str]:
+    """Statements raising _Slow when an int/long element is out of range."""
+    if type_name not in _INLINE_RANGES:
+        return []
+    lo, hi = _INLINE_RANGES[type_name]
+    return [f"if {values} and (min({values}) < {lo} or max({values}) > {hi}): raise _Slow"]
+
+
+def _bad() -> Any:
+    raise _Slow
+
+
+def generate_list(type_name: str, elem_name: str, elem: Converter, slow: Converter,
+                  numeric_set: bool) -> Converter | None:
+    """A list converter with the element conversion inline, or None for other elements.
+
+    numeric_set: an NS converts too (sorted numerically after conversion).
+    """
+    e = _expr(elem_name, "x")
+    if e is None:
+        return None
+    ns: dict[str, Any] = {"_slow": slow, "_elem": elem, "_bad": _bad, "_Slow": _Slow}
+    body = ["def convert_list(v):", "    val = v.get('L')", "    if val.__class__ is list:",
+            "        try:", f"            out = [{e} for x in val]"]
+    body += ["            " + line for line in _range(elem_name, "out")]
+    body += ["            return out",
+             "        except Exception:",
+             "            return [None if x is None else _elem(x) for x in val]"]
+    if numeric_set:
+        body += ["    val = v.get('NS')", "    if val.__class__ is list:", "        try:",
+                 f"            out = sorted([{_number_expr(elem_name, 'x')} for x in val])"]
+        body += ["            " + line for line in _range(elem_name, "out")]
+        body += ["            return out", "        except Exception:", "            pass"]
+    body.append("    return _slow(v)")
+    return _run(body, ns, "convert_list", type_name)
+
+
+def generate_map(type_name: str, value_name: str, value: Converter, slow: Converter) -> Converter | None:
+    """A map converter with the value conversion inline, or None for other values."""
+    e = _expr(value_name, "x")
+    if e is None:
+        return None
+    ns: dict[str, Any] = {"_slow": slow, "_value": value, "_bad": _bad, "_Slow": _Slow}
+    body = ["def convert_map(v):", "    val = v.get('M')", "    if val.__class__ is not dict:",
+            "        return _slow(v)", "    try:", f"        out = {{k: {e} for k, x in val.items()}}"]
+    body += ["        " + line for line in _range(value_name, "out.values()")]
+    body += ["        return out",
+             "    except Exception:", "        return {k: _value(x) for k, x in val.items()}"]
+    return _run(body, ns, "convert_map", type_name)
+
+
+def generate_struct(type_name: str, fields: tuple, slow: Converter,
+                    loop: Callable[[dict], dict]) -> Converter:
+    """Straight-line converter for one struct type.
+
+    fields: (name, type name, converter) per field; slow: the generic converter
+    for a value that is not an M; loop: the field loop for an M (used on trouble).
+    An M with a field that is not declared raises Undeclared.
+    """
+    ns: dict[str, Any] = {"_slow": slow, "_loop": loop, "_Slow": _Slow, "_Undeclared": Undeclared,
+                          "_fields": frozenset(f[0] for f in fields)}
+    body = ["def convert_struct(v):", "    m = v.get('M')", "    if m.__class__ is not dict:",
+            "        return _slow(v)",
+            "    if not m.keys() <= _fields:",
+            "        raise _Undeclared",
+            "    try:", "        get = m.get"]
+    items = []
+    for i, (fname, ftype, fconv) in enumerate(fields):
+        ns[f"c{i}"] = fconv
+        body.append(f"        v{i} = get({fname!r})")
+        body.extend("        " + line for line in _inline(i, ftype))
+        items.append(f"{fname!r}: x{i}")
+    body.append("        return {" + ", ".join(items) + "}")
+    body += ["    except _Undeclared:", "        raise",  # from a nested struct
+             "    except Exception:", "        return _loop(m)"]
+    return _run(body, ns, "convert_struct", type_name)
+
+
+def generate_mapper(columns: tuple, types: tuple, extra: str | None,
+                    sources: frozenset) -> Callable[[dict], dict]:
+    """Straight-line row mapper for the usual case (no errors): one local per column.
+
+    columns: (name, source, converter, required) per column, types their type
+    names.  Any problem (an exception, a missing required value) makes it raise,
+    and map_item reruns the generic loop, which reports the column and the reason.
+    """
+    ns: dict[str, Any] = {"_Slow": _Slow, "_sources": sources, "_dumps": dumps_exact,
+                          "_plain": plain_value}
+    body = ["def _map(image):", "    get = image.get"]
+    items = []
+    required = []
+    for i, ((name, source, conv, req), type_name) in enumerate(zip(columns, types)):
+        ns[f"c{i}"] = conv
+        body.append(f"    v{i} = get({source!r})")
+        body.extend("    " + line for line in _inline(i, type_name))
+        items.append(f"{name!r}: x{i}")
+        if req:
+            required.append(f"x{i} is None")
+    if required:
+        body.append("    if " + " or ".join(required) + ":")
+        body.append("        raise _Slow")
+    body.append("    row = {" + ", ".join(items) + "}")
+    if extra is not None:
+        body.append("    rest = {k: _plain(x) for k, x in image.items() if k not in _sources}")
+        body.append(f"    row[{extra!r}] = _dumps(rest, True) if rest else None")
+    body.append("    return row")
+    return _run(body, ns, "_map", "mapper")
