@@ -18,6 +18,9 @@ Plain script: prints results, asserts nothing.
                 maps: NewImage, or OldImage for REMOVE), base64 encode.
   Best of N repetitions per event (process CPU time), all interleaved; records/s
   for each, and per configuration the ratios against (a) and (b).
+* Many tables, one pipeline: the same records spread over 20 tables of 20 columns (each
+  record's tableName picks its table's settings, transform/routing.py) against one table of
+  the same 20 columns, in alternating runs: the per-record cost ratio (target <= 1.10).
 * Peak memory (tracemalloc) of the handler on one ~6 MB event, and the Lambda cost
   per million records it implies.
 """
@@ -40,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from boto3.dynamodb.types import Binary, TypeDeserializer  # noqa: E402
 
-from s3tstream.transform import encode_settings, handler  # noqa: E402
+from s3tstream.transform import encode_settings, handler, transform_records  # noqa: E402
+from s3tstream.transform.routing import Routes  # noqa: E402
 
 SEED = 20240501
 N_RECORDS = 20_000
@@ -97,6 +101,9 @@ NESTED = {**SETTINGS, "columns": KEY_COLUMNS + [
 CONFIGS = {"declared": SETTINGS, "catch-all": CATCH_ALL, "nested": NESTED}
 COLLAPSE_OFF = {**SETTINGS, "collapse_per_key": False}
 TARGET_FLOOR, TARGET_CONVENTIONAL, TARGET_COLLAPSE = 0.8, 1.3, 0.05
+# many tables: 20 tables of 20 columns (the declared configuration's first 20), against one
+TWENTY = {**SETTINGS, "columns": SETTINGS["columns"][:20]}
+N_TABLES, TARGET_MANY = 20, 1.10
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
          "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
@@ -144,8 +151,9 @@ def make_image(rng: random.Random, pk: str, sk: int, version: int) -> dict:
     }
 
 
-def make_records(n_records: int, seed: int = SEED) -> list[dict]:
-    """Deterministic change records: 60% INSERT, 30% MODIFY, 10% REMOVE."""
+def make_records(n_records: int, seed: int = SEED, tables: list[str] | None = None) -> list[dict]:
+    """Deterministic change records: 60% INSERT, 30% MODIFY, 10% REMOVE (of the DynamoDB
+    tables named round-robin; default one table, "items")."""
     rng = random.Random(seed)
     records = []
     for i in range(n_records):
@@ -167,7 +175,8 @@ def make_records(n_records: int, seed: int = SEED) -> list[dict]:
             ddb["OldImage"] = make_image(rng, pk, sk, 1)
         change = {"awsRegion": "us-east-1", "eventID": f"{i:032x}", "eventName": name,
                   "userIdentity": None, "recordFormat": "application/json",
-                  "tableName": "items", "dynamodb": ddb, "eventSource": "aws:dynamodb"}
+                  "tableName": tables[i % len(tables)] if tables else "items", "dynamodb": ddb,
+                  "eventSource": "aws:dynamodb"}
         data = json.dumps(change, ensure_ascii=False).encode()
         records.append({
             "recordId": f"{i:056d}",
@@ -266,15 +275,22 @@ def best_times(impls: dict, events: list, repeats: int) -> dict[str, float]:
     processes' load out of the numbers.  Implementations are interleaved, in reverse
     order every other repeat so that none always runs right after another.
     """
-    best = {name: [float("inf")] * len(events) for name in impls}
+    return best_times_each({name: (events, fn, env) for name, (env, fn) in impls.items()}, repeats)
+
+
+def best_times_each(impls: dict, repeats: int) -> dict[str, float]:
+    """best_times for implementations that each run their own events: name -> (events, handler,
+    environment to set first or None)."""
+    best = {name: [float("inf")] * len(impl[0]) for name, impl in impls.items()}
     clock = time.process_time
     order = list(impls.items())
     for _ in range(repeats):
-        for name, (env, fn) in order:
-            _set_env(env)
+        for name, (evs, fn, env) in order:
+            if env is not None:
+                _set_env(env)
             gc.collect()
             row = best[name]
-            for i, ev in enumerate(events):
+            for i, ev in enumerate(evs):
                 t0 = clock()
                 fn(ev, None)
                 dt = clock() - t0
@@ -344,6 +360,32 @@ def main() -> None:
     print(f"  batch collapse (latest change per key) costs {cost:+.1%} on the standard batch "
           f"(declared, collapse_per_key on vs off, {REPEATS + 2} alternating runs; "
           f"target <= {TARGET_COLLAPSE:.0%})")
+
+    # ---- many tables, one pipeline: the same records over 20 tables against one table
+    names = [f"t{i:02d}" for i in range(N_TABLES)]
+    one = Routes.from_dict(TWENTY)
+    many = Routes.from_dict({"routes": {t: {**TWENTY, "table": t} for t in names}})
+    many_events = make_events(make_records(N_RECORDS, tables=names))
+    for ev, routes in ((events[-1], one), (many_events[-1], many)):
+        sys.stdout = _Quiet()
+        try:
+            res = transform_records(ev["records"], routes)
+        finally:
+            sys.stdout = real_stdout
+        assert all(r["result"] == "Ok" for r in res)
+    assert {r["metadata"]["otfMetadata"]["destinationTableName"] for r in res} == set(names)
+    # one table per impl, each with its own events (identical but for tableName)
+    sys.stdout = _Quiet()
+    try:
+        pair = best_times_each({"one": (events, lambda ev, c: transform_records(ev["records"], one), None),
+                                "many": (many_events, lambda ev, c: transform_records(ev["records"], many), None)},
+                               REPEATS + 2)
+    finally:
+        sys.stdout = real_stdout
+    ratio = pair["many"] / pair["one"]
+    print(f"  {N_TABLES} tables of 20 columns, records spread over them: {pair['many'] / n * 1e6:.2f} µs/record "
+          f"against {pair['one'] / n * 1e6:.2f} for one table = {ratio:.3f}x per record "
+          f"({REPEATS + 2} alternating runs; target <= {TARGET_MANY:.2f}x)")
 
     # ---- memory: one ~6 MB event (Firehose's Lambda payload limit)
     big_records, size = [], 0
