@@ -126,3 +126,44 @@ def test_loaded_from_toml(tmp_path):
     cfg = c.load(path, environ={})
     assert cfg.table_names == ["orders", "events"]
     assert cfg.scoped("events").path == path.resolve()
+
+
+def test_policies_and_grants_name_every_table():
+    from s3tstream.aws import policies
+    from s3tstream.aws.client import Identity
+
+    ident = Identity(account="111122223333", arn="arn:aws:sts::111122223333:assumed-role/Admin/me", user_id="AID")
+    reader = "arn:aws:iam::111122223333:role/analyst"
+    cfg = build(entry("orders"), entry("events", mode="changelog"), lakeformation={"readers": [reader]})
+    doc = policies.firehose_lake_policy(cfg, ident, "iam")
+    glue = next(s for s in doc["Statement"] if s["Sid"] == "GlueTableInS3TablesCatalog")["Resource"]
+    assert [r.rsplit("/", 1)[-1] for r in glue if ":table/" in r] == ["orders", "events"]
+    table_stmt = next(s for s in doc["Statement"] if s["Sid"] == "S3TablesTable")
+    assert table_stmt["Condition"]["StringEquals"]["s3tables:tableName"] == ["orders", "events"]
+    grants = [(g.principal.rsplit("/", 1)[-1], g.label) for g in policies.lf_grants(cfg, ident)]
+    assert grants == [("s3tstream-shop-firehose", "database shop-lake/shop"),
+                      ("s3tstream-shop-firehose", "table shop-lake/shop.orders"),
+                      ("s3tstream-shop-firehose", "table shop-lake/shop.events"),
+                      ("analyst", "table shop-lake/shop.orders"), ("analyst", "table shop-lake/shop.events")]
+    # one table: the documents a stack had before [[tables]] (a string, not a one-element list)
+    one = c.build({**STACK, "source": {"table": "orders"}})
+    stmt = next(s for s in policies.firehose_lake_policy(one, ident, "iam")["Statement"] if s["Sid"] == "S3TablesTable")
+    assert stmt["Condition"]["StringEquals"]["s3tables:tableName"] == "orders"
+
+
+def test_firehose_destination_and_transform_settings_hold_every_table():
+    from s3tstream.aws.client import Identity
+    from s3tstream.provision.steps import delivery
+
+    ident = Identity(account="111122223333", arn="arn:aws:sts::111122223333:assumed-role/Admin/me", user_id="AID")
+    cfg = build({"source": {"table": "Orders", "sort_key": {"name": "line", "type": "N"}}, "table": {"name": "orders"}},
+                entry("events", mode="changelog"))
+    dest = delivery.destination(cfg, ident, "err-bucket")
+    assert [(t["DestinationTableName"], t.get("UniqueKeys")) for t in dest["DestinationTableConfigurationList"]] == [
+        ("orders", ["pk", "line"]), ("events", None)]
+    assert dest["AppendOnly"] is False
+    doc = delivery.transform_document(cfg)
+    assert {k: v["table"] for k, v in doc["routes"].items()} == {"Orders": "orders", "events": "events"}
+    assert doc["routes"]["events"]["mode"] == "changelog"
+    only_changelog = build(entry("events", mode="changelog"), entry("clicks", mode="changelog"))
+    assert delivery.destination(only_changelog, ident, "err-bucket")["AppendOnly"] is True
