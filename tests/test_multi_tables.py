@@ -231,3 +231,12 @@ def test_prune_deletes_a_removed_tables_data(stack, calls):
     # one table left: the transform is back to the one-table document
     env = stack.client("lambda").get_function_configuration(FunctionName=f"{stack.name}-transform")["Environment"]
     assert json.loads(env["Variables"]["S3T_SETTINGS"])["table"] == "orders"
+
+
+def test_health_judges_each_table(stack):
+    write(stack, {k: ENTRIES[k] for k in ("orders", "events")})
+    stack.cli("up")
+    doc = stack.json("health", ok=None)
+    names = [c["name"] for c in doc["checks"]]
+    assert "table orders" in names and "table events" in names and "table" not in names
+    assert all(c["status"] == "ok" for c in doc["checks"] if c["name"].startswith("table ")), doc["checks"]

@@ -44,7 +44,7 @@ def _value(name: str, v: Any) -> str:
         return "-"
     if isinstance(v, float):
         v = f"{v:.3g}"
-    return f"{v} {UNIT.get(name, '')}".strip()
+    return f"{v} {UNIT.get(name.split()[0], '')}".strip()  # "table orders": a table check of a [[tables]] stack
 
 
 def dashboard(report: "Report", now: dt.datetime) -> Any:

@@ -225,8 +225,14 @@ def check_alarms(o: Observations) -> Check | None:
 
 
 def evaluate(cfg: "Config", o: Observations) -> Report:
-    checks = [check_freshness(cfg, o), check_delivery(cfg, o), check_transform(cfg, o), check_stream(cfg, o),
-              check_table(cfg, o)]
+    checks = [check_freshness(cfg, o), check_delivery(cfg, o), check_transform(cfg, o), check_stream(cfg, o)]
+    if o.by_table:  # a [[tables]] stack: one table check per lake table ("table <name>")
+        for scoped in cfg.scopes():
+            c = check_table(scoped, o.by_table[scoped.names.table])
+            c.name = f"table {scoped.names.table}"
+            checks.append(c)
+    else:
+        checks.append(check_table(cfg, o))
     alarms = check_alarms(o)
     if alarms is not None:
         checks.append(alarms)

@@ -41,6 +41,8 @@ class Observations:
     maintenance: dict[str, dict[str, Any]] | None = None
     alarms: list[dict[str, Any]] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # per check: why something could not be read
+    # a [[tables]] stack: each lake table's own table/maintenance/notes (the fields above stay None)
+    by_table: dict[str, "Observations"] = field(default_factory=dict)
 
     def total(self, key: str) -> float:
         return sum(v for _, v in self.series.get(key, []))
@@ -166,6 +168,20 @@ def _why(e: BaseException, doing: str) -> str:
     return f"{doing}: {type(e).__name__}: {e}"
 
 
+def _table_part(cfg: "Config", aws: "Aws", obs: Observations) -> Observations:
+    """The table's Iceberg stats and maintenance jobs into obs (cfg scoped to one table)."""
+    try:
+        obs.table = table_stats(cfg, aws)
+    except Exception as e:  # noqa: BLE001 - PyIceberg/PyArrow errors too: reported in the table check
+        obs.notes["table"] = e.message if isinstance(e, S3tError) else _why(e, "reading the table's Iceberg metadata")
+    try:
+        obs.maintenance = maintenance_status(cfg, aws)
+    except (ClientError, BotoCoreError) as e:
+        if not (isinstance(e, ClientError) and is_not_found(e)) or "table" not in obs.notes:
+            obs.notes["maintenance"] = _why(e, "reading the table's maintenance job status")
+    return obs
+
+
 def collect(cfg: "Config", aws: "Aws", start: dt.datetime, end: dt.datetime) -> Observations:
     """Everything the checks need. A part that cannot be read is noted, not fatal, except the
     metrics themselves (no CloudWatch access: the command fails)."""
@@ -187,15 +203,13 @@ def collect(cfg: "Config", aws: "Aws", start: dt.datetime, end: dt.datetime) -> 
         obs.lambda_timeout_s = float(conf["Timeout"])
     except (ClientError, BotoCoreError) as e:
         obs.notes["transform"] = _why(e, f"reading Lambda {cfg.names.transform_function}")
-    try:
-        obs.table = table_stats(cfg, aws)
-    except Exception as e:  # noqa: BLE001 - PyIceberg/PyArrow errors too: reported in the table check
-        obs.notes["table"] = e.message if isinstance(e, S3tError) else _why(e, "reading the table's Iceberg metadata")
-    try:
-        obs.maintenance = maintenance_status(cfg, aws)
-    except (ClientError, BotoCoreError) as e:
-        if not (isinstance(e, ClientError) and is_not_found(e)) or "table" not in obs.notes:
-            obs.notes["maintenance"] = _why(e, "reading the table's maintenance job status")
+    scopes = cfg.scopes()
+    if len(scopes) == 1:
+        _table_part(cfg, aws, obs)
+    else:  # every table of the stack, each judged on its own
+        for scoped in scopes:
+            obs.by_table[scoped.names.table] = _table_part(scoped, aws, Observations(start=start, end=end,
+                                                                                     period=obs.period))
     if cfg.alarms.enabled:
         try:
             obs.alarms = alarm_states(cw, cfg)
