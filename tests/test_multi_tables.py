@@ -186,6 +186,11 @@ def test_table_option(stack):
     assert r.exit_code == 2 and "--table" in r.output and "orders, lines, events" in r.output
     r = stack.cli("put-item", "--table", "nope", "--item", '{"pk": "x"}', ok=False)
     assert r.exit_code == 2 and "no table 'nope'" in r.output
+    # every command that works on one table says which are there, before any AWS call
+    for args in (["backfill"], ["test-insert"], ["errors", "replay"], ["schema", "infer"], ["query"], ["step", "put-item"]):
+        r = stack.cli(*args, ok=False)
+        assert r.exit_code == 2 and "3 tables (orders, lines, events)" in r.output, (args, r.output)
+    assert not stack.state_path.exists()
 
 
 def test_one_table_config_and_a_state_file_from_before_keep_working(stack, calls):

@@ -87,7 +87,13 @@ def run_step(config: Path | None, output: Format) -> None:
     from s3tstream.data.testinsert import key_plan, sample_item
 
     out = Output(output)
-    cfg = load_config(config).scoped(None)  # several tables: use `put-item --table NAME`
+    cfg = load_config(config)
+    if len(cfg.table_names) > 1:
+        from s3tstream.errors import UsageError
+
+        raise UsageError(f"step put-item writes to one table and this stack has {len(cfg.table_names)} "
+                         f"tables ({', '.join(cfg.table_names)})",
+                         f"run `s3tstream put-item --table {cfg.table_names[0]} --item ...` instead")
     schema = ItemSchema.from_config(cfg)
     run = "sample-" + uuid.uuid4().hex[:8]
     plain = sample_item(cfg, schema, 0, run, key_plan(cfg, schema, 1, run).values(0))
