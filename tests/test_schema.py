@@ -294,7 +294,7 @@ def test_column_names_from_attributes() -> None:
 def test_inferred_types_hold_larger_values_and_the_transform_converts_them() -> None:
     """The proposal converts values beyond the sample: an amount of 100.00 after a sample up to
     19.25, an ISO timestamp with another offset (the transform's own conversion decides)."""
-    from s3tstream.transform import mapping
+    from s3tstream.transform import converters
 
     items = [{"pk": S("a"), "amount": N("19.25"), "at": S("2024-05-01T12:00:00Z"), "day": S("2024-05-01")},
              {"pk": S("b"), "amount": N("3.5"), "at": S("2024-05-02T08:30:00.5+02:00"), "day": S("2024-05-02")}]
@@ -302,7 +302,7 @@ def test_inferred_types_hold_larger_values_and_the_transform_converts_them() -> 
     types = {c.name: c.type for c in cols}
     assert types == {"pk": "string", "amount": "decimal(38,2)", "at": "timestamptz", "day": "date"}
     for typ, value in (("amount", N("123456789.99")), ("at", S("2030-01-01T00:00:00-05:00")), ("day", S("2031-02-03"))):
-        convert, _ = mapping._compile(T.parse_type(types[typ]), "iso")  # the transform's converter for the type
+        convert = converters.compile_type(T.parse_type(types[typ]), "iso")  # the transform's converter for the type
         convert(value)  # raises RecordError for a value the column cannot hold
 
 
