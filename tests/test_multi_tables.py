@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from s3tstream.sandbox import client as sandbox_client
+from tests.test_integration_modes import console_account  # noqa: F401 - the fixture (IAM-mode account)
 
 PIPELINE = "[lakeformation]\nintegrate = true\nmake_caller_admin = true\n[firehose]\nbuffer_interval_seconds = 0\n"
 
@@ -245,3 +246,25 @@ def test_health_judges_each_table(stack):
     names = [c["name"] for c in doc["checks"]]
     assert "table orders" in names and "table events" in names and "table" not in names
     assert all(c["status"] == "ok" for c in doc["checks"] if c["name"].startswith("table ")), doc["checks"]
+
+
+def test_iam_mode_two_tables_reach_the_lake_through_the_role_policy(console_account):
+    """IAM access control: the Firehose role's s3tables:tableName condition lists both tables,
+    and the sandbox's permission check lets each table's rows in (no Lake Formation grant)."""
+    from tests.test_integration_modes import REGION
+
+    env = console_account
+    parts = [f'[stack]\nname = "{env.name}"\nregion = "{REGION}"\nendpoint_url = "{env.endpoint_url}"\n'
+             "poll_interval = 0.01\nwait_timeout = 30\nmax_attempts = 3\n[firehose]\nbuffer_interval_seconds = 0\n"]
+    for t, pk in (("orders", "pk"), ("events", "id")):
+        parts.append(f'[[tables]]\nsource = {{ table = "{env.name}-{t}", partition_key = {{ name = "{pk}", type = "S" }} }}\n'
+                     f'table = {{ name = "{t}", columns = [{{ name = "{pk}", type = "string", required = true }}] }}\n')
+    env.config_path.write_text("\n".join(parts), encoding="utf-8")
+    env.cli("up")
+    ddb = env.client("dynamodb")
+    ddb.put_item(TableName=f"{env.name}-orders", Item={"pk": {"S": "o1"}})
+    ddb.put_item(TableName=f"{env.name}-events", Item={"id": {"S": "e1"}})
+    sandbox_client.firehose_wait_drained(env.endpoint_url, f"{env.name}-to-lake", timeout=30, region=REGION)
+    doc = env.json("verify", "--settle", "0")
+    assert [(t["table"], t["ok"], t["counts"]["lake_rows"]) for t in doc["tables"]] == [("orders", True, 1),
+                                                                                        ("events", True, 1)]
