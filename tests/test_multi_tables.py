@@ -188,7 +188,7 @@ def test_table_option(stack):
     r = stack.cli("put-item", "--table", "nope", "--item", '{"pk": "x"}', ok=False)
     assert r.exit_code == 2 and "no table 'nope'" in r.output
     # every command that works on one table says which are there, before any AWS call
-    for args in (["backfill"], ["test-insert"], ["errors", "replay"], ["schema", "infer"], ["query"], ["step", "put-item"]):
+    for args in (["backfill"], ["test-insert"], ["schema", "infer"], ["query"], ["step", "put-item"]):
         r = stack.cli(*args, ok=False)
         assert r.exit_code == 2 and "3 tables (orders, lines, events)" in r.output, (args, r.output)
     assert not stack.state_path.exists()
@@ -268,3 +268,28 @@ def test_iam_mode_two_tables_reach_the_lake_through_the_role_policy(console_acco
     doc = env.json("verify", "--settle", "0")
     assert [(t["table"], t["ok"], t["counts"]["lake_rows"]) for t in doc["tables"]] == [("orders", True, 1),
                                                                                         ("events", True, 1)]
+
+
+def test_errors_replay_sends_each_record_as_its_own_tables(stack):
+    """One error object holds failed records of two tables; after the fix, one replay (no
+    --table) sends each back, checked against its own table, and both reach their tables."""
+    required = ('{ name = "pk", type = "string", required = true }, '
+                '{ name = "qty", type = "long", required = true }')
+    two = {"orders": (("pk", "S"), None, "upsert", required), "carts": (("pk", "S"), None, "upsert", required)}
+    write(stack, two)
+    stack.cli("up")
+    ddb = stack.client("dynamodb")
+    ddb.put_item(TableName=f"{stack.name}-orders", Item={"pk": {"S": "o"}})  # no qty: the transform refuses it
+    ddb.put_item(TableName=f"{stack.name}-carts", Item={"pk": {"S": "c"}})
+    drain(stack)
+    assert stack.json("errors")["records"] == 2
+    # --table: an object that also holds the other table's record is kept whole
+    kept = stack.json("errors", "replay", "--table", "orders", "--dry-run", ok=False)
+    assert kept["records_sent"] == 0 and "is not this stack's source table" in json.dumps(kept["failed"])
+    optional = required.replace('type = "long", required = true', 'type = "long"')
+    write(stack, {t: (k, s, m, optional) for t, (k, s, m, _) in two.items()})
+    stack.cli("up")
+    rep = stack.json("errors", "replay")
+    assert rep["records_sent"] == 2 and rep["deleted_objects"] >= 1 and not rep["failed"]
+    drain(stack)
+    assert [r["pk"] for r in rows(stack, "orders")] == ["o"] and [r["pk"] for r in rows(stack, "carts")] == ["c"]

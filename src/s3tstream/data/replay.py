@@ -131,33 +131,57 @@ def _wanted(cfg: "Config", r: FailedRecord) -> tuple[dict[str, Any] | None, dict
     return None, keys, None
 
 
+def scope_for(cfg: "Config", r: FailedRecord) -> tuple["Config | None", str | None]:
+    """The config scoped to the table record ``r`` belongs to, or why it belongs to none: in a
+    [[tables]] stack a change record names its source table (tableName), a delivery failure its
+    lake table (dataCatalogTable.tableName, Firehose's error record format)."""
+    scopes = cfg.scopes()
+    if len(scopes) == 1:
+        return scopes[0], None
+    ch = r.change()
+    if ch is not None:
+        name = ch.get("tableName")
+        found = next((c for c in scopes if c.names.source_table == name), None)
+        return found, None if found else (f"its tableName {name!r} is not one of this stack's source tables "
+                                          f"({', '.join(c.names.source_table for c in scopes)})")
+    table = (r.doc.get("dataCatalogTable") or {}).get("tableName") if isinstance(r.doc, dict) else None
+    found = next((c for c in scopes if c.names.table == table), None)
+    return found, None if found else (f"its table {table!r} is not one of this stack's lake tables "
+                                      f"({', '.join(cfg.table_names)})")
+
+
 def plan_object(cfg: "Config", ddb: Any, records: list[FailedRecord], sleep: Callable[[float], None] = time.sleep,
                 now_ms: float | None = None) -> tuple[list[Entry], int, int, str | None]:
-    """What to send for these records: (entries, as recorded, as current state, why not)."""
+    """What to send for these records: (entries, as recorded, as current state, why not).
+    Each record is judged and rebuilt with its own table's config (scope_for)."""
     now_ms = time.time() * 1000 if now_ms is None else now_ms
-    wanted: list[tuple[FailedRecord, dict[str, Any] | None, dict[str, Any]]] = []
+    wanted: list[tuple[FailedRecord, dict[str, Any] | None, dict[str, Any], "Config"]] = []
     for r in records:
-        why = refusal(cfg, r, now_ms)
+        scfg, why = scope_for(cfg, r)
+        why = why or refusal(scfg, r, now_ms)  # type: ignore[arg-type]
         if why:
             return [], 0, 0, f"record {r.index} refused: {why}"
-        ch, keys, why = _wanted(cfg, r)
+        ch, keys, why = _wanted(scfg, r)  # type: ignore[arg-type]
         if why:
             return [], 0, 0, why
-        wanted.append((r, ch, keys))  # type: ignore[arg-type]
-    changelog = cfg.table.mode == "changelog"
-    attrs = [a.name for a, _ in cfg.key_columns()]
-    current: dict[str, dict[str, Any]] = {}
-    if not changelog and wanted:
-        current = batch_get(ddb, cfg.names.source_table, [k for _, _, k in wanted], attrs, sleep=sleep)
+        wanted.append((r, ch, keys, scfg))  # type: ignore[arg-type]
+    current: dict[tuple[str, str], dict[str, Any]] = {}  # (source table, key id) -> the item now
+    for table in dict.fromkeys(s.names.source_table for _, _, _, s in wanted if s.table.mode != "changelog"):
+        group = [(k, s) for _, _, k, s in wanted if s.names.source_table == table]
+        attrs = [a.name for a, _ in group[0][1].key_columns()]
+        got = batch_get(ddb, table, [k for k, _ in group], attrs, sleep=sleep)
+        current.update({(table, kid): item for kid, item in got.items()})
     entries: list[Entry] = []
     n_raw = n_cur = 0
-    for r, ch, keys in wanted:
-        item = current.get(key_id(keys, attrs))
+    for r, ch, keys, scfg in wanted:
+        changelog = scfg.table.mode == "changelog"
+        attrs = [a.name for a, _ in scfg.key_columns()]
+        item = current.get((scfg.names.source_table, key_id(keys, attrs)))
         if ch is not None and (changelog or _still_current(ch, item)):
             entries.append((r.raw or b"", partition_key(keys), keys))
             n_raw += 1
             continue
-        rec = change_record(cfg, "INSERT", keys, item) if item is not None else change_record(cfg, "REMOVE", keys)
+        rec = change_record(scfg, "INSERT", keys, item) if item is not None else change_record(scfg, "REMOVE", keys)
         entries.append(encode(rec))
         n_cur += 1
     return entries, n_raw, n_cur, None
@@ -190,8 +214,9 @@ def _check(cfg: "Config", s3: Any, bucket: str, key: str) -> tuple[int, set[str]
             n += 1
             seen.add(r.error_code)
             if why is None:  # the first reason is reported; the codes are gathered on (--code)
-                refused = refusal(cfg, r, now_ms)
-                why = f"record {r.index} refused: {refused}" if refused else _wanted(cfg, r)[2]
+                scfg, refused = scope_for(cfg, r)
+                refused = refused or refusal(scfg, r, now_ms)  # type: ignore[arg-type]
+                why = f"record {r.index} refused: {refused}" if refused else _wanted(scfg, r)[2]  # type: ignore[arg-type]
     except BadObject as e:
         return n, seen, f"unreadable after {e.records_read} record(s): {e.reason}"
     if not n:

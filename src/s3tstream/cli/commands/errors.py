@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from s3tstream.cli.common import READ_ONLY, ConfigOpt, OutputOpt, TableOpt, handle_errors, open_stack
+from s3tstream.cli.common import ALL_TABLES, READ_ONLY, ConfigOpt, OutputOpt, handle_errors, open_stack
 from s3tstream.cli.output import Format, Output
 
 errors_app = typer.Typer(help="Failed records in the Firehose error bucket: list them grouped, replay them.",
@@ -64,7 +64,9 @@ def replay(
     code: Annotated[Optional[list[str]], typer.Option(
         "--code", help="Only the error objects whose records all failed with this error code (as `s3tstream errors` "
         "lists them); repeatable.", show_default=False)] = None,
-    table: TableOpt = None,
+    table: Annotated[Optional[str], typer.Option(
+        "--table", "-t", help="Only the records of this lake table (table.name); default: every table of the stack "
+        "(each record checked and rebuilt as its own table's).", show_default=False)] = None,
     config: ConfigOpt = None,
     output: OutputOpt = Format.text,
 ) -> None:
@@ -79,9 +81,9 @@ def replay(
     if any(not c for c in codes):
         raise UsageError("--code must name an error code, e.g. --code Lambda.ProcessingFailedStatus")
     out = Output(output)
-    # the stack lock: two replays never send one object twice. One table at a time (--table with
-    # several): an object holding another table's records is kept, for that table's replay
-    stack = open_stack(config, out, "errors replay", needs=("create-firehose",), table=table)
+    # the stack lock: two replays never send one object twice. With --table, an object that also
+    # holds another table's records is kept (an object is replayed and deleted whole)
+    stack = open_stack(config, out, "errors replay", needs=("create-firehose",), table=table or ALL_TABLES)
     try:
         with out.spinner("replay") as progress:
             res = do_replay(stack.cfg, stack.aws, dry_run=dry_run, codes=codes, progress=progress)
