@@ -44,7 +44,8 @@ def test_step_creates_table_bucket_namespace_and_table_with_schema(stack: Any) -
     # bucket: KMS encryption, stack tag, maintenance from the config
     assert s3t.get_table_bucket_encryption(tableBucketARN=arn)["encryptionConfiguration"] == {
         "sseAlgorithm": "aws:kms", "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234-abcd"}
-    assert s3t.list_tags_for_resource(resourceArn=arn)["tags"] == {"s3tstream:stack": stack.name}
+    assert s3t.list_tags_for_resource(resourceArn=arn)["tags"] == {"s3tstream:stack": stack.name,
+                                                                   "s3tstream:stack-id": stack.state()["stack_id"]}
     bm = s3t.get_table_bucket_maintenance_configuration(tableBucketARN=arn)["configuration"]
     assert bm["icebergUnreferencedFileRemoval"]["settings"]["icebergUnreferencedFileRemoval"] == {
         "unreferencedDays": 5, "nonCurrentDays": 10}

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from s3tstream.aws.client import translate
+from s3tstream.aws.client import is_not_found, translate
 from s3tstream.errors import AwsError
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def list_objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             out += [o for o in page.get("Contents", []) if not o["Key"].endswith("/")]
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404"):
+        if is_not_found(e):
             from s3tstream.errors import UsageError
 
             raise UsageError(f"the error bucket {bucket} does not exist",

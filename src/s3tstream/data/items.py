@@ -121,8 +121,8 @@ class ItemSchema:
 
 
 def transform_settings(cfg: "Config") -> "Settings":
-    """The transform's Settings exactly as create-firehose deploys them (steps/delivery.py)."""
-    from s3tstream.provision.steps.delivery import transform_settings as doc
+    """The transform's Settings exactly as create-firehose deploys them (steps/delivery/function.py)."""
+    from s3tstream.provision.steps.delivery.function import transform_settings as doc
     from s3tstream.transform import Settings
 
     return Settings.from_dict(doc(cfg))

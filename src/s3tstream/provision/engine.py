@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -17,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from s3tstream.aws.client import is_not_found, translate
 from s3tstream.errors import PlanError, S3tError
-from s3tstream.provision.resource import KINDS, Ctx, Observed, ResourceSpec
+from s3tstream.provision.resource import KINDS, Action, Ctx, Observed, ResourceSpec
 from s3tstream.provision.catalog import BY_NAME, PROVISIONING, StepInfo, dependents
 
 
@@ -26,11 +27,17 @@ class Change:
     step: str
     kind: str
     name: str
-    action: str  # create | update | adopt | claim | none | conflict
+    action: Action
     detail: str = ""
+    shared: bool = False  # an account-wide resource (shown apart; `down` keeps it by default)
+    foreign: bool = field(default=False, repr=False)  # another stack's (by its live tags)
+
+    def __post_init__(self) -> None:
+        self.action = Action(self.action)  # a plain "delete" from a caller becomes the enum
 
     def to_dict(self) -> dict[str, str]:
-        return {"step": self.step, "kind": self.kind, "name": self.name, "action": self.action, "detail": self.detail}
+        return {"step": self.step, "kind": self.kind, "name": self.name, "action": self.action.value,
+                "detail": self.detail, "shared": self.shared}
 
 
 @dataclass
@@ -69,21 +76,23 @@ def _aws_call(doing: str, fn: Callable[[], Any]) -> Any:
 
 def classify(ctx: Ctx, info: StepInfo, spec: ResourceSpec, obs: Observed) -> Change:
     rec = ctx.state.get(spec.kind, spec.name)
-    ch = Change(info.name, spec.kind, spec.name, "none")
-    if obs.conflict:
-        ch.action, ch.detail = "conflict", obs.conflict
+    ch = Change(info.name, spec.kind, spec.name, Action.NONE, shared=spec.shared)
+    if obs.foreign:
+        ch.action, ch.detail, ch.foreign = Action.CONFLICT, obs.foreign, True
+    elif obs.conflict:
+        ch.action, ch.detail = Action.CONFLICT, obs.conflict
     elif not obs.exists:
-        ch.action = "create"
+        ch.action = Action.CREATE
     elif rec is None:
         if obs.owned:
-            ch.action, ch.detail = "claim", "exists with this stack's tag; recording it"
+            ch.action, ch.detail = Action.CLAIM, "exists with this stack's tag; recording it"
         elif spec.adoptable:
-            ch.action, ch.detail = "adopt", "exists; adopted (never deleted by down)"
+            ch.action, ch.detail = Action.ADOPT, "exists; adopted (never deleted by down)"
         else:
-            ch.action = "conflict"
+            ch.action = Action.CONFLICT
             ch.detail = "exists but was not created by this stack"
     elif obs.drift:
-        ch.action, ch.detail = "update", "; ".join(obs.drift)
+        ch.action, ch.detail = Action.UPDATE, obs.drift_text()
     return ch
 
 
@@ -109,25 +118,26 @@ def apply_resource(ctx: Ctx, info: StepInfo, spec: ResourceSpec) -> Change:
     obs = _aws_call(f"observing {spec.kind} {spec.name}", spec.observe)
     ch = classify(ctx, info, spec, obs)
     rec = state.get(spec.kind, spec.name)
-    if ch.action == "conflict":
+    if ch.action == Action.CONFLICT:
         raise PlanError(
             f"{spec.kind} {spec.name}: {ch.detail}",
             "rename it in the config, or remove the existing one; nothing was changed for it",
         )
-    if ch.action == "create":
+    if ch.action == Action.CREATE:
         ctx.progress(f"creating {spec.kind} {spec.name}")
-        # Intent first: a run killed during create finds this record and converges.
-        state.record(info.name, spec.kind, spec.name, status="creating", ownership=rec.ownership if rec else "owned")
+        # Intent first: a run killed during create finds this record and converges. What this
+        # stack creates is its own, even where it had adopted one of that name before.
+        state.record(info.name, spec.kind, spec.name, status="creating", ownership="owned")
         out = _aws_call(f"creating {spec.kind} {spec.name}", spec.create)
         state.record(info.name, spec.kind, spec.name, status="present", id=out.get("id"), outputs=out)
         ctx.progress(f"created {spec.kind} {spec.name}")
-    elif ch.action in ("adopt", "claim"):
+    elif ch.action in (Action.ADOPT, Action.CLAIM):
         state.record(
             info.name, spec.kind, spec.name, status="present", id=obs.id, outputs=obs.outputs,
-            ownership="adopted" if ch.action == "adopt" else "owned",
+            ownership="adopted" if ch.action == Action.ADOPT else "owned",
         )
-        ctx.progress(f"{'adopted' if ch.action == 'adopt' else 'recorded'} {spec.kind} {spec.name}")
-    elif ch.action == "update":
+        ctx.progress(f"{'adopted' if ch.action == Action.ADOPT else 'recorded'} {spec.kind} {spec.name}")
+    elif ch.action == Action.UPDATE:
         ctx.progress(f"updating {spec.kind} {spec.name}: {ch.detail}")
         out = _aws_call(f"updating {spec.kind} {spec.name}", lambda: spec.update(obs))
         state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or (rec and rec.id), outputs={**obs.outputs, **out})
@@ -150,8 +160,53 @@ def check_requirements(ctx: Ctx, info: StepInfo) -> None:
         )
 
 
+def ensure_stack_id(ctx: Ctx) -> str:
+    """The stack id, made at the first `up` (kept in memory until the state is next saved, so a
+    run refused before any change writes nothing)."""
+    if not ctx.state.doc.stack_id:
+        ctx.state.doc.stack_id = uuid.uuid4().hex[:16]
+    return ctx.state.doc.stack_id
+
+
+def foreign_conflicts(ctx: Ctx, steps: list[StepInfo]) -> list[Change]:
+    """Live resources tagged with another stack's id, found before any change is made.
+
+    Only taggable kinds can say whose they are. A resource that cannot be observed yet (its
+    prerequisites are missing) is skipped here: the step itself reports that."""
+    out = []
+    for info in steps:
+        for spec in resources(ctx, info):
+            if not spec.taggable:
+                continue
+            try:
+                obs = spec.observe()
+            except Exception:  # noqa: BLE001 - the step itself runs observe again and reports it
+                continue
+            if obs.foreign:
+                out.append(Change(info.name, spec.kind, spec.name, Action.CONFLICT, obs.foreign, foreign=True))
+    return out
+
+
+def foreign_error(foreign: list[Change]) -> PlanError | None:
+    """The exit-2 error for resources of another stack of the same name (None: there are none)."""
+    if not foreign:
+        return None
+    c = foreign[0]
+    return PlanError(
+        f"{len(foreign)} resource(s) belong to another stack of the same name; first: {c.kind} {c.name}: {c.detail}",
+        "run this stack from the folder (state file) that created them, or give this one another "
+        "stack.name; nothing was changed",
+    )
+
+
 def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -> Result:
-    """Run steps in dependency order, independent ones at the same time."""
+    """Run steps in dependency order, independent ones at the same time.
+
+    A resource of another stack (same name, another folder) stops the run before any change."""
+    ensure_stack_id(ctx)
+    err = foreign_error(foreign_conflicts(ctx, list(steps or built_steps())))
+    if err:
+        raise err
     todo = {s.name: s for s in (steps or built_steps())}
     planned = set(todo)
     done: set[str] = set()
@@ -198,8 +253,37 @@ def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -
     return result
 
 
-def destroy(ctx: Ctx, *, step: str | None = None, keep_data: bool = False, dry_run: bool = False) -> list[Change]:
-    """Delete owned resources in reverse creation order; adopted ones are only forgotten."""
+def not_ours(ctx: Ctx, rec: Any, cls: type[ResourceSpec] | None) -> str | None:
+    """Why `down` must not delete this recorded resource (None: the live resource proves it ours).
+
+    Taggable kinds: the live tags must name this stack. Untaggable kinds: the recorded resource
+    they belong to must (a namespace its bucket, a log stream its group, an inline policy its
+    role, a streaming destination its stream); lf-grant and iceberg-metadata records are their
+    own proof (a grant record lists only what this stack granted)."""
+    if cls is None:
+        return None
+    if cls.taggable:
+        tags = _aws_call(f"reading the tags of {rec.kind} {rec.name}", lambda: cls.live_tags(ctx, rec))
+        if tags is None or ctx.owns(tags):
+            return None  # gone (delete() treats that as done), or ours
+        whose = ctx.foreign(tags) or "it carries no tag of this stack"
+        return f"not deleted: {whose}"
+    parent = cls.owner(ctx, rec)
+    if parent is None:
+        return None
+    prec = ctx.state.get(*parent)
+    pcls = KINDS.get(parent[0])
+    if prec is None or pcls is None:
+        return f"not deleted: the {parent[0]} {parent[1]} it belongs to is not recorded as this stack's"
+    why = not_ours(ctx, prec, pcls)
+    return f"{why} (its {parent[0]} {parent[1]})" if why else None
+
+
+def destroy(ctx: Ctx, *, step: str | None = None, keep_data: bool = False, dry_run: bool = False,
+            include_shared: bool = False) -> list[Change]:
+    """Delete owned resources in reverse creation order; adopted ones are only forgotten, shared
+    ones kept (unless include_shared and nothing else uses them), and one whose live tags do
+    not name this stack is kept and reported."""
     steps = set(dependents(step)) if step else None
     out: list[Change] = []
     for rec in reversed(list(ctx.state.doc.resources)):
@@ -210,15 +294,26 @@ def destroy(ctx: Ctx, *, step: str | None = None, keep_data: bool = False, dry_r
             # make sure the module that defines the kind is imported
             _import_kind(rec.step)
             cls = KINDS.get(rec.kind)
-        ch = Change(rec.step, rec.kind, rec.name, "delete")
+        ch = Change(rec.step, rec.kind, rec.name, Action.DELETE, shared=bool(cls and cls.shared))
         if rec.ownership == "adopted":
-            ch.action, ch.detail = "forget", "adopted: left in place"
+            ch.action, ch.detail = Action.FORGET, "adopted: left in place"
         elif keep_data and cls is not None and cls.data:
-            ch.action, ch.detail = "keep", "--keep-data"
+            ch.action, ch.detail = Action.KEEP, "--keep-data"
+        elif cls is not None and cls.shared:
+            # kept with its record, so a later `down --include-shared` can still remove it
+            used = cls.in_use(ctx, rec) if include_shared else None
+            if not include_shared:
+                ch.action, ch.detail = Action.KEEP, "shared by the account: left in place (`down --include-shared` removes it)"
+            elif used:
+                ch.action, ch.detail = Action.KEEP, f"shared by the account: left in place, {used}"
+        if ch.action == Action.DELETE:
+            why = not_ours(ctx, rec, cls)
+            if why:
+                ch.action, ch.detail = Action.FORGET, why
         out.append(ch)
         if dry_run:
             continue
-        if ch.action == "delete":
+        if ch.action == Action.DELETE:
             if cls is None:
                 raise PlanError(f"no handler for recorded kind {rec.kind!r}", "the state file was written by a newer s3tstream")
             ctx.progress(f"deleting {rec.kind} {rec.name}")
@@ -232,12 +327,12 @@ def destroy(ctx: Ctx, *, step: str | None = None, keep_data: bool = False, dry_r
             if kept:
                 # delete() declined (a non-empty error bucket holds the only copy of failed
                 # rows): keep the record so a later `down` can finish the job.
-                ch.action, ch.detail = "keep", kept
+                ch.action, ch.detail = Action.KEEP, kept
                 ctx.state.record(rec.step, rec.kind, rec.name, status="present")
                 continue
             ctx.progress(f"deleted {rec.kind} {rec.name}")
             ctx.state.drop(rec.kind, rec.name)
-        elif ch.action == "forget":
+        elif ch.action == Action.FORGET:
             ctx.state.drop(rec.kind, rec.name)
     return out
 

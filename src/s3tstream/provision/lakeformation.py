@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from s3tstream.aws.client import error_code, is_not_found
+from s3tstream.aws.client import is_not_found
 
 if TYPE_CHECKING:
     from s3tstream.aws.client import Aws, Identity
@@ -158,7 +158,7 @@ def present_permissions(aws: "Aws", grant: "LfGrant") -> set[str]:
         try:
             page = lf.list_permissions(**kwargs)
         except ClientError as e:
-            if is_not_found(e) or error_code(e) == "EntityNotFoundException":
+            if is_not_found(e):
                 return out
             raise
         for p in page.get("PrincipalResourcePermissions", []):

@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from s3tstream.aws.client import is_not_found, wait_until
-from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
+from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec, tag_map
 
 
 def desired_keys(ctx: Ctx) -> list[tuple[str, str, str]]:
@@ -32,6 +32,7 @@ def fmt_keys(keys: list[tuple[str, str, str]]) -> str:
 class SourceTable(ResourceSpec):
     kind = "dynamodb-table"
     data = True
+    taggable = True
 
     @property
     def adoptable(self) -> bool:  # type: ignore[override]
@@ -61,20 +62,22 @@ class SourceTable(ResourceSpec):
             )
             return obs
         tags = ddb.list_tags_of_resource(ResourceArn=t["TableArn"]).get("Tags", [])
-        obs.owned = any(tg["Key"] == "s3tstream:stack" and tg["Value"] == self.ctx.names.stack for tg in tags)
+        self.ctx.judge(obs, tags)
         rec = self.ctx.state.get(self.kind, self.name)
         if rec is not None and rec.ownership == "owned":
             # Only a table we own is brought in line; an adopted one is the user's to change.
             src = self.ctx.cfg.source
             billing = t.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
             if billing != src.billing:
-                obs.drift.append(f"billing {billing} -> {src.billing}")
+                obs.drift.append(Drift("billing", billing, src.billing))
             elif billing == "PROVISIONED":
                 pt = t.get("ProvisionedThroughput", {})
                 if (pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits")) != (src.read_capacity, src.write_capacity):
-                    obs.drift.append("provisioned capacity")
+                    obs.drift.append(Drift("capacity", (pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits")),
+                                           (src.read_capacity, src.write_capacity), "provisioned capacity"))
             if self._pitr() != src.point_in_time_recovery:
-                obs.drift.append(f"point-in-time recovery -> {src.point_in_time_recovery}")
+                obs.drift.append(Drift("pitr", not src.point_in_time_recovery, src.point_in_time_recovery,
+                                       "point-in-time recovery -> {new}"))
         return obs
 
     def _pitr(self) -> bool:
@@ -119,12 +122,23 @@ class SourceTable(ResourceSpec):
 
     def update(self, observed: Observed) -> dict[str, Any]:
         src = self.ctx.cfg.source
-        if any(d.startswith(("billing", "provisioned")) for d in observed.drift):
+        if observed.drifted("billing", "capacity"):
             self._client().update_table(TableName=self.name, **self._billing_args())
             self._wait_active()
-        if any(d.startswith("point-in-time") for d in observed.drift):
+        if observed.drifted("pitr"):
             self._set_pitr(src.point_in_time_recovery)
         return {}
+
+    @classmethod
+    def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
+        ddb = ctx.aws.client("dynamodb")
+        try:
+            arn = ddb.describe_table(TableName=record.name)["Table"]["TableArn"]
+            return tag_map(ddb.list_tags_of_resource(ResourceArn=arn).get("Tags", []))
+        except ClientError as e:
+            if is_not_found(e):
+                return None
+            raise
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:

@@ -12,13 +12,14 @@ from botocore.exceptions import ClientError
 
 from s3tstream.aws.client import error_code, is_not_found, wait_until
 from s3tstream.errors import AwsError
-from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
+from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec, tag_map
 
 MANAGED_KEY = "alias/aws/kinesis"
 
 
 class KinesisStream(ResourceSpec):
     kind = "kinesis-stream"
+    taggable = True
 
     @property
     def name(self) -> str:
@@ -38,20 +39,21 @@ class KinesisStream(ResourceSpec):
             return Observed(exists=False)
         obs = Observed(exists=True, id=s["StreamARN"], outputs={"arn": s["StreamARN"]})
         tags = self._k().list_tags_for_stream(StreamName=self.name).get("Tags", [])
-        obs.owned = any(t["Key"] == "s3tstream:stack" and t["Value"] == self.ctx.names.stack for t in tags)
+        self.ctx.judge(obs, tags)
         cfg = self.ctx.cfg.stream
         mode = s.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
         if mode != cfg.mode:
-            obs.drift.append(f"mode {mode} -> {cfg.mode}")
+            obs.drift.append(Drift("mode", mode, cfg.mode))
         elif cfg.mode == "PROVISIONED" and s.get("OpenShardCount") != cfg.shards:
-            obs.drift.append(f"shards {s.get('OpenShardCount')} -> {cfg.shards}")
+            obs.drift.append(Drift("shards", s.get("OpenShardCount"), cfg.shards))
         if s.get("RetentionPeriodHours") != cfg.retention_hours:
-            obs.drift.append(f"retention {s.get('RetentionPeriodHours')}h -> {cfg.retention_hours}h")
+            obs.drift.append(Drift("retention", s.get("RetentionPeriodHours"), cfg.retention_hours, "{field} {old}h -> {new}h"))
         encrypted = s.get("EncryptionType", "NONE") == "KMS"
         if encrypted != cfg.encryption:
-            obs.drift.append(f"encryption -> {'KMS' if cfg.encryption else 'none'}")
+            obs.drift.append(Drift("encryption", "none" if cfg.encryption else "KMS", "KMS" if cfg.encryption else "none",
+                                   "{field} -> {new}"))
         if s["StreamStatus"] != "ACTIVE":
-            obs.drift.append(f"status {s['StreamStatus']} (waiting for ACTIVE)")
+            obs.drift.append(Drift("status", s["StreamStatus"], "ACTIVE", "{field} {old} (waiting for {new})"))
         return obs
 
     def _wait_active(self) -> str:
@@ -107,17 +109,17 @@ class KinesisStream(ResourceSpec):
         cfg = self.ctx.cfg.stream
         k = self._k()
         self._wait_active()
-        if any(d.startswith("mode") for d in observed.drift):
+        if observed.drifted("mode"):
             k.update_stream_mode(StreamARN=observed.id, StreamModeDetails={"StreamMode": cfg.mode})
             self._wait_active()
-        if cfg.mode == "PROVISIONED" and any(d.startswith(("shards", "mode")) for d in observed.drift):
+        if cfg.mode == "PROVISIONED" and observed.drifted("shards", "mode"):
             summary = k.describe_stream_summary(StreamName=self.name)["StreamDescriptionSummary"]
             if summary.get("OpenShardCount") != cfg.shards:
                 k.update_shard_count(StreamName=self.name, TargetShardCount=cfg.shards, ScalingType="UNIFORM_SCALING")
                 self._wait_active()
         self._apply_settings(
-            retention=any(d.startswith("retention") for d in observed.drift),
-            encryption=any(d.startswith("encryption") for d in observed.drift),
+            retention=observed.drifted("retention"),
+            encryption=observed.drifted("encryption"),
         )
         return {}
 
@@ -126,6 +128,15 @@ class KinesisStream(ResourceSpec):
         k = ctx.aws.client("kinesis")
         ctx.wait_for(lambda: k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"],
                      f"stream {name}", gone=True)
+
+    @classmethod
+    def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
+        try:
+            return tag_map(ctx.aws.client("kinesis").list_tags_for_stream(StreamName=record.name).get("Tags", []))
+        except ClientError as e:
+            if is_not_found(e):
+                return None
+            raise
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:
@@ -184,9 +195,9 @@ class StreamingDestination(ResourceSpec):
         want = self.ctx.cfg.stream.timestamp_precision
         have = mine.get("ApproximateCreationDateTimePrecision", "MILLISECOND")
         if mine["DestinationStatus"] != "ACTIVE":
-            obs.drift.append(f"status {mine['DestinationStatus']} (waiting for ACTIVE)")
+            obs.drift.append(Drift("status", mine["DestinationStatus"], "ACTIVE", "{field} {old} (waiting for {new})"))
         elif have != want:
-            obs.drift.append(f"timestamp precision {have} -> {want}")
+            obs.drift.append(Drift("timestamp precision", have, want))
         return obs
 
     def _wait_active(self, arn: str) -> None:
@@ -220,7 +231,7 @@ class StreamingDestination(ResourceSpec):
     def update(self, observed: Observed) -> dict[str, Any]:
         arn = observed.id or self._stream_arn()
         self._wait_active(arn)
-        if any(d.startswith("timestamp precision") for d in observed.drift):
+        if observed.drifted("timestamp precision"):
             self.ctx.aws.client("dynamodb").update_kinesis_streaming_destination(
                 TableName=self.ctx.names.source_table,
                 StreamArn=arn,
@@ -230,6 +241,11 @@ class StreamingDestination(ResourceSpec):
             )
             self._wait_active(arn)
         return {}
+
+    @classmethod
+    def owner(cls, ctx: Ctx, record: Any) -> tuple[str, str] | None:
+        # enabled by this stack (its record) towards this stack's stream (the stream's tags)
+        return (KinesisStream.kind, record.name.split("->", 1)[1])
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:

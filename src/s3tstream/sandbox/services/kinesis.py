@@ -32,3 +32,21 @@ def _put_record(self: Shard, partition_key: str, data: str, explicit_hash_key: s
 
 
 Shard.put_record = _put_record  # type: ignore[method-assign]
+
+
+# CreateStream takes Tags on AWS (botocore's CreateStreamInput); moto 5.2.5 drops them, so a
+# stream would look untagged (not this stack's) to `down`.
+from moto.kinesis.responses import KinesisResponse  # noqa: E402
+
+_moto_create_stream = KinesisResponse.create_stream
+
+
+def _create_stream(self: KinesisResponse):  # type: ignore[no-untyped-def]
+    out = _moto_create_stream(self)
+    tags = self._get_param("Tags")
+    if tags:
+        self.kinesis_backend.add_tags_to_stream(None, self._get_param("StreamName"), tags)
+    return out
+
+
+KinesisResponse.create_stream = _create_stream  # type: ignore[method-assign]
