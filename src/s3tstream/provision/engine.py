@@ -96,11 +96,27 @@ def classify(ctx: Ctx, info: StepInfo, spec: ResourceSpec, obs: Observed) -> Cha
     return ch
 
 
+def renamed(ctx: Ctx, spec: ResourceSpec) -> list[Any]:
+    """Records of a singular kind under another name than the config's: renamed in the config."""
+    if not spec.singular:
+        return []
+    return [r for r in ctx.state.doc.resources if r.kind == spec.kind and r.name != spec.name]
+
+
+def replacement(info: StepInfo, spec: ResourceSpec, rec: Any) -> Change:
+    if spec.replace_first:
+        how = "disabled by `up` before the new one is enabled" if rec.ownership == "owned" else "adopted: left as it is"
+    else:
+        how = "left in place (it may hold data); `down` removes it" if rec.ownership == "owned" else "adopted: left in place"
+    return Change(info.name, spec.kind, rec.name, Action.REPLACE, f"replaced by {spec.name} (renamed in the config); {how}")
+
+
 def plan(ctx: Ctx, steps: list[StepInfo] | None = None) -> list[Change]:
     """Read-only: what `up` would do, per resource."""
     out: list[Change] = []
     for info in steps or built_steps():
         for spec in resources(ctx, info):
+            out += [replacement(info, spec, r) for r in renamed(ctx, spec)]
             obs = _aws_call(f"observing {spec.kind} {spec.name}", spec.observe)
             out.append(classify(ctx, info, spec, obs))
     return out
@@ -124,6 +140,8 @@ def apply_resource(ctx: Ctx, info: StepInfo, spec: ResourceSpec) -> Change:
             "rename it in the config, or remove the existing one; nothing was changed for it",
         )
     if ch.action == Action.CREATE:
+        if spec.replace_first:
+            _remove_replaced(ctx, spec)
         ctx.progress(f"creating {spec.kind} {spec.name}")
         # Intent first: a run killed during create finds this record and converges. What this
         # stack creates is its own, even where it had adopted one of that name before.
@@ -144,6 +162,18 @@ def apply_resource(ctx: Ctx, info: StepInfo, spec: ResourceSpec) -> Change:
     elif rec is not None and (rec.status != "present" or (obs.id and rec.id != obs.id)):
         state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or rec.id, outputs=obs.outputs)
     return ch
+
+
+def _remove_replaced(ctx: Ctx, spec: ResourceSpec) -> None:
+    """Before creating a renamed singular resource, remove the old one this stack made (only
+    that: an adopted one, or one whose owner is not proved ours, is forgotten, not touched)."""
+    cls = type(spec)
+    for rec in renamed(ctx, spec):
+        if rec.ownership == "owned" and not not_ours(ctx, rec, cls):
+            ctx.progress(f"removing {rec.kind} {rec.name}: the config renamed it to {spec.name}")
+            ctx.state.record(rec.step, rec.kind, rec.name, status="deleting")
+            _aws_call(f"removing {rec.kind} {rec.name}", lambda: cls.delete(ctx, rec))
+        ctx.state.drop(rec.kind, rec.name)
 
 
 def check_requirements(ctx: Ctx, info: StepInfo) -> None:

@@ -174,6 +174,12 @@ class ResourceSpec:
     # An untaggable kind names the recorded resource that proves it ours (owner()), or None
     # when its own record is the proof (what it records is exactly what this stack did).
     taggable: ClassVar[bool] = False
+    # A stack has one of this kind: a recorded one of another name was renamed in the config, and
+    # `plan` shows it replaced. replace_first: `up` removes the old one before creating the new
+    # (the streaming destination: the old table must stop feeding the lake); otherwise the old
+    # one stays (it holds data) until `down`.
+    singular: ClassVar[bool] = False
+    replace_first: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

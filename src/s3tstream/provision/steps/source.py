@@ -33,6 +33,7 @@ class SourceTable(ResourceSpec):
     kind = "dynamodb-table"
     data = True
     taggable = True
+    singular = True
 
     @property
     def adoptable(self) -> bool:  # type: ignore[override]

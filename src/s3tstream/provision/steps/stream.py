@@ -20,6 +20,7 @@ MANAGED_KEY = "alias/aws/kinesis"
 class KinesisStream(ResourceSpec):
     kind = "kinesis-stream"
     taggable = True
+    singular = True
 
     @property
     def name(self) -> str:
@@ -162,6 +163,8 @@ class StreamingDestination(ResourceSpec):
 
     kind = "kinesis-streaming-destination"
     adoptable = True
+    singular = True
+    replace_first = True  # the renamed table (or stream) stops streaming before the new one starts
 
     @property
     def name(self) -> str:
@@ -184,7 +187,10 @@ class StreamingDestination(ResourceSpec):
         arn = self._stream_arn()
         mine = next((d for d in dests if d["StreamArn"] == arn and d["DestinationStatus"] in LIVE), None)
         if mine is None:
-            other = next((d for d in dests if d["DestinationStatus"] in LIVE), None)
+            # one this stack enabled towards a stream since renamed is disabled by `up` first
+            replaced = {r.outputs.get("stream_arn") or r.id for r in self.ctx.state.doc.resources
+                        if r.kind == self.kind and r.name != self.name and r.ownership == "owned"}
+            other = next((d for d in dests if d["DestinationStatus"] in LIVE and d["StreamArn"] not in replaced), None)
             if other is not None:
                 return Observed(
                     exists=True,
