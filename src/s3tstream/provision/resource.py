@@ -170,6 +170,8 @@ class ResourceSpec:
     # Account-wide, used by every stack of the account (the S3 Tables integration, the caller's
     # Lake Formation admin entry): shown apart, kept by `down` unless --include-shared.
     shared: ClassVar[bool] = False
+    # A shared kind `down` never removes (its record is only forgotten): the caller's LF admin entry.
+    never_removed: ClassVar[bool] = False
     # Carries tags: `down` deletes it only when its live tags name this stack (live_tags()).
     # An untaggable kind names the recorded resource that proves it ours (owner()), or None
     # when its own record is the proof (what it records is exactly what this stack did).

@@ -208,6 +208,7 @@ class DataLakeAdmin(ResourceSpec):
     kind = "lf-data-lake-admin"
     adoptable = True  # an admin before the stack stays an admin after `down`
     shared = True  # other stacks of the account revoke their grants through it
+    never_removed = True
 
     _principal: str | None = None
 
