@@ -335,3 +335,48 @@ def test_shared_resources_are_kept_unless_included_and_unused(ctx):
         assert engine.destroy(ctx, include_shared=True)[0].action == Action.DELETE and "integration" not in WORLD
     finally:
         SharedFake.IN_USE = None
+
+
+# ------------------------------------------------------------------ lanes (issue 18: critical path)
+def _laned(name: str, lanes_: list[tuple[str, tuple[str, ...], list[str]]]) -> str:
+    mod = types.ModuleType(name)
+    mod.resources = lambda ctx: [Fake(ctx, n) for _, _, ns in lanes_ for n in ns]  # type: ignore[attr-defined]
+    mod.lanes = lambda ctx: [(ln, needs, [Fake(ctx, n) for n in ns]) for ln, needs, ns in lanes_]  # type: ignore[attr-defined]
+    sys.modules[name] = mod
+    return name
+
+
+def test_a_lane_needing_nothing_starts_beside_its_steps_prerequisites(ctx):
+    barrier = threading.Barrier(2, timeout=5)
+    HOOKS["src"] = barrier.wait  # the source and the stream must be created at the same time
+    HOOKS["stream"] = barrier.wait
+    plan = [
+        StepInfo("S", "S", (), _module("fake_steps.S", [(Fake, "src", {})])),
+        StepInfo("K", "K", ("S",), _laned("fake_steps.K", [("stream", (), ["stream"]), ("dest", ("S", "K#stream"), ["dest"])])),
+        StepInfo("F", "F", ("K",), _module("fake_steps.F", [(Fake, "fh", {})])),
+    ]
+    res = engine.apply(ctx, plan)
+    assert not res.errors, res.errors
+    t = {(e, n): ts for e, n, ts in LOG}
+    assert t[("start", "dest")] >= max(t[("end", "src")], t[("end", "stream")])
+    assert t[("start", "fh")] >= t[("end", "dest")]  # a dependent waits for every lane of the step
+    # `step K` alone still makes both of its resources, in order
+    LOG.clear()
+    WORLD.clear()
+    HOOKS.clear()
+    ctx.state.doc.resources.clear()
+    assert [c.name for c in engine.apply_step(ctx, plan[1])] == ["stream", "dest"]
+
+
+def test_a_failed_lane_fails_its_step_and_skips_dependents(ctx):
+    def boom() -> None:
+        raise PlanError("no")
+
+    HOOKS["bad"] = boom
+    plan = [
+        StepInfo("K", "K", (), _laned("fake_steps.K2", [("a", (), ["bad"]), ("b", ("K#a",), ["never"])])),
+        StepInfo("F", "F", ("K",), _module("fake_steps.F2", [(Fake, "fh", {})])),
+    ]
+    res = engine.apply(ctx, plan)
+    assert list(res.errors) == ["K"] and res.skipped == ["F"]
+    assert "never" not in WORLD and "fh" not in WORLD

@@ -122,11 +122,37 @@ def plan(ctx: Ctx, steps: list[StepInfo] | None = None) -> list[Change]:
     return out
 
 
+@dataclass(frozen=True)
+class Lane:
+    """Part of a step whose resources run in order, once the steps (or "step#lane"s) it needs
+    are done. A step module may split its resources into lanes (`lanes(ctx)`) so that what does
+    not need the step's prerequisites starts at once; by default a step is one lane needing its
+    requires. Dependents of a step still wait for all its lanes."""
+
+    step: StepInfo
+    name: str
+    needs: tuple[str, ...]
+    specs: tuple[ResourceSpec, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.step.name}#{self.name}"
+
+
+def lanes(ctx: Ctx, info: StepInfo) -> list[Lane]:
+    mod = step_module(info)
+    if hasattr(mod, "lanes"):
+        return [Lane(info, name, tuple(needs), tuple(specs)) for name, needs, specs in mod.lanes(ctx)]
+    return [Lane(info, "all", info.requires, tuple(mod.resources(ctx)))]
+
+
+def apply_lane(ctx: Ctx, lane: Lane) -> list[Change]:
+    return [apply_resource(ctx, lane.step, spec) for spec in lane.specs]
+
+
 def apply_step(ctx: Ctx, info: StepInfo) -> list[Change]:
-    changes = []
-    for spec in resources(ctx, info):
-        changes.append(apply_resource(ctx, info, spec))
-    return changes
+    """One step's resources in order (its lanes one after another)."""
+    return [apply_resource(ctx, info, spec) for spec in resources(ctx, info)]
 
 
 def apply_resource(ctx: Ctx, info: StepInfo, spec: ResourceSpec) -> Change:
@@ -205,7 +231,11 @@ def foreign_conflicts(ctx: Ctx, steps: list[StepInfo]) -> list[Change]:
     prerequisites are missing) is skipped here: the step itself reports that."""
     out = []
     for info in steps:
-        for spec in resources(ctx, info):
+        try:
+            specs = resources(ctx, info)
+        except Exception:  # noqa: BLE001 - reported by the step itself
+            continue
+        for spec in specs:
             if not spec.taggable:
                 continue
             try:
@@ -229,7 +259,7 @@ def foreign_error(foreign: list[Change]) -> PlanError | None:
     )
 
 
-def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -> Result:
+def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 8) -> Result:
     """Run steps in dependency order, independent ones at the same time.
 
     A resource of another stack (same name, another folder) stops the run before any change."""
@@ -237,49 +267,70 @@ def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 4) -
     err = foreign_error(foreign_conflicts(ctx, list(steps or built_steps())))
     if err:
         raise err
-    todo = {s.name: s for s in (steps or built_steps())}
-    planned = set(todo)
-    done: set[str] = set()
-    failed: set[str] = set()
+    planned_steps = list(steps or built_steps())
+    planned = {s.name for s in planned_steps}
+    todo: dict[str, Lane] = {}
+    left: dict[str, int] = {}  # step -> lanes not finished yet
     result = Result()
+    for info in planned_steps:
+        try:
+            for lane in lanes(ctx, info):
+                todo[lane.key] = lane
+                left[info.name] = left.get(info.name, 0) + 1
+        except S3tError as e:  # its resources cannot even be listed (an invalid partition spec, say)
+            result.errors[info.name] = e
+    done: set[str] = set()  # steps and lanes finished
+    failed: set[str] = set(result.errors)  # steps
     lock = threading.Lock()
-    running: dict[Future, str] = {}
+    running: dict[Future, Lane] = {}
 
-    def ready(info: StepInfo) -> bool:
+    def blocked(need: str) -> bool:
+        return need.split("#", 1)[0] in failed
+
+    def ready(lane: Lane) -> bool:
         # a requirement outside this run (step <name>) was checked by check_requirements
-        return all(r in done or r not in planned for r in info.requires)
+        return all(n in done or n.split("#", 1)[0] not in planned for n in lane.needs)
+
+    def fail(step: str, e: S3tError | None) -> None:
+        failed.add(step)
+        if e is not None:
+            result.errors.setdefault(step, e)
 
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="step") as pool:
         while todo or running:
-            for name in list(todo):
-                info = todo[name]
-                if any(r in failed for r in info.requires):
-                    failed.add(name)
-                    result.skipped.append(name)
-                    del todo[name]
-                elif ready(info):
-                    running[pool.submit(apply_step, ctx, info)] = name
-                    del todo[name]
+            for key in list(todo):
+                lane = todo[key]
+                if lane.step.name in failed or any(blocked(n) for n in lane.needs):
+                    if lane.step.name not in failed:
+                        fail(lane.step.name, None)
+                    if lane.step.name not in result.errors and lane.step.name not in result.skipped:
+                        result.skipped.append(lane.step.name)
+                    del todo[key]
+                elif ready(lane):
+                    running[pool.submit(apply_lane, ctx, lane)] = lane
+                    del todo[key]
             if not running:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in finished:
-                name = running.pop(fut)
+                lane = running.pop(fut)
+                name = lane.step.name
                 try:
                     changes = fut.result()
                 except S3tError as e:
-                    failed.add(name)
-                    result.errors[name] = e
+                    fail(name, e)
                     continue
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # an unexpected bug: report it as a step failure, keep state
-                    failed.add(name)
-                    result.errors[name] = S3tError(f"{type(e).__name__}: {e}", "this is a bug in s3tstream; please report it")
+                    fail(name, S3tError(f"{type(e).__name__}: {e}", "this is a bug in s3tstream; please report it"))
                     continue
                 with lock:
                     result.changes.extend(changes)
-                    done.add(name)
+                    done.add(lane.key)
+                    left[name] -= 1
+                    if left[name] == 0 and name not in failed:
+                        done.add(name)
     return result
 
 

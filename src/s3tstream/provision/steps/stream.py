@@ -285,3 +285,10 @@ class StreamingDestination(ResourceSpec):
 
 def resources(ctx: Ctx) -> list[ResourceSpec]:
     return [KinesisStream(ctx), StreamingDestination(ctx)]
+
+
+def lanes(ctx: Ctx) -> list[tuple[str, tuple[str, ...], list[ResourceSpec]]]:
+    """The stream needs nothing: it is created beside the source table (its 30 s or so of
+    CREATING overlap the table's); only the table's streaming destination needs both."""
+    stream, destination = resources(ctx)
+    return [("stream", (), [stream]), ("destination", ("create-source", "create-stream#stream"), [destination])]
