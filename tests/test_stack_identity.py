@@ -115,3 +115,28 @@ def test_the_shared_integration_outlives_one_stacks_down(stack: Any, tmp_path: P
         teardown(b)
         stack.purge()
         ensure_integration(stack, True)
+
+
+@pytest.mark.sandbox
+def test_a_state_from_before_stack_ids_adopts_one_for_what_its_live_tags_name(stack: Any, calls: Any) -> None:
+    stack.cli("step", "create-source")
+    stack.cli("step", "create-stream")
+    ddb, kin = stack.client("dynamodb"), stack.client("kinesis")
+    table_arn = ddb.describe_table(TableName=stack.name)["Table"]["TableArn"]
+    # as an older s3tstream left it: no stack id in the state, only the stack-name tag
+    doc = stack.state()
+    del doc["stack_id"]
+    stack.state_path.write_text(json.dumps(doc))
+    ddb.untag_resource(ResourceArn=table_arn, TagKeys=["s3tstream:stack-id"])
+    kin.remove_tags_from_stream(StreamName=f"{stack.name}-changes", TagKeys=["s3tstream:stack-id"])
+
+    calls.clear()
+    stack.cli("step", "create-source")
+    new_id = stack.state()["stack_id"]
+    assert new_id and new_id != doc.get("stack_id")
+    tags = {t["Key"]: t["Value"] for t in ddb.list_tags_of_resource(ResourceArn=table_arn)["Tags"]}
+    assert tags["s3tstream:stack-id"] == new_id and tags["s3tstream:stack"] == stack.name
+    assert calls.mutating() == ["dynamodb:TagResource"]
+    # the stream (not part of that run) still names the stack alone: `down` still removes it
+    out = stack.json("down", "--yes")
+    assert {c["kind"] for c in out["deleted"]} >= {"kinesis-stream", "dynamodb-table"}, out

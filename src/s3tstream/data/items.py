@@ -490,7 +490,7 @@ def batch_write(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from s3tstream.aws.client import error_code, translate
+    from s3tstream.aws.client import is_not_found, translate
 
     def req_key(r: dict[str, Any]) -> tuple:
         return key_of(r["PutRequest"]["Item"] if "PutRequest" in r else r["DeleteRequest"]["Key"])
@@ -517,7 +517,7 @@ def batch_write(
             try:
                 resp = client.batch_write_item(RequestItems={table: boto_reqs})
             except ClientError as e:
-                if error_code(e) == "ResourceNotFoundException":
+                if is_not_found(e):
                     raise UsageError(f"the source table {table} does not exist ({written} of {len(requests)} written)",
                                      "run `s3tstream up` (or `s3tstream step create-source`) first") from None
                 raise translate(e, f"writing items to {table} ({written} of {len(requests)} written before)") from None

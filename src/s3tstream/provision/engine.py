@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from s3tstream.aws.client import is_not_found, translate
 from s3tstream.errors import PlanError, S3tError
-from s3tstream.provision.resource import KINDS, Action, Ctx, Observed, ResourceSpec
+from s3tstream.provision.resource import KINDS, STACK_ID_TAG, Action, Ctx, Observed, ResourceSpec
 from s3tstream.provision.catalog import BY_NAME, PROVISIONING, StepInfo, dependents
 
 
@@ -187,6 +187,7 @@ def apply_resource(ctx: Ctx, info: StepInfo, spec: ResourceSpec) -> Change:
         state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or (rec and rec.id), outputs={**obs.outputs, **out})
     elif rec is not None and (rec.status != "present" or (obs.id and rec.id != obs.id)):
         state.record(info.name, spec.kind, spec.name, status="present", id=obs.id or rec.id, outputs=obs.outputs)
+    adopt_stack_id(ctx, spec)
     return ch
 
 
@@ -218,10 +219,28 @@ def check_requirements(ctx: Ctx, info: StepInfo) -> None:
 
 def ensure_stack_id(ctx: Ctx) -> str:
     """The stack id, made at the first `up` (kept in memory until the state is next saved, so a
-    run refused before any change writes nothing)."""
+    run refused before any change writes nothing). A state written before stacks had ids gets
+    one too: this run then tags the id on the recorded resources whose live tags name this
+    stack (and no other id), see adopt_stack_id()."""
     if not ctx.state.doc.stack_id:
         ctx.state.doc.stack_id = uuid.uuid4().hex[:16]
+        if not ctx.state.is_empty():
+            ctx.options["adopt_stack_id"] = True
     return ctx.state.doc.stack_id
+
+
+def adopt_stack_id(ctx: Ctx, spec: ResourceSpec) -> None:
+    """Tag the stack id on a recorded resource of a state from before stack ids, when its live
+    tags name this stack by name alone."""
+    rec = ctx.state.get(spec.kind, spec.name)
+    if not (ctx.options.get("adopt_stack_id") and spec.taggable and rec is not None and rec.ownership == "owned"):
+        return
+    cls = type(spec)
+    tags = _aws_call(f"reading the tags of {spec.kind} {spec.name}", lambda: cls.live_tags(ctx, rec))
+    if tags is None or STACK_ID_TAG in tags or not ctx.owns(tags):
+        return
+    _aws_call(f"tagging {spec.kind} {spec.name}", lambda: cls.add_tags(ctx, rec, {STACK_ID_TAG: ctx.stack_id or ""}))
+    ctx.progress(f"tagged {spec.kind} {spec.name} with this stack's id")
 
 
 def foreign_conflicts(ctx: Ctx, steps: list[StepInfo]) -> list[Change]:
@@ -267,6 +286,8 @@ def apply(ctx: Ctx, steps: list[StepInfo] | None = None, max_workers: int = 8) -
     err = foreign_error(foreign_conflicts(ctx, list(steps or built_steps())))
     if err:
         raise err
+    if ctx.options.get("adopt_stack_id"):
+        ctx.state.save()  # an existing stack's new id, kept even if this run changes nothing else
     planned_steps = list(steps or built_steps())
     planned = {s.name for s in planned_steps}
     todo: dict[str, Lane] = {}

@@ -212,6 +212,11 @@ class ResourceSpec:
         raise NotImplementedError
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: "Record", tags: dict[str, str]) -> None:
+        """A taggable kind: add these tags to the live resource (others are kept)."""
+        raise NotImplementedError
+
+    @classmethod
     def owner(cls, ctx: Ctx, record: "Record") -> tuple[str, str] | None:
         """An untaggable kind: (kind, name) of the record whose live tags prove it ours."""
         return None

@@ -301,6 +301,10 @@ class FirehoseRole(ResourceSpec):
         return {}
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        ctx.aws.client("iam").tag_role(RoleName=record.name, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         return role_tags(ctx, record.name)
 

@@ -179,6 +179,10 @@ class TableBucket(ResourceSpec):
         return {}
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        _s3t(ctx).tag_resource(resourceArn=record.id or ctx.aws.arn("s3tables", f"bucket/{record.name}"), tags=tags)
+
+    @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         return _tags_for_delete(ctx, record.id or ctx.aws.arn("s3tables", f"bucket/{record.name}"))
 
@@ -326,6 +330,10 @@ class Table(ResourceSpec):
     def update(self, observed: Observed) -> dict[str, Any]:
         self._apply(observed.drift)
         return {}
+
+    @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        _s3t(ctx).tag_resource(resourceArn=record.id or record.outputs["arn"], tags=tags)
 
     @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:

@@ -131,6 +131,10 @@ class SourceTable(ResourceSpec):
         return {}
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        ctx.aws.client("dynamodb").tag_resource(ResourceArn=record.id, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         ddb = ctx.aws.client("dynamodb")
         try:

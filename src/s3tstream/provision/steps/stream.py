@@ -131,6 +131,10 @@ class KinesisStream(ResourceSpec):
                      f"stream {name}", gone=True)
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        ctx.aws.client("kinesis").add_tags_to_stream(StreamName=record.name, Tags=tags)
+
+    @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         try:
             return tag_map(ctx.aws.client("kinesis").list_tags_for_stream(StreamName=record.name).get("Tags", []))

@@ -196,6 +196,13 @@ class ErrorBucket(ResourceSpec):
         return n
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        # PutBucketTagging replaces the whole set: keep the tags already there
+        bucket = record.outputs.get("bucket") or record.name
+        have = cls.live_tags(ctx, record) or {}
+        ctx.aws.client("s3").put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags_list({**have, **tags})})
+
+    @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         s3 = ctx.aws.client("s3")
         try:

@@ -200,6 +200,11 @@ class DeliveryStream(ResourceSpec):
         cls._wait_gone(ctx, name)
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        ctx.aws.client("firehose").tag_delivery_stream(
+            DeliveryStreamName=record.name, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         try:
             return tag_map(ctx.aws.client("firehose").list_tags_for_delivery_stream(

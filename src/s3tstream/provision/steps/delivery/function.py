@@ -161,6 +161,10 @@ class TransformFunction(ResourceSpec):
         return out
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        ctx.aws.client("lambda").tag_resource(Resource=record.id, Tags=tags)
+
+    @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         try:
             return dict(ctx.aws.client("lambda").get_function(FunctionName=record.name).get("Tags", {}))

@@ -60,6 +60,11 @@ class LogGroup(ResourceSpec):
         return {}
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        arn = record.id or policies.log_group_arn(ctx.cfg, ident_of(ctx), record.name)
+        ctx.aws.client("logs").tag_resource(resourceArn=arn, tags=tags)
+
+    @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         arn = record.id or policies.log_group_arn(ctx.cfg, ident_of(ctx), record.name)
         try:

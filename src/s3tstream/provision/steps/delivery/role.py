@@ -69,6 +69,10 @@ class Role(ResourceSpec):
         return {}
 
     @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        ctx.aws.client("iam").tag_role(RoleName=record.name, Tags=tags_list(tags))
+
+    @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         return role_tags(ctx, record.name)
 
