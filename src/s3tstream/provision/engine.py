@@ -401,8 +401,10 @@ def destroy(ctx: Ctx, *, step: str | None = None, keep_data: bool = False, dry_r
             ch.action, ch.detail = Action.FORGET, "adopted: left in place"
         elif keep_data and cls is not None and cls.data:
             ch.action, ch.detail = Action.KEEP, "--keep-data"
-        elif cls is not None and cls.shared and cls.never_removed:
+        elif cls is not None and cls.shared and cls.never_removed and not include_shared:
             ch.action, ch.detail = Action.FORGET, "shared by the account: left in place"
+        elif cls is not None and cls.shared and cls.never_removed:
+            pass  # delete() only forgets it and says so
         elif cls is not None and cls.shared:
             # kept with its record, so a later `down --include-shared` can still remove it
             used = cls.in_use(ctx, rec) if include_shared else None
