@@ -81,7 +81,7 @@ def test_up_test_insert_and_down_succeed_under_20_percent_faults(stack, sandbox,
     doc = stack.json("test-insert", "--count", "20", "--interval", "0.02", "--timeout", "60")
     assert doc["passed"] is True and doc["counts"] == {"inserts": 20, "updates": 5, "deletes": 5}
     t0 = time.monotonic()
-    stack.cli("down", "--yes", "--purge-errors")
+    stack.cli("down", "--yes", "--purge-errors", "--include-shared")  # the integration too, when this stack made it
     t_down = time.monotonic() - t0
     status = sandbox_client.stop_random_faults(sandbox.endpoint_url)
     # the faults really happened, to every kind of call, and none got through
