@@ -34,11 +34,13 @@ from s3tstream.provision.steps.delivery.role_policy import RolePolicy
 
 
 def lanes(ctx: Ctx) -> list[tuple[str, tuple[str, ...], list[ResourceSpec]]]:
-    """What needs neither the stream nor the lake starts at once, beside them: the error bucket,
-    the log groups, the transform role and function. The Firehose role's delivery policy and the
-    stream itself wait for those, the Kinesis stream and grant-lf (the role, the grants)."""
+    """What needs neither the stream nor the lake starts at once, beside them: the error bucket
+    and the log groups. The transform role and function wait for set-metadata only (the
+    function's settings carry the columns: a schema change set-metadata refuses must not reach
+    it; no modelled wait lies on that path). The Firehose role's delivery policy and the stream
+    itself wait for those, the Kinesis stream and grant-lf (the role, the grants)."""
     r = resources(ctx)
-    own = [("error-bucket", (), r[0:1]), ("logs", (), r[1:4]), ("transform", (), r[4:7])]
+    own = [("error-bucket", (), r[0:1]), ("logs", (), r[1:4]), ("transform", ("set-metadata",), r[4:7])]
     return own + [("stream", ("create-stream#stream", "grant-lf", *(f"create-firehose#{n}" for n, _, _ in own)), r[7:])]
 
 
