@@ -210,11 +210,27 @@ class CrashSweep:
             self.progress("warning: account-wide state differs from the baseline after the scrub")
 
     # ------------------------------------------------------------------ the sweep
+    def _without_integration(self) -> None:
+        """Start from an account without the S3 Tables integration, so that the runs make it (the
+        RegisterResource point): `down` keeps one it did not make (adopted, shared)."""
+        import boto3
+
+        kw = {"region_name": "us-east-1", "endpoint_url": self.endpoint_url}
+        glue, lf = boto3.client("glue", **kw), boto3.client("lakeformation", **kw)
+        try:
+            glue.delete_catalog(CatalogId="s3tablescatalog")
+        except glue.exceptions.EntityNotFoundException:
+            pass
+        for r in lf.list_resources().get("ResourceInfoList", []):
+            if r["ResourceArn"].startswith("arn:aws:s3tables:") and r["ResourceArn"].endswith(":bucket/*"):
+                lf.deregister_resource(ResourceArn=r["ResourceArn"])
+
     def run_reference(self) -> None:
         """A warm-up up + down first: the first `up` in an account also makes the caller a Lake
         Formation admin, which `down` leaves (on purpose), so later runs make one call fewer;
         the reference is a run in that steady state."""
         rep = self.report
+        self._without_integration()
         self.use(f"{self.base}-warm")
         for args in (("up",), ("down", "--yes", "--purge-errors", "--include-shared")):
             code, out, _ = self.cli(*args)
