@@ -6,6 +6,7 @@ AWS naming rules (aws-notes), so a bad name fails before any AWS call.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -33,6 +34,19 @@ UNSUPPORTED_REGIONS = {
     "mx-central-1": "Mexico (Central)",
 }
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+# The column a `table.partition` entry reads: "col", "day(col)", "bucket(16, col)".
+PARTITION_SOURCE_RE = re.compile(r"^\s*(?:[a-z]+\s*\(\s*(?:\d+\s*,\s*)?)?([a-z_][a-z0-9_]*)\s*\)?\s*$")
+
+
+@functools.lru_cache(maxsize=1)
+def known_regions() -> frozenset[str]:
+    """The Regions botocore knows (its partitions file). S3 Tables has no endpoints.json entry:
+    botocore resolves its endpoint from the Region's partition, so an unknown Region would only
+    fail at the first call (a DNS error on s3tables.<region>.amazonaws.com)."""
+    from botocore.loaders import Loader
+
+    data = Loader().load_data("partitions")
+    return frozenset(r for p in data["partitions"] for r in p["regions"] if not r.endswith("-global"))
 
 
 # ---------------------------------------------------------------- naming rules (aws-notes)
@@ -147,6 +161,7 @@ class StackConfig(_Section):
     @classmethod
     def _region(cls, v: str) -> str:
         _rule(bool(REGION_RE.match(v)), "not an AWS Region code (like us-east-1)")
+        _rule(v in known_regions(), f"{v} is not a Region botocore knows; check the spelling (like us-east-1)")
         if v in UNSUPPORTED_REGIONS:
             raise ValueError(
                 f"{UNSUPPORTED_REGIONS[v]} has no Firehose Iceberg destination or S3 Tables; pick another Region"
@@ -270,7 +285,7 @@ class TableConfig(_Section):
     extra_column: str | None = None
     ttl_deletes: Literal["delete", "keep"] = "delete"
     kms_key_arn: str | None = None
-    # Iceberg partition fields like "day(created_at)", "bucket(16, pk)", "region".
+    # Iceberg partition fields like "bucket(16, pk)" (upsert: key columns only), "day(created_at)" (changelog).
     partition: list[str] = Field(default_factory=list)
     properties: dict[str, str] = Field(default_factory=dict)
     maintenance: Maintenance = Maintenance()
@@ -504,7 +519,33 @@ class Config(_Section):
                     )
                 if not col.required:
                     raise ValueError(f"table.columns: key column {col_name!r} must be required = true")
+        if self.table.mode == "upsert":
+            self._upsert_rules([c for _, c in keys])
         return self
+
+    def _upsert_rules(self, keys: list[str]) -> None:
+        # A row is found by its key for update/delete: a partition source that changes would leave
+        # the old row in its old partition (a stale row), so only key columns may be partitioned by.
+        for i, text in enumerate(self.table.partition):
+            m = PARTITION_SOURCE_RE.match(text)
+            if m and m.group(1) not in keys:
+                raise ValueError(
+                    f"table.partition[{i}]: {text!r} partitions by {m.group(1)!r}, which is not a key column; in "
+                    f"upsert mode only key columns ({', '.join(keys)}) may be partition sources (an update would "
+                    "leave the old row in its old partition): partition by a key, or use table.mode = \"changelog\""
+                )
+        # Firehose rejects UniqueKeys whose names also appear inside a struct (Iceberg.InvalidUniqueKeys)
+        from s3tstream.transform.types import parse_type
+
+        for c in self.table.columns:
+            nested = _nested_field_names(parse_type(c.type))
+            clash = sorted(set(keys) & nested)
+            if clash:
+                raise ValueError(
+                    f"table.columns: {c.name!r} has a nested field named {clash[0]!r}, like the key column; "
+                    "Firehose rejects unique keys whose names repeat inside a struct (Iceberg.InvalidUniqueKeys): "
+                    "rename the key column (table.columns source = ...) or the nested field"
+                )
 
     # ------------------------------------------------------------ derived names
     @property
@@ -528,6 +569,22 @@ class Config(_Section):
     @property
     def state_path(self) -> Path:
         return self.state_dir / f"{self.stack.name}.json"
+
+
+def _nested_field_names(t: object) -> set[str]:
+    """Names of the struct fields at any depth inside a column type."""
+    from s3tstream.transform import types as T
+
+    if isinstance(t, T.StructType):
+        out = set()
+        for f in t.fields:
+            out |= {f.name} | _nested_field_names(f.type)
+        return out
+    if isinstance(t, T.ListType):
+        return _nested_field_names(t.element)
+    if isinstance(t, T.MapType):
+        return _nested_field_names(t.key) | _nested_field_names(t.value)
+    return set()
 
 
 class Names:
