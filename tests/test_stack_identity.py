@@ -92,7 +92,7 @@ def test_the_shared_integration_outlives_one_stacks_down(stack: Any, tmp_path: P
         b.cli("up")
         shared = [c for c in stack.json("plan")["changes"] if c["shared"]]
         assert {c["kind"] for c in shared} == {"s3tables-analytics-integration", "lf-data-lake-admin"}
-        assert "(shared by the account)" in stack.cli("plan").stdout
+        assert "(shared by the account)" in stack.cli("plan", "--verbose").stdout
 
         doc = stack.json("down", "--yes")
         kept = {c["kind"]: c for c in doc["kept"] if c["shared"]}

@@ -15,6 +15,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from s3tstream.config.rules import (
+    rule,
+    check_stack_name,
+    check_dynamodb_table,
+    check_attribute_name,
+    check_kinesis_stream,
+    check_table_bucket,
+    check_s3tables_name,
+    check_column_name,
+    check_firehose_name,
+    check_lambda_name,
+    check_s3_bucket,
+)
 from s3tstream.errors import ConfigError
 
 DEFAULT_CONFIG = "s3tstream.toml"
@@ -49,82 +62,6 @@ def known_regions() -> frozenset[str]:
     return frozenset(r for p in data["partitions"] for r in p["regions"] if not r.endswith("-global"))
 
 
-# ---------------------------------------------------------------- naming rules (aws-notes)
-def _rule(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
-def check_stack_name(v: str) -> str:
-    # Short and plain so that every derived name fits every service's rules.
-    _rule(
-        bool(re.fullmatch(r"[a-z][a-z0-9-]{0,28}[a-z0-9]|[a-z]", v)),
-        "1-30 characters of a-z, 0-9 and '-', starting with a letter and ending with a letter or digit",
-    )
-    _rule("--" not in v, "must not contain '--'")
-    _rule(not v.startswith(("aws", "xn--", "sthree-")), "must not start with 'aws', 'xn--' or 'sthree-'")
-    return v
-
-
-def check_dynamodb_table(v: str) -> str:
-    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_.-]{3,255}", v)), "3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'")
-    return v
-
-
-def check_attribute_name(v: str) -> str:
-    _rule(0 < len(v.encode()) <= 255, "1-255 bytes")
-    return v
-
-
-def check_kinesis_stream(v: str) -> str:
-    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_.-]{1,128}", v)), "1-128 characters of a-z, A-Z, 0-9, '_', '-', '.'")
-    return v
-
-
-def check_table_bucket(v: str) -> str:
-    _rule(3 <= len(v) <= 63, "3-63 characters")
-    _rule(bool(re.fullmatch(r"[a-z0-9-]+", v)), "only a-z, 0-9 and '-'")
-    _rule(v[0].isalnum() and v[-1].isalnum(), "must start and end with a letter or digit")
-    for p in ("xn--", "sthree-", "amzn-s3-demo-", "aws"):
-        _rule(not v.startswith(p), f"must not start with the reserved prefix '{p}'")
-    for s in ("-s3alias", "--ol-s3", "--x-s3", "--table-s3"):
-        _rule(not v.endswith(s), f"must not end with the reserved suffix '{s}'")
-    return v
-
-
-def check_s3tables_name(v: str, what: str = "name") -> str:
-    _rule(1 <= len(v) <= 255, "1-255 characters")
-    _rule(bool(re.fullmatch(r"[a-z0-9_]+", v)), "only lowercase a-z, 0-9 and '_'")
-    _rule(v[0].isalnum() and v[-1].isalnum(), "must start and end with a letter or digit")
-    if what == "namespace":
-        _rule(not v.startswith("aws"), "a namespace must not start with 'aws'")
-    return v
-
-
-def check_column_name(v: str) -> str:
-    # Athena and Glue reject tables with uppercase column names (aws-notes).
-    _rule(bool(re.fullmatch(r"[a-z_][a-z0-9_]{0,254}", v)), "lowercase a-z, 0-9 and '_', not starting with a digit, at most 255")
-    return v
-
-
-def check_firehose_name(v: str) -> str:
-    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_.-]{1,64}", v)), "1-64 characters of a-z, A-Z, 0-9, '_', '-', '.'")
-    return v
-
-
-def check_lambda_name(v: str) -> str:
-    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", v)), "1-64 characters of a-z, A-Z, 0-9, '_', '-'")
-    return v
-
-
-def check_s3_bucket(v: str) -> str:
-    _rule(3 <= len(v) <= 63, "3-63 characters")
-    _rule(bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", v)), "a-z, 0-9, '.', '-', starting and ending with a letter or digit")
-    _rule(".." not in v and not re.fullmatch(r"\d+\.\d+\.\d+\.\d+", v), "no '..' and not an IP address")
-    return v
-
-
-# ---------------------------------------------------------------- sections
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -150,18 +87,18 @@ class StackConfig(_Section):
     def _state(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(v.startswith("s3://"), "empty (a local file) or s3://bucket/prefix/")
+        rule(v.startswith("s3://"), "empty (a local file) or s3://bucket/prefix/")
         bucket, _, key = v[5:].partition("/")
         check_s3_bucket(bucket)
-        _rule(len(key) <= 512 and not key.startswith("/") and "//" not in key,
+        rule(len(key) <= 512 and not key.startswith("/") and "//" not in key,
               "the key prefix after the bucket is at most 512 characters, without '//'")
         return f"s3://{bucket}/{key}" if not key or key.endswith("/") else f"s3://{bucket}/{key}/"
 
     @field_validator("region")
     @classmethod
     def _region(cls, v: str) -> str:
-        _rule(bool(REGION_RE.match(v)), "not an AWS Region code (like us-east-1)")
-        _rule(v in known_regions(), f"{v} is not a Region botocore knows; check the spelling (like us-east-1)")
+        rule(bool(REGION_RE.match(v)), "not an AWS Region code (like us-east-1)")
+        rule(v in known_regions(), f"{v} is not a Region botocore knows; check the spelling (like us-east-1)")
         if v in UNSUPPORTED_REGIONS:
             raise ValueError(
                 f"{UNSUPPORTED_REGIONS[v]} has no Firehose Iceberg destination or S3 Tables; pick another Region"
@@ -173,17 +110,17 @@ class StackConfig(_Section):
     def _endpoint(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(bool(re.match(r"^https?://[^/\s]+/?$", v)), "must look like http://127.0.0.1:4566")
+        rule(bool(re.match(r"^https?://[^/\s]+/?$", v)), "must look like http://127.0.0.1:4566")
         return v.rstrip("/")
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, v: dict[str, str]) -> dict[str, str]:
         for k, val in v.items():
-            _rule(1 <= len(k) <= 128 and len(val) <= 256, f"tag {k!r}: keys 1-128, values up to 256 characters")
-            _rule(not k.lower().startswith("aws:"), f"tag {k!r}: the 'aws:' prefix is reserved")
-            _rule(not k.startswith("s3tstream:"), f"tag {k!r}: the 's3tstream:' prefix is the tool's own")
-        _rule(len(v) <= 40, "at most 40 tags (the tool adds its own)")
+            rule(1 <= len(k) <= 128 and len(val) <= 256, f"tag {k!r}: keys 1-128, values up to 256 characters")
+            rule(not k.lower().startswith("aws:"), f"tag {k!r}: the 'aws:' prefix is reserved")
+            rule(not k.startswith("s3tstream:"), f"tag {k!r}: the 's3tstream:' prefix is the tool's own")
+        rule(len(v) <= 40, "at most 40 tags (the tool adds its own)")
         return v
 
 
@@ -315,7 +252,7 @@ class TableConfig(_Section):
     def _kms(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(bool(re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+", v)), "must be a KMS key ARN")
+        rule(bool(re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+", v)), "must be a KMS key ARN")
         return v
 
     @model_validator(mode="after")
@@ -372,7 +309,7 @@ class FirehoseConfig(_Section):
     @field_validator("error_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        _rule(bool(v) and not v.startswith("/") and len(v) <= 1024, "a non-empty S3 key prefix not starting with '/'")
+        rule(bool(v) and not v.startswith("/") and len(v) <= 1024, "a non-empty S3 key prefix not starting with '/'")
         return v
 
 
@@ -395,7 +332,7 @@ class LakeFormationConfig(_Section):
     @classmethod
     def _readers(cls, v: list[str]) -> list[str]:
         for r in v:
-            _rule(bool(re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", r)), f"{r!r} is not an IAM role or user ARN")
+            rule(bool(re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", r)), f"{r!r} is not an IAM role or user ARN")
         return v
 
 
@@ -410,7 +347,7 @@ class AthenaConfig(_Section):
     def _out(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(v.startswith("s3://") and len(v) > 5, "must be an s3:// URI")
+        rule(v.startswith("s3://") and len(v) > 5, "must be an s3:// URI")
         return v if v.endswith("/") else v + "/"
 
 
@@ -438,9 +375,9 @@ class BackfillConfig(_Section):
         if v.startswith("s3://"):
             bucket, _, key = v[5:].partition("/")
             check_s3_bucket(bucket)
-            _rule(len(key) <= 512, "the key prefix is at most 512 characters")
+            rule(len(key) <= 512, "the key prefix is at most 512 characters")
             return f"s3://{bucket}/{key}" if not key or key.endswith("/") else f"s3://{bucket}/{key}/"
-        _rule(bool(v) and not v.startswith("/") and len(v) <= 512 and "//" not in v,
+        rule(bool(v) and not v.startswith("/") and len(v) <= 512 and "//" not in v,
               "a key prefix (not starting with '/', at most 512 characters) or s3://bucket/prefix/")
         return v if v.endswith("/") else v + "/"
 
@@ -470,7 +407,7 @@ class AlarmsConfig(_Section):
     def _email(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(bool(re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v)), "not an email address (name@example.com)")
+        rule(bool(re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v)), "not an email address (name@example.com)")
         return v
 
     @field_validator("sns_topic_arn")
@@ -478,9 +415,9 @@ class AlarmsConfig(_Section):
     def _topic(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(bool(re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?", v)),
+        rule(bool(re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?", v)),
               "must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
-        _rule(not v.endswith(".fifo"), "CloudWatch alarms notify standard topics only, not FIFO topics")
+        rule(not v.endswith(".fifo"), "CloudWatch alarms notify standard topics only, not FIFO topics")
         return v
 
     @model_validator(mode="after")
