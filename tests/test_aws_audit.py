@@ -130,10 +130,18 @@ def _client(service: str) -> tuple[Any, Any]:
     return c, Stubber(c)
 
 
+def _ours(tags: Any) -> bool:
+    """The ownership rule of a stack named orders made before stack ids (Ctx.owns)."""
+    from s3tstream.provision.resource import tag_map
+
+    return tag_map(tags).get("s3tstream:stack") == "orders"
+
+
 def _ctx(aws: Any) -> Any:
     from types import SimpleNamespace
 
-    return SimpleNamespace(aws=aws, cfg=_cfg(), names=_cfg().names)
+    return SimpleNamespace(aws=aws, cfg=_cfg(), names=_cfg().names, owns=_ours,
+                           judge=lambda obs, tags: (setattr(obs, "owned", _ours(tags)), obs)[1])
 
 
 def test_recover_reads_every_page_of_the_tables_tags() -> None:
@@ -185,7 +193,7 @@ def test_down_deletes_the_firehose_role_only_while_its_live_tags_say_it_is_this_
     with stub:
         ctx = _ctx(_FakeAws(iam=iam))
         kept = FirehoseRole.delete(ctx, record)
-        assert kept and "not tagged s3tstream:stack=orders" in kept
+        assert kept and "kept IAM role" in kept and "do not name this stack" in kept
         assert FirehoseRole.delete(ctx, record) is None
     stub.assert_no_pending_responses()
 
@@ -323,13 +331,14 @@ def test_stream_ownership_reads_all_of_a_streams_tags_in_one_page() -> None:
                                                "HasMoreTags": False},
                       {"StreamName": cfg.names.stream, "Limit": 50})
     with stub:
-        obs = KinesisStream(SimpleNamespace(cfg=cfg, aws=_AwsWithIdentity(kinesis=k), names=cfg.names)).observe()
+        obs = KinesisStream(_ctx(_AwsWithIdentity(kinesis=k))).observe()
     assert obs.owned is True
 
 
-def test_down_keeps_a_source_table_whose_live_tags_are_not_this_stacks() -> None:
-    """A table of the same name made after ours went is someone else's data: kept; our own is
-    deleted, its stack tag found on the second page of ListTagsOfResource."""
+def test_a_source_tables_live_tags_are_read_from_every_page() -> None:
+    """`down` deletes the table only when its live tags name this stack (engine.not_ours, tested
+    through the CLI in test_stack_identity); ListTagsOfResource pages (NextToken), so the stack's
+    tag on the second page is found."""
     from types import SimpleNamespace
 
     from s3tstream.provision.steps.source import SourceTable
@@ -338,19 +347,14 @@ def test_down_keeps_a_source_table_whose_live_tags_are_not_this_stacks() -> None
     arn = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/orders"
     ddb, stub = _client("dynamodb")
     stub.add_response("describe_table", {"Table": {"TableArn": arn}}, {"TableName": "orders"})
-    stub.add_response("list_tags_of_resource", {"Tags": [{"Key": "team", "Value": "other"}]}, {"ResourceArn": arn})
-    stub.add_response("describe_table", {"Table": {"TableArn": arn}}, {"TableName": "orders"})
     stub.add_response("list_tags_of_resource", {"Tags": [], "NextToken": "p2"}, {"ResourceArn": arn})
     stub.add_response("list_tags_of_resource", {"Tags": [{"Key": "s3tstream:stack", "Value": "orders"}]},
                       {"ResourceArn": arn, "NextToken": "p2"})
-    stub.add_response("delete_table", {}, {"TableName": "orders"})
     stub.add_client_error("describe_table", "ResourceNotFoundException", http_status_code=400)
-    ctx = SimpleNamespace(aws=_AwsWithIdentity(dynamodb=ddb), cfg=_cfg(), names=_cfg().names,
-                          wait_for=lambda fn, what, gone=False: _gone(fn))
+    ctx = _ctx(_AwsWithIdentity(dynamodb=ddb))
     with stub:
-        kept = SourceTable.delete(ctx, record)
-        assert kept and "kept DynamoDB table orders" in kept
-        assert SourceTable.delete(ctx, record) is None
+        assert SourceTable.live_tags(ctx, record) == {"s3tstream:stack": "orders"}
+        assert SourceTable.live_tags(ctx, record) is None  # gone: delete() treats that as done
     stub.assert_no_pending_responses()
 
 
@@ -364,18 +368,19 @@ def _gone(fn: Any) -> None:
     raise AssertionError("still there")
 
 
-def test_down_keeps_a_stream_whose_live_tags_are_not_this_stacks() -> None:
+def test_a_streams_live_tags_are_read_in_one_page_of_50() -> None:
     from types import SimpleNamespace
 
     from s3tstream.provision.steps.stream import KinesisStream
 
     k, stub = _client("kinesis")
-    stub.add_response("list_tags_for_stream", {"Tags": [], "HasMoreTags": False},
+    stub.add_response("list_tags_for_stream", {"Tags": [{"Key": "team", "Value": "other"}], "HasMoreTags": False},
                       {"StreamName": "orders-changes", "Limit": 50})
     stub.add_client_error("list_tags_for_stream", "ResourceNotFoundException", http_status_code=400)
-    ctx = SimpleNamespace(aws=_AwsWithIdentity(kinesis=k), cfg=_cfg(), names=_cfg().names)
+    ctx = _ctx(_AwsWithIdentity(kinesis=k))
+    rec = SimpleNamespace(name="orders-changes", outputs={})
     with stub:
-        kept = KinesisStream.delete(ctx, SimpleNamespace(name="orders-changes", outputs={}))
-        assert kept and "kept Kinesis stream orders-changes" in kept
-        assert KinesisStream.delete(ctx, SimpleNamespace(name="orders-changes", outputs={})) is None  # gone already
+        tags = KinesisStream.live_tags(ctx, rec)
+        assert tags == {"team": "other"} and not _ours(tags)  # engine.not_ours keeps such a stream
+        assert KinesisStream.live_tags(ctx, rec) is None  # gone already
     stub.assert_no_pending_responses()

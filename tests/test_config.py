@@ -29,6 +29,13 @@ INVALID = [
     ({"stack": {"name": "aws-orders"}}, "stack.name", "must not start with 'aws'"),
     ({"stack": {"name": "or--ders"}}, "stack.name", "'--'"),
     ({"stack": {"name": "orders", "region": "moon-1"}}, "stack.region", "not an AWS Region"),
+    ({"stack": {"name": "orders", "region": "us-east-7"}}, "stack.region", "not a Region botocore knows"),
+    ({"table": {"columns": [{"name": "pk", "type": "string", "required": True}, {"name": "created_at", "type": "timestamptz"}],
+                "partition": ["bucket(16, pk)", "day(created_at)"]}},
+     "table.partition[1]", "only key columns (pk) may be partition sources"),
+    ({"table": {"columns": [{"name": "pk", "type": "string", "required": True},
+                            {"name": "addr", "type": "struct<city:string,inner:struct<pk:string>>"}]}},
+     "table.columns", "Iceberg.InvalidUniqueKeys"),
     ({"stack": {"name": "orders", "region": "cn-north-1"}}, "stack.region", "China"),
     ({"stack": {"name": "orders", "region": "us-gov-west-1"}}, "stack.region", "GovCloud"),
     ({"stack": {"name": "orders", "region": "mx-central-1"}}, "stack.region", "Mexico"),
@@ -199,3 +206,19 @@ def test_unreadable_or_missing_config(tmp_path):
     with pytest.raises(ConfigError) as ei:
         c.load(bad, environ={})
     assert "not valid TOML" in ei.value.message
+
+
+def test_upsert_partitions_by_keys_and_changelog_by_anything() -> None:
+    cols = [{"name": "pk", "type": "string", "required": True}, {"name": "created_at", "type": "timestamptz"}]
+    assert build(table={"columns": cols, "partition": ["bucket(16, pk)", "pk"]}).table.partition == ["bucket(16, pk)", "pk"]
+    assert build(table={"columns": cols, "mode": "changelog", "partition": ["day(created_at)"]}).table.partition
+    # a nested field named like a key is only Firehose's problem when it uses UniqueKeys (upsert)
+    nested = cols + [{"name": "addr", "type": "list<struct<pk:string>>"}]
+    assert build(table={"columns": nested, "mode": "changelog"})
+    with pytest.raises(ConfigError):
+        build(table={"columns": nested})
+
+
+def test_every_known_region_of_the_aws_partition_passes() -> None:
+    for region in ("us-east-1", "eu-west-1", "ap-southeast-2", "eu-central-2"):
+        assert build(stack={"region": region}).stack.region == region

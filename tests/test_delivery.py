@@ -16,7 +16,9 @@ from s3tstream.provision import lambda_zip
 from s3tstream.aws import policies as pol
 from s3tstream.aws.client import Identity
 from s3tstream.config.model import build
-from s3tstream.provision.steps import delivery as d
+from s3tstream.provision.resource import Drift
+from s3tstream.provision.steps import delivery
+from s3tstream.provision.steps.delivery import common, destination, function
 
 IDENT = Identity("123456789012", "arn:aws:sts::123456789012:assumed-role/admin/me", "AROAEXAMPLE")
 BUCKET = "demo-err-123456789012-us-east-1"
@@ -90,7 +92,7 @@ def test_create_request_is_valid_for_botocore_model(mode: str) -> None:
     cfg = cfg_of(table={"mode": mode}, source={"sort_key": {"name": "sk", "type": "N"}},
                  firehose={"processor_buffer_mb": 0.2, "buffer_size_mb": 128, "buffer_interval_seconds": 900,
                            "retry_seconds": 7200})
-    req = d.create_request(cfg, IDENT, BUCKET, {"s3tstream:stack": "demo", "team": "data"})
+    req = destination.create_request(cfg, IDENT, BUCKET, {"s3tstream:stack": "demo", "team": "data"})
     validate("firehose", "CreateDeliveryStream", req)
     dest = req["IcebergDestinationConfiguration"]
     assert req["DeliveryStreamType"] == "KinesisStreamAsSource"
@@ -117,11 +119,11 @@ def test_create_request_is_valid_for_botocore_model(mode: str) -> None:
 
 def test_a_wrong_name_fails_the_model_check() -> None:
     """The check can fail: a misspelt member or a bad value is caught."""
-    req = d.create_request(cfg_of(), IDENT, BUCKET, {})
+    req = destination.create_request(cfg_of(), IDENT, BUCKET, {})
     req["IcebergDestinationConfiguration"]["BufferingHints"]["IntervalInSecs"] = 5
     with pytest.raises(AssertionError):
         validate("firehose", "CreateDeliveryStream", req)
-    req = d.create_request(cfg_of(), IDENT, BUCKET, {})
+    req = destination.create_request(cfg_of(), IDENT, BUCKET, {})
     req["IcebergDestinationConfiguration"]["S3BackupMode"] = "FailedOnly"
     with pytest.raises(AssertionError):
         validate("firehose", "CreateDeliveryStream", req)
@@ -129,15 +131,15 @@ def test_a_wrong_name_fails_the_model_check() -> None:
 
 def test_partition_comes_from_the_caller_identity() -> None:
     other = Identity("123456789012", "arn:aws-eusc:sts::123456789012:assumed-role/a/b", "X")
-    req = d.create_request(cfg_of(), other, BUCKET, {})
+    req = destination.create_request(cfg_of(), other, BUCKET, {})
     text = json.dumps(req)
     assert "arn:aws:" not in text and "arn:aws-eusc:glue:" in text
 
 
 def test_update_request_is_valid_and_only_carries_what_drifted() -> None:
     cfg = cfg_of()
-    req = d.update_request(cfg, IDENT, BUCKET, "7", "destinationId-000000000001",
-                           ["buffering: 1 MB/15 s -> 1 MB/60 s", "processor: transform Lambda settings"])
+    req = destination.update_request(cfg, IDENT, BUCKET, "7", "destinationId-000000000001",
+                           [Drift("buffering", "1 MB/15 s", "1 MB/60 s"), Drift("processor")])
     validate("firehose", "UpdateDestination", req)
     assert set(req["IcebergDestinationUpdate"]) == {"BufferingHints", "ProcessingConfiguration"}
     assert req["CurrentDeliveryStreamVersionId"] == "7"
@@ -146,7 +148,7 @@ def test_update_request_is_valid_and_only_carries_what_drifted() -> None:
 def test_lambda_requests_are_valid_for_botocore_model() -> None:
     cfg = cfg_of(firehose={"lambda_reserved_concurrency": 5})
     ctx = _FakeCtx(cfg)
-    fn = d.TransformFunction(ctx)  # type: ignore[arg-type]
+    fn = function.TransformFunction(ctx)  # type: ignore[arg-type]
     args = {"FunctionName": fn.name, "Code": {"ZipFile": lambda_zip.package().data}, "Architectures": ["arm64"],
             "Tags": {"s3tstream:stack": "demo"}, "Publish": False, **fn.desired_config()}
     validate("lambda", "CreateFunction", args)
@@ -187,7 +189,7 @@ def client_error(code: str, message: str, op: str = "CreateDeliveryStream") -> C
     "Verify that the IAM role has access to the AWS Glue Data Catalog.",
 ])
 def test_firehose_iam_messages_are_retried(message: str) -> None:
-    assert d.is_firehose_iam_propagation(client_error("InvalidArgumentException", message))
+    assert common.is_firehose_iam_propagation(client_error("InvalidArgumentException", message))
 
 
 @pytest.mark.parametrize("code,message", [
@@ -196,21 +198,21 @@ def test_firehose_iam_messages_are_retried(message: str) -> None:
     ("LimitExceededException", "You have already consumed your firehose quota"),
 ])
 def test_other_firehose_errors_are_not_retried(code: str, message: str) -> None:
-    assert not d.is_firehose_iam_propagation(client_error(code, message))
+    assert not common.is_firehose_iam_propagation(client_error(code, message))
 
 
 def test_lambda_iam_message_is_retried_and_others_are_not() -> None:
-    assert d.is_lambda_iam_propagation(client_error(
+    assert common.is_lambda_iam_propagation(client_error(
         "InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.", "CreateFunction"))
-    assert not d.is_lambda_iam_propagation(client_error(
+    assert not common.is_lambda_iam_propagation(client_error(
         "InvalidParameterValueException", "Unzipped size must be smaller than 262144000 bytes", "CreateFunction"))
-    assert not d.is_lambda_iam_propagation(client_error(
+    assert not common.is_lambda_iam_propagation(client_error(
         "AccessDeniedException", "The role defined for the function cannot be assumed by Lambda.", "CreateFunction"))
 
 
 def test_retry_is_bounded_with_capped_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(d, "_sleep", slept.append)
+    monkeypatch.setattr(common, "_sleep", slept.append)
     ctx = _FakeCtx(cfg_of())
     calls = []
 
@@ -219,15 +221,15 @@ def test_retry_is_bounded_with_capped_backoff(monkeypatch: pytest.MonkeyPatch) -
         raise client_error("InvalidArgumentException", "Firehose is unable to assume role x")
 
     with pytest.raises(ClientError):
-        d.retry_iam(ctx, "creating", always, d.is_firehose_iam_propagation)  # type: ignore[arg-type]
-    assert len(calls) == d.IAM_RETRY_ATTEMPTS
+        common.retry_iam(ctx, "creating", always, common.is_firehose_iam_propagation)  # type: ignore[arg-type]
+    assert len(calls) == common.IAM_RETRY_ATTEMPTS
     assert slept == [5.0, 10.0, 20.0, 30.0, 30.0, 30.0, 30.0]  # 155 s: "a minute or two"
     assert len(ctx.messages) == len(slept)
 
 
 def test_retry_stops_at_first_success_and_at_other_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(d, "_sleep", slept.append)
+    monkeypatch.setattr(common, "_sleep", slept.append)
     ctx = _FakeCtx(cfg_of())
     n = {"i": 0}
 
@@ -237,14 +239,14 @@ def test_retry_stops_at_first_success_and_at_other_errors(monkeypatch: pytest.Mo
             raise client_error("InvalidArgumentException", "Access was denied")
         return "ok"
 
-    assert d.retry_iam(ctx, "x", twice, d.is_firehose_iam_propagation) == "ok"  # type: ignore[arg-type]
+    assert common.retry_iam(ctx, "x", twice, common.is_firehose_iam_propagation) == "ok"  # type: ignore[arg-type]
     assert n["i"] == 3 and slept == [5.0, 10.0]
 
     def other() -> None:
         raise client_error("InvalidArgumentException", "bad buffering")
 
     with pytest.raises(ClientError):
-        d.retry_iam(ctx, "x", other, d.is_firehose_iam_propagation)  # type: ignore[arg-type]
+        common.retry_iam(ctx, "x", other, common.is_firehose_iam_propagation)  # type: ignore[arg-type]
     assert slept == [5.0, 10.0]
 
 
@@ -258,25 +260,25 @@ def description_of(dest: dict[str, Any]) -> dict[str, Any]:
 
 def test_no_drift_when_describe_matches_and_format_differences_are_ignored() -> None:
     cfg = cfg_of(firehose={"processor_buffer_mb": 1.0})
-    want = d.destination(cfg, IDENT, BUCKET)
+    want = destination.destination(cfg, IDENT, BUCKET)
     have = description_of(want)
-    assert d.destination_drift(want, have) == []
+    assert destination.destination_drift(want, have) == []
     for p in have["ProcessingConfiguration"]["Processors"][0]["Parameters"]:
         if p["ParameterName"] == "LambdaArn":
             p["ParameterValue"] += ":$LATEST"
         if p["ParameterName"] == "BufferSizeInMBs":
             p["ParameterValue"] = "1.0"
-    assert d.destination_drift(want, have) == []
+    assert destination.destination_drift(want, have) == []
 
 
 def test_drift_names_what_changed() -> None:
-    old = d.destination(cfg_of(), IDENT, BUCKET)
+    old = destination.destination(cfg_of(), IDENT, BUCKET)
     new_cfg = cfg_of(firehose={"buffer_interval_seconds": 60, "processor_retries": 5, "error_prefix": "failed/"},
                      table={"mode": "changelog"})
-    drift = d.destination_drift(d.destination(new_cfg, IDENT, BUCKET), description_of(old))
-    labels = sorted(d.drift_label(x) for x in drift)
+    drift = destination.destination_drift(destination.destination(new_cfg, IDENT, BUCKET), description_of(old))
+    labels = sorted(x.field for x in drift)
     assert labels == ["append-only", "buffering", "error output", "processor", "tables"]
-    req = d.update_request(new_cfg, IDENT, BUCKET, "3", "destinationId-000000000001", drift)
+    req = destination.update_request(new_cfg, IDENT, BUCKET, "3", "destinationId-000000000001", drift)
     validate("firehose", "UpdateDestination", req)
     upd = req["IcebergDestinationUpdate"]
     assert set(upd) == {"AppendOnly", "BufferingHints", "S3Configuration", "ProcessingConfiguration",
@@ -290,7 +292,7 @@ def test_transform_settings_encode_and_add_undeclared_keys() -> None:
 
     cfg = build({"stack": {"name": "demo"}, "source": {"partition_key": {"name": "id", "type": "N"}},
                  "table": {"columns": [{"name": "title", "type": "string"}], "extra_column": "rest"}})
-    env = d.transform_environment(cfg)
+    env = function.transform_environment(cfg)
     s = load_settings(env)
     assert s.keys == ("id",) and s.extra_column == "rest"
     assert {c.name: (str(c.type), c.required, c.source) for c in s.columns} == {
@@ -303,9 +305,9 @@ def test_the_step_uses_policies_py_documents_and_a_tls_only_bucket_policy() -> N
 
     cfg = cfg_of()
     ctx = _FakeCtx(cfg)
-    specs = {(r.kind, r.name): r for r in d.resources(ctx)}  # type: ignore[arg-type]
-    delivery = specs[("iam-role-policy", f"s3tstream-demo-firehose/{policies.DELIVERY_POLICY_NAME}")]
-    assert delivery.document() == policies.firehose_delivery_policy(cfg, IDENT, BUCKET)  # type: ignore[attr-defined]
+    specs = {(r.kind, r.name): r for r in delivery.resources(ctx)}  # type: ignore[arg-type]
+    dpol = specs[("iam-role-policy", f"s3tstream-demo-firehose/{policies.DELIVERY_POLICY_NAME}")]
+    assert dpol.document() == policies.firehose_delivery_policy(cfg, IDENT, BUCKET)  # type: ignore[attr-defined]
     logs = specs[("iam-role-policy", f"s3tstream-demo-transform/{policies.TRANSFORM_POLICY_NAME}")]
     assert logs.document() == policies.transform_policy(cfg, IDENT)  # type: ignore[attr-defined]
     assert specs[("iam-role", "s3tstream-demo-transform")].trust() == policies.transform_trust(cfg, IDENT)  # type: ignore[attr-defined]
@@ -456,7 +458,7 @@ def test_iam_retries_are_bounded_and_then_reported(stack: Any, calls: Any) -> No
     finally:
         clear_faults(stack.endpoint_url)
     assert r.exit_code == 1, r.output
-    assert calls.counts()["firehose:CreateDeliveryStream"] == d.IAM_RETRY_ATTEMPTS, r.output
+    assert calls.counts()["firehose:CreateDeliveryStream"] == common.IAM_RETRY_ATTEMPTS, r.output
     assert "glue:GetTable" in r.output and "grant-lf" in r.output
     up(stack)  # converges once IAM/Lake Formation let it
     assert describe(stack)["DeliveryStreamStatus"] == "ACTIVE"

@@ -34,7 +34,7 @@ def load(stack: Any) -> Any:
 
 def test_step_creates_table_bucket_namespace_and_table_with_schema(stack: Any) -> None:
     stack.write(columns=BASE_COLUMNS, extra=(
-        'partition = ["day(created)", "bucket(8, pk)"]\nproperties = { "write.parquet.compression-codec" = "zstd" }\n'
+        'mode = "changelog"\npartition = ["day(created)", "bucket(8, pk)"]\nproperties = { "write.parquet.compression-codec" = "zstd" }\n'
         'kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234-abcd"\n'
         "[table.maintenance]\ntarget_file_size_mb = 128\nmax_snapshot_age_hours = 48\nunreferenced_days = 5\n"
     ))
@@ -44,7 +44,8 @@ def test_step_creates_table_bucket_namespace_and_table_with_schema(stack: Any) -
     # bucket: KMS encryption, stack tag, maintenance from the config
     assert s3t.get_table_bucket_encryption(tableBucketARN=arn)["encryptionConfiguration"] == {
         "sseAlgorithm": "aws:kms", "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234-abcd"}
-    assert s3t.list_tags_for_resource(resourceArn=arn)["tags"] == {"s3tstream:stack": stack.name}
+    assert s3t.list_tags_for_resource(resourceArn=arn)["tags"] == {"s3tstream:stack": stack.name,
+                                                                   "s3tstream:stack-id": stack.state()["stack_id"]}
     bm = s3t.get_table_bucket_maintenance_configuration(tableBucketARN=arn)["configuration"]
     assert bm["icebergUnreferencedFileRemoval"]["settings"]["icebergUnreferencedFileRemoval"] == {
         "unreferencedDays": 5, "nonCurrentDays": 10}
@@ -56,7 +57,7 @@ def test_step_creates_table_bucket_namespace_and_table_with_schema(stack: Any) -
     table = load(stack)
     want = schema.pyiceberg_schema(schema.effective_schema(cfg))
     assert table.schema() == want
-    assert table.schema().identifier_field_ids == [1]
+    assert table.schema().identifier_field_ids == want.identifier_field_ids and 1 in want.identifier_field_ids
     assert table.metadata.format_version == 2
     assert [(f.name, str(f.transform)) for f in table.spec().fields] == [("created_day", "day"), ("pk_bucket", "bucket[8]")]
     assert table.metadata.properties["write.parquet.compression-codec"] == "zstd"

@@ -153,17 +153,17 @@ def test_policies_and_grants_name_every_table():
 
 def test_firehose_destination_and_transform_settings_hold_every_table():
     from s3tstream.aws.client import Identity
-    from s3tstream.provision.steps import delivery
+    from s3tstream.provision.steps.delivery import destination, function
 
     ident = Identity(account="111122223333", arn="arn:aws:sts::111122223333:assumed-role/Admin/me", user_id="AID")
     cfg = build({"source": {"table": "Orders", "sort_key": {"name": "line", "type": "N"}}, "table": {"name": "orders"}},
                 entry("events", mode="changelog"))
-    dest = delivery.destination(cfg, ident, "err-bucket")
+    dest = destination.destination(cfg, ident, "err-bucket")
     assert [(t["DestinationTableName"], t.get("UniqueKeys")) for t in dest["DestinationTableConfigurationList"]] == [
         ("orders", ["pk", "line"]), ("events", None)]
     assert dest["AppendOnly"] is False
-    doc = delivery.transform_document(cfg)
+    doc = function.transform_document(cfg)
     assert {k: v["table"] for k, v in doc["routes"].items()} == {"Orders": "orders", "events": "events"}
     assert doc["routes"]["events"]["mode"] == "changelog"
     only_changelog = build(entry("events", mode="changelog"), entry("clicks", mode="changelog"))
-    assert delivery.destination(only_changelog, ident, "err-bucket")["AppendOnly"] is True
+    assert destination.destination(only_changelog, ident, "err-bucket")["AppendOnly"] is True

@@ -123,7 +123,7 @@ def test_payload_schema_fields_form_validates(monkeypatch: pytest.MonkeyPatch) -
 def test_partition_spec_in_payload_and_pyiceberg() -> None:
     cfg = cfg_of([{"name": "pk", "type": "string", "required": True}, {"name": "created", "type": "timestamptz"},
                   {"name": "region", "type": "string"}],
-                 partition=["day(created)", "bucket(16, pk)", "region", "truncate(4, region)"])
+                 partition=["day(created)", "bucket(16, pk)", "region", "truncate(4, region)"], mode="changelog")
     payload = schema.metadata_payload(cfg)
     validate_create_table(payload)
     assert payload["iceberg"]["partitionSpec"] == {"specId": 0, "fields": [
@@ -144,7 +144,7 @@ def test_partition_spec_in_payload_and_pyiceberg() -> None:
 ])
 def test_bad_partitions(part: str, msg: str) -> None:
     cfg = cfg_of([{"name": "pk", "type": "string", "required": True}, {"name": "d", "type": "date"},
-                  {"name": "f", "type": "double"}], partition=[part])
+                  {"name": "f", "type": "double"}], partition=[part], mode="changelog")
     with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):
         schema.metadata_payload(cfg)
 

@@ -79,6 +79,7 @@ def test_bad_state_files_are_refused_and_left_alone(tmp_path, content, words):
 def test_other_account_is_refused(tmp_path):
     s = store(tmp_path)
     s.set_account("111111111111")
+    s.save()  # a new stack's file is written with its first change
     s2 = store(tmp_path)
     s2.check_account("111111111111")
     with pytest.raises(StateError) as ei:

@@ -79,6 +79,9 @@ class StateDoc(BaseModel):
 
     version: int = STATE_VERSION
     stack: str
+    # made at the first `up`, tagged on every taggable resource (s3tstream:stack-id): tells this
+    # stack's resources from those of a stack with the same name in another folder
+    stack_id: str | None = None
     account: str | None = None
     region: str
     created_at: str = Field(default_factory=now)
@@ -248,7 +251,8 @@ class StateStore:
         with self._mutex:
             if self.doc.account != account:
                 self.doc.account = account
-                self.save()
+                if self.path.exists():  # a new stack's file is written with its first change, not before
+                    self.save()
 
     def get(self, kind: str, name: str) -> Resource | None:
         with self._mutex:

@@ -81,7 +81,7 @@ def test_up_test_insert_and_down_succeed_under_20_percent_faults(stack, sandbox,
     doc = stack.json("test-insert", "--count", "20", "--interval", "0.02", "--timeout", "60")
     assert doc["passed"] is True and doc["counts"] == {"inserts": 20, "updates": 5, "deletes": 5}
     t0 = time.monotonic()
-    stack.cli("down", "--yes", "--purge-errors")
+    stack.cli("down", "--yes", "--purge-errors", "--include-shared")  # the integration too, when this stack made it
     t_down = time.monotonic() - t0
     status = sandbox_client.stop_random_faults(sandbox.endpoint_url)
     # the faults really happened, to every kind of call, and none got through
@@ -133,7 +133,7 @@ def test_product_clients_use_standard_retries_with_the_configured_attempts(tmp_p
 
 
 def test_own_retry_loops_are_bounded(monkeypatch):
-    """delivery.retry_iam (IAM propagation) gives up after IAM_RETRY_ATTEMPTS with a bounded
+    """delivery.common.retry_iam (IAM propagation) gives up after IAM_RETRY_ATTEMPTS with a bounded
     total wait; wait_until gives up at its timeout."""
     from types import SimpleNamespace
 
@@ -141,7 +141,7 @@ def test_own_retry_loops_are_bounded(monkeypatch):
 
     from s3tstream.aws.client import wait_until
     from s3tstream.errors import WaitTimeout
-    from s3tstream.provision.steps import delivery
+    from s3tstream.provision.steps.delivery import common as delivery
 
     slept: list[float] = []
     monkeypatch.setattr(delivery, "_sleep", slept.append)

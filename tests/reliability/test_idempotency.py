@@ -34,7 +34,8 @@ def test_up_twice_plan_down_twice_up_again(stack, calls):
     assert "nothing to do" in stack.cli("plan").stdout
     assert calls.mutating() == []
 
-    stack.cli("down", "--yes")
+    # --include-shared: when this test's stack made the account's integration, it goes too
+    stack.cli("down", "--yes", "--include-shared")
     assert leftovers(stack) == {}
     calls.clear()
     doc = stack.json("down", "--yes")
@@ -53,7 +54,7 @@ def test_up_twice_plan_down_twice_up_again(stack, calls):
     results = next(b for b in buckets if "-ath-" in b)
     errors = next(b for b in buckets if "-err-" in b)
     stack.client("s3").put_object(Bucket=errors, Key="errors/failed.json", Body=b"{}")
-    doc = stack.json("down", "--yes")
+    doc = stack.json("down", "--yes", "--include-shared")
     assert [c["kind"] for c in doc["kept"] if c["action"] == "keep"] == ["error-bucket"], doc["kept"]
     assert any(c["kind"] == "s3-results-bucket" for c in doc["deleted"]), doc["deleted"]
     assert leftovers(stack) == {"s3": {errors: buckets[errors]}}

@@ -153,7 +153,7 @@ def test_destination_to_a_stream_still_creating_ends_enable_failed(slow, client,
 
 
 def test_firehose_refuses_a_new_role_then_is_creating_for_its_delay(slow, client, name, clock: Clock) -> None:
-    from s3tstream.provision.steps.delivery import is_firehose_iam_propagation
+    from s3tstream.provision.steps.delivery.common import is_firehose_iam_propagation
 
     iam, fh = slow("iam"), slow("firehose")
     role = iam.create_role(RoleName=name("role"), AssumeRolePolicyDocument=json.dumps({

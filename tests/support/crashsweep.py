@@ -21,6 +21,7 @@ s3tstream.aws.client.CALLS.
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -170,6 +171,8 @@ class CrashSweep:
         text = json.dumps(inv, sort_keys=True, default=str)
         # derived names use the stack name as is, or with "-" as "_" (namespace, table)
         text = text.replace(self.stack, "<stack>").replace(self.stack.replace("-", "_"), "<stack>")
+        # the stack id is made at each stack's first `up`: compared as present, not by value
+        text = re.sub(r'("s3tstream:stack-id": )"[0-9a-f]+"', r'\1"<stack-id>"', text)
         return json.loads(text)
 
     def state_problems(self, empty: bool = False) -> list[str]:
@@ -207,13 +210,29 @@ class CrashSweep:
             self.progress("warning: account-wide state differs from the baseline after the scrub")
 
     # ------------------------------------------------------------------ the sweep
+    def _without_integration(self) -> None:
+        """Start from an account without the S3 Tables integration, so that the runs make it (the
+        RegisterResource point): `down` keeps one it did not make (adopted, shared)."""
+        import boto3
+
+        kw = {"region_name": "us-east-1", "endpoint_url": self.endpoint_url}
+        glue, lf = boto3.client("glue", **kw), boto3.client("lakeformation", **kw)
+        try:
+            glue.delete_catalog(CatalogId="s3tablescatalog")
+        except glue.exceptions.EntityNotFoundException:
+            pass
+        for r in lf.list_resources().get("ResourceInfoList", []):
+            if r["ResourceArn"].startswith("arn:aws:s3tables:") and r["ResourceArn"].endswith(":bucket/*"):
+                lf.deregister_resource(ResourceArn=r["ResourceArn"])
+
     def run_reference(self) -> None:
         """A warm-up up + down first: the first `up` in an account also makes the caller a Lake
         Formation admin, which `down` leaves (on purpose), so later runs make one call fewer;
         the reference is a run in that steady state."""
         rep = self.report
+        self._without_integration()
         self.use(f"{self.base}-warm")
-        for args in (("up",), ("down", "--yes", "--purge-errors")):
+        for args in (("up",), ("down", "--yes", "--purge-errors", "--include-shared")):
             code, out, _ = self.cli(*args)
             if code != 0:
                 raise RuntimeError(f"warm-up {args[0]} failed ({code}):\n{out[-3000:]}")
@@ -223,7 +242,7 @@ class CrashSweep:
             raise RuntimeError(f"clean up failed ({code}):\n{err[-3000:]}")
         rep.up_calls = calls
         self.reference = self.inventory()
-        code, calls, err = self.killed(0, "down", "--yes", "--purge-errors")
+        code, calls, err = self.killed(0, "down", "--yes", "--purge-errors", "--include-shared")
         if code != 0:
             raise RuntimeError(f"clean down failed ({code}):\n{err[-3000:]}")
         rep.down_calls = calls
@@ -254,7 +273,7 @@ class CrashSweep:
                 code, out, made = self.cli("up")
                 if code != 0 or made:
                     p.fail(f"up after the resume exited {code} making {made}")
-        code, out, _ = self.cli("down", "--yes", "--purge-errors")
+        code, out, _ = self.cli("down", "--yes", "--purge-errors", "--include-shared")
         if code != 0:
             p.fail(f"down after the resume exited {code}:\n{out[-2500:]}")
         self.check_clean(p, "down after the resume")
@@ -272,13 +291,13 @@ class CrashSweep:
             p.fail(f"up before the killed down exited {code}:\n{out[-2500:]}")
             p.seconds = time.monotonic() - t0
             return p
-        code, calls, err = self.killed(k, "down", "--yes", "--purge-errors")
+        code, calls, err = self.killed(k, "down", "--yes", "--purge-errors", "--include-shared")
         p.op = calls[-1] if calls else ""
         if code != CRASH_EXIT:
             p.fail(f"the killed down exited {code}, not {CRASH_EXIT} (made {len(calls)} calls):\n{err[-1500:]}")
         for s in self.state_problems():
             p.fail(s)
-        code, out, _ = self.cli("down", "--yes", "--purge-errors")
+        code, out, _ = self.cli("down", "--yes", "--purge-errors", "--include-shared")
         if code != 0:
             p.fail(f"down run again exited {code}:\n{out[-2500:]}")
         self.check_clean(p, "down run again")

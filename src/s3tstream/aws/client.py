@@ -182,7 +182,15 @@ def error_message(e: ClientError) -> str:
     return e.response.get("Error", {}).get("Message", "") or str(e)
 
 
+# An optional setting of an existing resource that was never set (S3 answers these per setting).
+NOT_CONFIGURED = {
+    "NoSuchTagSet", "NoSuchTagSetError", "NoSuchBucketPolicy", "NoSuchLifecycleConfiguration",
+    "NoSuchPublicAccessBlockConfiguration", "ServerSideEncryptionConfigurationNotFoundError",
+}
+
+
 def is_not_found(e: BaseException) -> bool:
+    """The one test for "this resource does not exist" (every service's spelling)."""
     return isinstance(e, ClientError) and error_code(e) in NOT_FOUND
 
 
@@ -211,6 +219,11 @@ def endpoint_hint(endpoint_url: str | None) -> str:
 def unreachable(endpoint_url: str | None, reason: str) -> AwsError:
     where = f"the endpoint {endpoint_url} ([stack] endpoint_url)" if endpoint_url else "AWS"
     return AwsError(f"cannot reach {where}: {reason}", endpoint_hint(endpoint_url), code="endpoint")
+
+
+def is_not_configured(e: BaseException) -> bool:
+    """The resource exists but this optional setting (tags, policy, lifecycle, ...) was never set."""
+    return isinstance(e, ClientError) and error_code(e) in NOT_CONFIGURED
 
 
 def translate(e: ClientError | BotoCoreError | ResponseParserError, doing: str, endpoint_url: str | None = None) -> AwsError:

@@ -165,7 +165,7 @@ class Demo:
                 self.say(self.explore_hint(info["endpoint_url"]))
             else:
                 try:
-                    self.step("tear everything down", ["down", "--yes"], allow_fail=True)
+                    self.step("tear everything down", ["down", "--yes", "--include-shared"], allow_fail=True)
                 finally:
                     control.stop(self.home)
                     self.say("sandbox stopped")

@@ -6,6 +6,7 @@ AWS naming rules (aws-notes), so a bad name fails before any AWS call.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -15,6 +16,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from s3tstream.config import tables
+from s3tstream.config.rules import (
+    rule,
+    check_stack_name,
+    check_dynamodb_table,
+    check_attribute_name,
+    check_kinesis_stream,
+    check_table_bucket,
+    check_s3tables_name,
+    check_column_name,
+    check_firehose_name,
+    check_lambda_name,
+    check_s3_bucket,
+)
 from s3tstream.errors import ConfigError
 
 DEFAULT_CONFIG = "s3tstream.toml"
@@ -36,82 +50,17 @@ UNSUPPORTED_REGIONS = {
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 
 
-# ---------------------------------------------------------------- naming rules (aws-notes)
-def _rule(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
+@functools.lru_cache(maxsize=1)
+def known_regions() -> frozenset[str]:
+    """The Regions botocore knows (its partitions file). S3 Tables has no endpoints.json entry:
+    botocore resolves its endpoint from the Region's partition, so an unknown Region would only
+    fail at the first call (a DNS error on s3tables.<region>.amazonaws.com)."""
+    from botocore.loaders import Loader
+
+    data = Loader().load_data("partitions")
+    return frozenset(r for p in data["partitions"] for r in p["regions"] if not r.endswith("-global"))
 
 
-def check_stack_name(v: str) -> str:
-    # Short and plain so that every derived name fits every service's rules.
-    _rule(
-        bool(re.fullmatch(r"[a-z][a-z0-9-]{0,28}[a-z0-9]|[a-z]", v)),
-        "1-30 characters of a-z, 0-9 and '-', starting with a letter and ending with a letter or digit",
-    )
-    _rule("--" not in v, "must not contain '--'")
-    _rule(not v.startswith(("aws", "xn--", "sthree-")), "must not start with 'aws', 'xn--' or 'sthree-'")
-    return v
-
-
-def check_dynamodb_table(v: str) -> str:
-    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_.-]{3,255}", v)), "3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'")
-    return v
-
-
-def check_attribute_name(v: str) -> str:
-    _rule(0 < len(v.encode()) <= 255, "1-255 bytes")
-    return v
-
-
-def check_kinesis_stream(v: str) -> str:
-    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_.-]{1,128}", v)), "1-128 characters of a-z, A-Z, 0-9, '_', '-', '.'")
-    return v
-
-
-def check_table_bucket(v: str) -> str:
-    _rule(3 <= len(v) <= 63, "3-63 characters")
-    _rule(bool(re.fullmatch(r"[a-z0-9-]+", v)), "only a-z, 0-9 and '-'")
-    _rule(v[0].isalnum() and v[-1].isalnum(), "must start and end with a letter or digit")
-    for p in ("xn--", "sthree-", "amzn-s3-demo-", "aws"):
-        _rule(not v.startswith(p), f"must not start with the reserved prefix '{p}'")
-    for s in ("-s3alias", "--ol-s3", "--x-s3", "--table-s3"):
-        _rule(not v.endswith(s), f"must not end with the reserved suffix '{s}'")
-    return v
-
-
-def check_s3tables_name(v: str, what: str = "name") -> str:
-    _rule(1 <= len(v) <= 255, "1-255 characters")
-    _rule(bool(re.fullmatch(r"[a-z0-9_]+", v)), "only lowercase a-z, 0-9 and '_'")
-    _rule(v[0].isalnum() and v[-1].isalnum(), "must start and end with a letter or digit")
-    if what == "namespace":
-        _rule(not v.startswith("aws"), "a namespace must not start with 'aws'")
-    return v
-
-
-def check_column_name(v: str) -> str:
-    # Athena and Glue reject tables with uppercase column names (aws-notes).
-    _rule(bool(re.fullmatch(r"[a-z_][a-z0-9_]{0,254}", v)), "lowercase a-z, 0-9 and '_', not starting with a digit, at most 255")
-    return v
-
-
-def check_firehose_name(v: str) -> str:
-    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_.-]{1,64}", v)), "1-64 characters of a-z, A-Z, 0-9, '_', '-', '.'")
-    return v
-
-
-def check_lambda_name(v: str) -> str:
-    _rule(bool(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", v)), "1-64 characters of a-z, A-Z, 0-9, '_', '-'")
-    return v
-
-
-def check_s3_bucket(v: str) -> str:
-    _rule(3 <= len(v) <= 63, "3-63 characters")
-    _rule(bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", v)), "a-z, 0-9, '.', '-', starting and ending with a letter or digit")
-    _rule(".." not in v and not re.fullmatch(r"\d+\.\d+\.\d+\.\d+", v), "no '..' and not an IP address")
-    return v
-
-
-# ---------------------------------------------------------------- sections
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -137,17 +86,18 @@ class StackConfig(_Section):
     def _state(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(v.startswith("s3://"), "empty (a local file) or s3://bucket/prefix/")
+        rule(v.startswith("s3://"), "empty (a local file) or s3://bucket/prefix/")
         bucket, _, key = v[5:].partition("/")
         check_s3_bucket(bucket)
-        _rule(len(key) <= 512 and not key.startswith("/") and "//" not in key,
+        rule(len(key) <= 512 and not key.startswith("/") and "//" not in key,
               "the key prefix after the bucket is at most 512 characters, without '//'")
         return f"s3://{bucket}/{key}" if not key or key.endswith("/") else f"s3://{bucket}/{key}/"
 
     @field_validator("region")
     @classmethod
     def _region(cls, v: str) -> str:
-        _rule(bool(REGION_RE.match(v)), "not an AWS Region code (like us-east-1)")
+        rule(bool(REGION_RE.match(v)), "not an AWS Region code (like us-east-1)")
+        rule(v in known_regions(), f"{v} is not a Region botocore knows; check the spelling (like us-east-1)")
         if v in UNSUPPORTED_REGIONS:
             raise ValueError(
                 f"{UNSUPPORTED_REGIONS[v]} has no Firehose Iceberg destination or S3 Tables; pick another Region"
@@ -159,17 +109,17 @@ class StackConfig(_Section):
     def _endpoint(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(bool(re.match(r"^https?://[^/\s]+/?$", v)), "must look like http://127.0.0.1:4566")
+        rule(bool(re.match(r"^https?://[^/\s]+/?$", v)), "must look like http://127.0.0.1:4566")
         return v.rstrip("/")
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, v: dict[str, str]) -> dict[str, str]:
         for k, val in v.items():
-            _rule(1 <= len(k) <= 128 and len(val) <= 256, f"tag {k!r}: keys 1-128, values up to 256 characters")
-            _rule(not k.lower().startswith("aws:"), f"tag {k!r}: the 'aws:' prefix is reserved")
-            _rule(not k.startswith("s3tstream:"), f"tag {k!r}: the 's3tstream:' prefix is the tool's own")
-        _rule(len(v) <= 40, "at most 40 tags (the tool adds its own)")
+            rule(1 <= len(k) <= 128 and len(val) <= 256, f"tag {k!r}: keys 1-128, values up to 256 characters")
+            rule(not k.lower().startswith("aws:"), f"tag {k!r}: the 'aws:' prefix is reserved")
+            rule(not k.startswith("s3tstream:"), f"tag {k!r}: the 's3tstream:' prefix is the tool's own")
+        rule(len(v) <= 40, "at most 40 tags (the tool adds its own)")
         return v
 
 
@@ -271,7 +221,7 @@ class TableConfig(_Section):
     extra_column: str | None = None
     ttl_deletes: Literal["delete", "keep"] = "delete"
     kms_key_arn: str | None = None
-    # Iceberg partition fields like "day(created_at)", "bucket(16, pk)", "region".
+    # Iceberg partition fields like "bucket(16, pk)" (upsert: key columns only), "day(created_at)" (changelog).
     partition: list[str] = Field(default_factory=list)
     properties: dict[str, str] = Field(default_factory=dict)
     maintenance: Maintenance = Maintenance()
@@ -301,7 +251,7 @@ class TableConfig(_Section):
     def _kms(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(bool(re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+", v)), "must be a KMS key ARN")
+        rule(bool(re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+", v)), "must be a KMS key ARN")
         return v
 
     @model_validator(mode="after")
@@ -358,7 +308,7 @@ class FirehoseConfig(_Section):
     @field_validator("error_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        _rule(bool(v) and not v.startswith("/") and len(v) <= 1024, "a non-empty S3 key prefix not starting with '/'")
+        rule(bool(v) and not v.startswith("/") and len(v) <= 1024, "a non-empty S3 key prefix not starting with '/'")
         return v
 
 
@@ -381,7 +331,7 @@ class LakeFormationConfig(_Section):
     @classmethod
     def _readers(cls, v: list[str]) -> list[str]:
         for r in v:
-            _rule(bool(re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", r)), f"{r!r} is not an IAM role or user ARN")
+            rule(bool(re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", r)), f"{r!r} is not an IAM role or user ARN")
         return v
 
 
@@ -396,7 +346,7 @@ class AthenaConfig(_Section):
     def _out(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(v.startswith("s3://") and len(v) > 5, "must be an s3:// URI")
+        rule(v.startswith("s3://") and len(v) > 5, "must be an s3:// URI")
         return v if v.endswith("/") else v + "/"
 
 
@@ -424,9 +374,9 @@ class BackfillConfig(_Section):
         if v.startswith("s3://"):
             bucket, _, key = v[5:].partition("/")
             check_s3_bucket(bucket)
-            _rule(len(key) <= 512, "the key prefix is at most 512 characters")
+            rule(len(key) <= 512, "the key prefix is at most 512 characters")
             return f"s3://{bucket}/{key}" if not key or key.endswith("/") else f"s3://{bucket}/{key}/"
-        _rule(bool(v) and not v.startswith("/") and len(v) <= 512 and "//" not in v,
+        rule(bool(v) and not v.startswith("/") and len(v) <= 512 and "//" not in v,
               "a key prefix (not starting with '/', at most 512 characters) or s3://bucket/prefix/")
         return v if v.endswith("/") else v + "/"
 
@@ -456,7 +406,7 @@ class AlarmsConfig(_Section):
     def _email(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(bool(re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v)), "not an email address (name@example.com)")
+        rule(bool(re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v)), "not an email address (name@example.com)")
         return v
 
     @field_validator("sns_topic_arn")
@@ -464,9 +414,9 @@ class AlarmsConfig(_Section):
     def _topic(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        _rule(bool(re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?", v)),
+        rule(bool(re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?", v)),
               "must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
-        _rule(not v.endswith(".fifo"), "CloudWatch alarms notify standard topics only, not FIFO topics")
+        rule(not v.endswith(".fifo"), "CloudWatch alarms notify standard topics only, not FIFO topics")
         return v
 
     @model_validator(mode="after")
@@ -516,7 +466,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _cross(self) -> "Config":
-        tables.check(self)
+        tables.check(self)  # key columns, upsert rules, [[tables]] uniqueness (each error names its entry)
         tables.unify(self)
         return self
 
@@ -527,12 +477,7 @@ class Config(_Section):
 
     def key_columns(self) -> list[tuple[KeyAttribute, str]]:
         """(DynamoDB key attribute, lake column name) pairs, partition key first."""
-        attrs = [self.source.partition_key] + ([self.source.sort_key] if self.source.sort_key else [])
-        out = []
-        for a in attrs:
-            col = next((c.name for c in self.table.columns if c.attribute == a.name), None)
-            out.append((a, col or a.name.lower()))
-        return out
+        return tables.key_columns(self.source, self.table)
 
     # ------------------------------------------------------------ tables (config/tables.py)
     def scopes(self) -> list["Config"]:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 SHARED_TABLE_KEYS = ("bucket", "namespace", "kms_key_arn")
 # `table.maintenance` keys that configure the bucket (unreferenced file removal), not the table.
 SHARED_MAINTENANCE_KEYS = ("unreferenced_file_removal", "unreferenced_days", "noncurrent_days")
+# The column a `table.partition` entry reads: "col", "day(col)", "bucket(16, col)".
+PARTITION_SOURCE_RE = re.compile(r"^\s*(?:[a-z]+\s*\(\s*(?:\d+\s*,\s*)?)?([a-z_][a-z0-9_]*)\s*\)?\s*$")
 
 
 class Entry(NamedTuple):
@@ -56,6 +58,60 @@ def default_lake_table(source_table: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", source_table.lower()).strip("_") or "items"
 
 
+def key_columns(source: "SourceConfig", table: "TableConfig") -> list[tuple[Any, str]]:
+    """(DynamoDB key attribute, lake column name) pairs, partition key first."""
+    attrs = [source.partition_key] + ([source.sort_key] if source.sort_key else [])
+    return [(a, next((c.name for c in table.columns if c.attribute == a.name), None) or a.name.lower()) for a in attrs]
+
+
+def entry_problems(source: "SourceConfig", table: "TableConfig", at: str) -> list[tuple[str, str]]:
+    """The rules between one table's source and table keys; `at` prefixes each path ("" or "tables[i].")."""
+    out = key_problems(source, table, f"{at}table.columns")
+    if table.mode == "upsert":
+        out += upsert_problems(table, [c for _, c in key_columns(source, table)], at)
+    return out
+
+
+def upsert_problems(table: "TableConfig", keys: list[str], at: str) -> list[tuple[str, str]]:
+    out = []
+    # A row is found by its key for update/delete: a partition source that changes would leave
+    # the old row in its old partition (a stale row), so only key columns may be partitioned by.
+    for i, text in enumerate(table.partition):
+        m = PARTITION_SOURCE_RE.match(text)
+        if m and m.group(1) not in keys:
+            out.append((f"{at}table.partition[{i}]", (
+                f"{text!r} partitions by {m.group(1)!r}, which is not a key column; in upsert mode only key columns "
+                f"({', '.join(keys)}) may be partition sources (an update would leave the old row in its old "
+                "partition): partition by a key, or use table.mode = \"changelog\"")))
+    # Firehose rejects UniqueKeys whose names also appear inside a struct (Iceberg.InvalidUniqueKeys)
+    from s3tstream.transform.types import parse_type
+
+    for c in table.columns:
+        clash = sorted(set(keys) & _nested_field_names(parse_type(c.type)))
+        if clash:
+            out.append((f"{at}table.columns", (
+                f"{c.name!r} has a nested field named {clash[0]!r}, like the key column; Firehose rejects unique keys "
+                "whose names repeat inside a struct (Iceberg.InvalidUniqueKeys): rename the key column (table.columns "
+                "source = ...) or the nested field")))
+    return out
+
+
+def _nested_field_names(t: object) -> set[str]:
+    """Names of the struct fields at any depth inside a column type."""
+    from s3tstream.transform import types as T
+
+    if isinstance(t, T.StructType):
+        out: set[str] = set()
+        for f in t.fields:
+            out |= {f.name} | _nested_field_names(f.type)
+        return out
+    if isinstance(t, T.ListType):
+        return _nested_field_names(t.element)
+    if isinstance(t, T.MapType):
+        return _nested_field_names(t.key) | _nested_field_names(t.value)
+    return set()
+
+
 def key_problems(source: "SourceConfig", table: "TableConfig", path: str) -> list[tuple[str, str]]:
     """A declared key column must have the key attribute's type and be required."""
     out = []
@@ -77,7 +133,7 @@ def key_problems(source: "SourceConfig", table: "TableConfig", path: str) -> lis
 def check(cfg: "Config") -> None:
     """Every cross-key rule of the table entries; raises FieldProblems naming each key."""
     if not cfg.tables:
-        problems = key_problems(cfg.source, cfg.table, "table.columns")
+        problems = entry_problems(cfg.source, cfg.table, "")
         if problems:
             raise FieldProblems(problems)
         return
@@ -91,7 +147,7 @@ def check(cfg: "Config") -> None:
             problems.append((f"{at}.source.table", "required key is missing: each [[tables]] entry names its "
                                                    "DynamoDB table"))
             continue
-        problems += key_problems(e.source, e.table, f"{at}.table.columns")
+        problems += entry_problems(e.source, e.table, f"{at}.")
         if e.source.table in sources:
             problems.append((f"{at}.source.table", f"{e.source.table!r} is also tables[{sources[e.source.table]}]'s "
                                                    "source table; each DynamoDB table streams into one lake table"))

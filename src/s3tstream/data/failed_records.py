@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from s3tstream.aws.client import error_code, error_message, translate
+from s3tstream.aws.client import error_code, error_message, is_not_found, translate
+from s3tstream.errors import AwsError
 
 if TYPE_CHECKING:
     from s3tstream.aws.client import Aws
@@ -235,7 +236,7 @@ def list_objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             out += [o for o in page.get("Contents", []) if not o["Key"].endswith("/")]
     except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404"):
+        if is_not_found(e):
             from s3tstream.errors import UsageError
 
             raise UsageError(f"the error bucket {bucket} does not exist",

@@ -120,8 +120,8 @@ class ItemSchema:
 
 
 def transform_settings(cfg: "Config") -> "Settings":
-    """The transform's Settings exactly as create-firehose deploys them (steps/delivery.py)."""
-    from s3tstream.provision.steps.delivery import transform_settings as doc
+    """The transform's Settings exactly as create-firehose deploys them (steps/delivery/function.py)."""
+    from s3tstream.provision.steps.delivery.function import transform_settings as doc
     from s3tstream.transform import Settings
 
     return Settings.from_dict(doc(cfg))
@@ -495,7 +495,7 @@ def batch_write(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from s3tstream.aws.client import error_code, translate
+    from s3tstream.aws.client import is_not_found, translate
 
     def req_key(r: dict[str, Any]) -> tuple:
         return key_of(r["PutRequest"]["Item"] if "PutRequest" in r else r["DeleteRequest"]["Key"])
@@ -521,7 +521,7 @@ def batch_write(
         try:
             resp = client.batch_write_item(RequestItems={table: [_boto_request(r) for r in pending]})
         except ClientError as e:
-            if error_code(e) == "ResourceNotFoundException":
+            if is_not_found(e):
                 raise UsageError(f"the source table {table} does not exist ({written} of {len(requests)} written)",
                                  "run `s3tstream up` (or `s3tstream step create-source`) first") from None
             raise translate(e, f"writing items to {table} ({written} of {len(requests)} written before)") from None

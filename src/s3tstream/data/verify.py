@@ -1,7 +1,7 @@
 """verify: compare the DynamoDB source table with the lake table; --repair through the stream.
 
 The source side goes through ``transform.map_item`` with the Settings create-firehose deploys
-(``steps.delivery.transform_settings``), so "the row the pipeline should have written" is
+(``steps.delivery.function.transform_settings``), so "the row the pipeline should have written" is
 computed by the pipeline's own mapping. Both sides are then canonicalised per Iceberg column
 type (:func:`canon`: timestamps as epoch microseconds, dates as ISO dates, decimals at the
 column's scale, floats rounded to single precision, binary as base64, nested values from the

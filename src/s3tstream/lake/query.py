@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from s3tstream.aws.client import error_code, translate
+from s3tstream.aws.client import error_code, is_not_configured, is_not_found, translate
 from s3tstream.errors import AwsError, Interrupted, UsageError, WaitTimeout
 
 if TYPE_CHECKING:
@@ -523,7 +523,7 @@ def ensure_results_bucket(cfg: "Config", aws: "Aws", bucket: str, progress: Prog
         try:
             tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])}
         except ClientError as e:
-            if error_code(e) not in ("NoSuchTagSet", "NoSuchTagSetError"):
+            if not is_not_configured(e):
                 raise translate(e, f"reading the tags of the Athena results bucket {bucket}") from None
             tags = {}
         if tags.get("s3tstream:stack") == cfg.names.stack:
@@ -534,7 +534,7 @@ def ensure_results_bucket(cfg: "Config", aws: "Aws", bucket: str, progress: Prog
         if code in ("403", "AccessDenied", "Forbidden"):
             raise AwsError(f"the Athena results bucket {bucket} exists but is not readable by these credentials",
                            "set athena.output_location to an s3:// location you own") from None
-        if code not in ("404", "NoSuchBucket", "NotFound"):
+        if not is_not_found(e):
             raise translate(e, f"checking the Athena results bucket {bucket}") from None
         created = True
     progress(f"creating the Athena results bucket {bucket}")
@@ -597,7 +597,7 @@ def remove_results_bucket(cfg: "Config", aws: "Aws", progress: Progress = lambda
     try:
         tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])}
     except ClientError as e:
-        if error_code(e) in ("NoSuchBucket", "404", "NoSuchTagSet"):
+        if is_not_found(e) or is_not_configured(e):
             return False
         raise translate(e, f"reading the tags of the Athena results bucket {bucket}") from None
     if tags.get("s3tstream:stack") != cfg.names.stack:

@@ -262,7 +262,7 @@ def present_permissions(aws: "Aws", grant: "LfGrant") -> set[str]:
         try:
             page = lf.list_permissions(**kwargs)
         except ClientError as e:
-            if is_not_found(e) or error_code(e) == "EntityNotFoundException":
+            if is_not_found(e):
                 return out
             raise
         for p in page.get("PrincipalResourcePermissions", []):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from s3tstream.aws.client import ACCESS, Aws, error_code, translate
+from s3tstream.aws import policies
+from s3tstream.aws.client import ACCESS, Aws, error_code, is_not_found, translate
 from s3tstream.config.model import UNSUPPORTED_REGIONS, Config
 from s3tstream.errors import S3tError, UsageError
 from s3tstream.provision.check import Check
 
-# Default quotas (Service Quotas): 10 table buckets per Region (UNCONFIRMED: the S3 Tables
-# quotas page lists 10), 50 on-demand streams per account (aws-notes).
+# Default quotas: 10 table buckets per Region (raised through AWS Support), 50 on-demand
+# streams per account (aws-notes).
 TABLE_BUCKET_QUOTA = 10
 ON_DEMAND_STREAM_QUOTA = 50
 
@@ -51,7 +53,9 @@ def _table_bucket_quota(cfg: Config, aws: Aws) -> Check:
         return Check("table bucket quota", True, f"{len(names)} of {TABLE_BUCKET_QUOTA} table buckets in use")
     return Check(
         "table bucket quota", False, f"{len(names)} of {TABLE_BUCKET_QUOTA} table buckets in use; up would create one more",
-        "delete an unused table bucket or ask for a quota increase (Service Quotas, Amazon S3 Tables)",
+        # aws-notes: table bucket quota increases go through AWS Support, not Service Quotas
+        "delete an unused table bucket, or ask AWS Support (a Support case, service limit increase for "
+        "Amazon S3 Tables) to raise the quota",
     )
 
 
@@ -71,13 +75,37 @@ def _stream_quota(cfg: Config, aws: Aws) -> Check:
     )
 
 
+def _table_kms_key(cfg: Config, aws: Aws) -> Check:
+    """An SSE-KMS table bucket: the key policy must let S3 Tables maintenance use the key, or
+    table creation fails (aws-notes, S3 guide "Permission requirements for S3 Tables SSE-KMS")."""
+    key = cfg.table.kms_key_arn
+    if not key:
+        return Check("table KMS key", True, "table bucket uses SSE-S3 (AES256)", skipped=True)
+    try:
+        doc = json.loads(aws.client("kms").get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    except ClientError as e:
+        if is_not_found(e):
+            return Check("table KMS key", False, f"no KMS key {key}", "fix table.kms_key_arn (a key in this account and Region)")
+        raise
+    if policies.key_policy_allows_maintenance(doc):
+        return Check("table KMS key", True, f"{key}: its key policy lets {policies.S3TABLES_MAINTENANCE} use it")
+    return Check(
+        "table KMS key", False,
+        f"the key policy of {key} does not allow {policies.S3TABLES_MAINTENANCE} "
+        f"{' and '.join(policies.MAINTENANCE_KMS_ACTIONS)}, so S3 Tables cannot create or maintain the table",
+        "add this statement to the key policy (aws kms put-key-policy): "
+        + json.dumps(policies.maintenance_key_statement(), separators=(",", ":")),
+    )
+
+
 def _lf_admin(cfg: Config, aws: Aws) -> Check:
     from s3tstream.provision.lakeformation import admin_check
 
     return admin_check(cfg, aws)
 
 
-CHECKS: list[Callable[[Config, Aws], Check]] = [_credentials, _region, _table_bucket_quota, _stream_quota, _lf_admin]
+CHECKS: list[Callable[[Config, Aws], Check]] = [_credentials, _region, _table_bucket_quota, _stream_quota,
+                                                _table_kms_key, _lf_admin]
 
 
 def run_checks(cfg: Config, aws: Aws) -> list[Check]:

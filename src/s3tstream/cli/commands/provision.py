@@ -22,11 +22,13 @@ SUMMARY = (("create", "created", "to create"), ("update", "updated", "to update"
 
 
 def _render_changes(out: Output, title: str, changes: list, *, verbose: bool = True) -> None:
-    shown = [c for c in changes if verbose or c.action != "none"]
-    if not shown:
-        return
-    rows = [[c.step, c.kind, c.name, out.styled(c.action, ACTION_STYLE.get(c.action, "")), c.detail] for c in shown]
-    out.table(title, ["step", "kind", "name", "action", "detail"], rows)
+    """The stack's own resources, then (apart) the account-wide ones it shares with other stacks;
+    rows of "none" only when verbose."""
+    for part, head in ((False, title), (True, f"{title} (shared by the account)")):
+        rows = [[c.step, c.kind, c.name, out.styled(c.action, ACTION_STYLE.get(c.action, "")), c.detail]
+                for c in changes if c.shared == part and (verbose or c.action != "none")]
+        if rows:
+            out.table(head, ["step", "kind", "name", "action", "detail"], rows)
 
 
 def summary(changes: list, *, planned: bool) -> str:
@@ -115,10 +117,11 @@ def plan(
     out = Output(output)
     stack = open_stack(config, out, "plan", lock=False)
     changes = engine.plan(stack.ctx(prune=prune))
+    foreign = engine.foreign_error([c for c in changes if c.foreign])  # another stack's resource: exit 2
     conflicts = [c for c in changes if c.action == "conflict"]
     pending = [c for c in changes if c.action not in ("none", "conflict")]
-    err = None
-    if conflicts:
+    err = foreign
+    if err is None and conflicts:
         err = PlanError(f"{len(conflicts)} resource(s) conflict with the config (`up` would refuse them):\n"
                         + "\n".join(f"  {c.kind} {c.name}: {c.detail}" for c in conflicts),
                         "each line says what to change; then run `s3tstream plan` again", code="conflict")
@@ -199,7 +202,7 @@ def status(config: ConfigOpt = None, output: OutputOpt = Format.text) -> None:
         else:
             obs = engine._aws_call(f"observing {rec.kind} {rec.name}", spec.observe)
             live = "missing" if not obs.exists else ("drifted" if obs.drift or obs.conflict else "present")
-            detail = obs.conflict or "; ".join(obs.drift)
+            detail = obs.conflict or obs.drift_text()
             table = spec.table or ""
         rows.append({"table": table, "step": rec.step, "kind": rec.kind, "name": rec.name, "ownership": rec.ownership,
                      "recorded": rec.status, "live": live, "id": rec.id, "detail": detail})
@@ -232,6 +235,7 @@ def down(
     keep_data: Annotated[bool, typer.Option("--keep-data", help="Keep the DynamoDB table and the S3 table bucket, namespace and table.")] = False,
     step_name: Annotated[str | None, typer.Option("--step", help="Remove one step's resources and those of the steps built on it.")] = None,
     purge_errors: Annotated[bool, typer.Option("--purge-errors", help="Also delete a non-empty Firehose error bucket.")] = False,
+    include_shared: Annotated[bool, typer.Option("--include-shared", help="Also remove the account-wide resources this stack made (the S3 Tables integration), when no other table bucket uses them.")] = False,
 ) -> None:
     """Remove, in reverse order, everything the stack created, and nothing else."""
     from s3tstream.provision import engine
@@ -244,7 +248,7 @@ def down(
     try:
         ctx = stack.ctx(purge_errors=purge_errors)
         engine.load_all_kinds()
-        todo = engine.destroy(ctx, step=step_name, keep_data=keep_data, dry_run=True)
+        todo = engine.destroy(ctx, step=step_name, keep_data=keep_data, dry_run=True, include_shared=include_shared)
         if step_name is None:
             # what an interrupted export backfill or `verify --export` left: unrecorded resources,
             # named for the stack (also on a stack already down)
@@ -273,7 +277,7 @@ def down(
                 raise UsageError("down needs confirmation", "pass --yes to delete without asking")
             if not typer.confirm("Delete the resources marked delete?", default=False, err=True):
                 raise UsageError("cancelled; nothing was deleted")
-        done = engine.destroy(ctx, step=step_name, keep_data=keep_data)
+        done = engine.destroy(ctx, step=step_name, keep_data=keep_data, include_shared=include_shared)
         if step_name is None:
             from s3tstream.data.backfill import remove_leftovers
 

@@ -49,13 +49,13 @@ def init(
         f"{SANDBOX_DEFAULT_URL}) and both [lakeformation] opt-ins.")] = False,
 ) -> None:
     """Write a starter config (never overwrites an existing file)."""
-    from s3tstream.config import model as cfgmod
+    from s3tstream.config import model as cfgmod, rules
     from s3tstream.errors import ConfigError, UsageError
 
     out = Output(output)
     path = cfgmod.resolve_path(config)
     try:
-        cfgmod.check_stack_name(stack)
+        rules.check_stack_name(stack)
     except ValueError as e:
         raise ConfigError([("--stack", str(e))]) from None
     if path.exists():

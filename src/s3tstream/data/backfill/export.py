@@ -279,7 +279,7 @@ class ExportBackfill:
                     s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
                     n += len(keys)
         except ClientError as e:
-            if error_code(e) not in ("NoSuchBucket",):
+            if not is_not_found(e):
                 raise translate(e, f"removing the export files under s3://{bucket}/{prefix}/") from None
         return n
 

@@ -35,10 +35,7 @@ from botocore.exceptions import ClientError
 from s3tstream.provision import lakeformation as lfm
 from s3tstream.aws import policies
 from s3tstream.aws.client import error_code, error_message, is_not_found, wait_until
-from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
-
-STACK_TAG = "s3tstream:stack"
-
+from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec, tag_map
 
 def canon(doc: Any) -> str:
     """Canonical JSON of a policy document (IAM may hand back one-element lists as scalars)."""
@@ -84,18 +81,27 @@ def ensure_role(ctx: Ctx, name: str, trust: dict[str, Any], policies_: dict[str,
     return str(arn)
 
 
-def delete_role(ctx: Ctx, name: str) -> str | None:
-    """Inline policies (ours and create-firehose's), attached policies, then the role; only when
-    its live tags still say it is this stack's (else: why it was kept, for `down` to report)."""
-    iam = ctx.aws.client("iam")
+def role_tags(ctx: Ctx, name: str) -> dict[str, str] | None:
+    """A role's live tags (None: no such role)."""
     try:
-        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name).get("Tags", [])}
+        return tag_map(ctx.aws.client("iam").list_role_tags(RoleName=name).get("Tags", []))
     except ClientError as e:
         if is_not_found(e):
             return None
         raise
-    if tags.get(STACK_TAG) != ctx.names.stack:
-        return f"kept IAM role {name}: it is not tagged {STACK_TAG}={ctx.names.stack} any more"
+
+
+def delete_role(ctx: Ctx, name: str) -> str | None:
+    """Inline policies (ours and create-firehose's), attached policies, then the role; only when
+    its live tags still say it is this stack's (else: why it was kept, for `down` to report). The
+    engine checks recorded roles before (engine.not_ours); this also covers the integration's
+    role, which is recorded under the catalog."""
+    iam = ctx.aws.client("iam")
+    tags = role_tags(ctx, name)
+    if tags is None:
+        return None  # gone
+    if not ctx.owns(tags):
+        return f"kept IAM role {name}: its live tags do not name this stack"
     try:
         for pname in iam.list_role_policies(RoleName=name).get("PolicyNames", []):
             try:
@@ -124,6 +130,9 @@ def integration(ctx: Ctx) -> lfm.Integration:
 class AnalyticsIntegration(ResourceSpec):
     kind = "s3tables-analytics-integration"
     adoptable = True  # the usual case: the account already has it; never deleted then
+    # Every table bucket of the account (in the Region) is reached through it: `down` keeps it
+    # unless --include-shared, and then only when no other table bucket is left.
+    shared = True
 
     @property
     def name(self) -> str:
@@ -223,6 +232,16 @@ class AnalyticsIntegration(ResourceSpec):
         return {"id": self.name, "catalog": self.name, "mode": lfm.MODE_IAM, "catalog_created": made}
 
     @classmethod
+    def in_use(cls, ctx: Ctx, record: Any) -> str | None:
+        ours = {r.id for r in ctx.state.doc.resources if r.kind == "s3tables-table-bucket" and r.ownership == "owned"}
+        others = [b["name"] for page in ctx.aws.client("s3tables").get_paginator("list_table_buckets").paginate()
+                  for b in page.get("tableBuckets", []) if b["arn"] not in ours]
+        if others:
+            more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+            return f"still used by table bucket(s) {', '.join(others[:3])}{more}"
+        return None
+
+    @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> str | None:
         out = record.outputs
         if out.get("catalog_created", True):
@@ -246,6 +265,8 @@ class AnalyticsIntegration(ResourceSpec):
 class DataLakeAdmin(ResourceSpec):
     kind = "lf-data-lake-admin"
     adoptable = True  # an admin before the stack stays an admin after `down`
+    shared = True  # other stacks of the account revoke their grants through it
+    never_removed = True
 
     _principal: str | None = None
 
@@ -286,6 +307,7 @@ class DataLakeAdmin(ResourceSpec):
 # ------------------------------------------------------------------ 3. Firehose role
 class FirehoseRole(ResourceSpec):
     kind = "firehose-role"
+    taggable = True
 
     @property
     def name(self) -> str:
@@ -310,17 +332,17 @@ class FirehoseRole(ResourceSpec):
             raise
         obs = Observed(exists=True, id=role["Arn"], outputs={"arn": role["Arn"], "name": self.name})
         tags = iam.list_role_tags(RoleName=self.name).get("Tags", [])
-        obs.owned = any(t["Key"] == STACK_TAG and t["Value"] == self.ctx.names.stack for t in tags)
+        self.ctx.judge(obs, tags)
         if canon(role.get("AssumeRolePolicyDocument", {})) != canon(self._trust()):
-            obs.drift.append("trust policy")
+            obs.drift.append(Drift("trust policy", fmt="{field}"))
         try:
             doc = iam.get_role_policy(RoleName=self.name, PolicyName=policies.LAKE_POLICY_NAME)["PolicyDocument"]
             if canon(doc) != canon(self._lake()):
-                obs.drift.append(f"inline policy {policies.LAKE_POLICY_NAME}")
+                obs.drift.append(Drift("inline policy", fmt=f"inline policy {policies.LAKE_POLICY_NAME}"))
         except ClientError as e:
             if not is_not_found(e):
                 raise
-            obs.drift.append(f"inline policy {policies.LAKE_POLICY_NAME} missing")
+            obs.drift.append(Drift("inline policy", fmt=f"inline policy {policies.LAKE_POLICY_NAME} missing"))
         return obs
 
     def create(self) -> dict[str, Any]:
@@ -330,11 +352,19 @@ class FirehoseRole(ResourceSpec):
 
     def update(self, observed: Observed) -> dict[str, Any]:
         iam = self._iam()
-        if "trust policy" in observed.drift:
+        if observed.drifted("trust policy"):
             iam.update_assume_role_policy(RoleName=self.name, PolicyDocument=json.dumps(self._trust()))
-        if any(d.startswith("inline policy") for d in observed.drift):
+        if observed.drifted("inline policy"):
             iam.put_role_policy(RoleName=self.name, PolicyName=policies.LAKE_POLICY_NAME, PolicyDocument=json.dumps(self._lake()))
         return {}
+
+    @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        ctx.aws.client("iam").tag_role(RoleName=record.name, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    @classmethod
+    def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
+        return role_tags(ctx, record.name)
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> str | None:
@@ -392,7 +422,7 @@ class LfGrantResource(ResourceSpec):
             return Observed(exists=True, id=self.name, owned=False, outputs=self._outputs([]))
         obs = Observed(exists=True, id=self.name, outputs=self._outputs(rec.outputs.get("granted", [])))
         if missing:
-            obs.drift.append(f"missing {', '.join(missing)}")
+            obs.drift.append(Drift("permissions", new=missing, fmt="missing " + ", ".join(missing)))
         return obs
 
     def create(self) -> dict[str, Any]:

@@ -18,10 +18,7 @@ from botocore.exceptions import ClientError
 from s3tstream.lake import schema
 from s3tstream.aws.client import error_code, is_not_found, wait_until
 from s3tstream.errors import AwsError
-from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
-
-STACK_TAG = "s3tstream:stack"
-
+from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec
 
 def bucket_arn(ctx: Ctx) -> str:
     rec = ctx.state.get(TableBucket.kind, ctx.names.table_bucket)
@@ -34,14 +31,34 @@ def _s3t(ctx: Ctx) -> Any:
     return ctx.aws.client("s3tables")
 
 
-def _owned_by_tags(ctx: Ctx, arn: str) -> bool | None:
+def _live_tags(ctx: Ctx, arn: str) -> dict[str, str] | None:
+    """The resource's tags; None when the caller may not read them (ownership unknown)."""
     try:
-        tags = _s3t(ctx).list_tags_for_resource(resourceArn=arn).get("tags", {})
+        return dict(_s3t(ctx).list_tags_for_resource(resourceArn=arn).get("tags", {}))
     except ClientError as e:
         if error_code(e) in ("AccessDeniedException", "ForbiddenException", "MethodNotAllowedException"):
             return None
         raise
-    return tags.get(STACK_TAG) == ctx.names.stack
+
+
+def _tags_for_delete(ctx: Ctx, arn: str) -> dict[str, str] | None:
+    """Live tags for `down`: None when gone; unreadable tags count as none (so it is kept)."""
+    try:
+        return dict(_s3t(ctx).list_tags_for_resource(resourceArn=arn).get("tags", {}))
+    except ClientError as e:
+        if is_not_found(e):
+            return None
+        if error_code(e) in ("AccessDeniedException", "ForbiddenException", "MethodNotAllowedException"):
+            return {}
+        raise
+
+
+def _judge(ctx: Ctx, obs: Observed, arn: str) -> None:
+    tags = _live_tags(ctx, arn)
+    if tags is None:
+        obs.owned = None
+    else:
+        ctx.judge(obs, tags)
 
 
 def desired_encryption(ctx: Ctx) -> dict[str, str]:
@@ -92,9 +109,16 @@ def maintenance_differs(want: dict[str, Any], have: dict[str, Any]) -> list[str]
     return out
 
 
+def maintenance_drift(want: dict[str, Any], have: dict[str, Any]) -> list[Drift]:
+    """One Drift per maintenance type that differs; its field is the type (what update() puts)."""
+    return [Drift(t, (have.get(t) or {}).get("status"), want[t]["status"], "maintenance {field}")
+            for t in maintenance_differs(want, have)]
+
+
 class TableBucket(ResourceSpec):
     kind = "s3tables-table-bucket"
     data = True
+    taggable = True
     adoptable = True  # a bucket made before the stack (the old sample's CDK) is adopted, never deleted
 
     @property
@@ -111,22 +135,20 @@ class TableBucket(ResourceSpec):
             raise
         arn = b["arn"]
         obs = Observed(exists=True, id=arn, outputs={"arn": arn})
-        obs.owned = _owned_by_tags(self.ctx, arn)
+        _judge(self.ctx, obs, arn)
         rec = self.ctx.state.get(self.kind, self.name)
         if rec is not None and rec.ownership == "owned":  # only our own bucket is brought in line
             obs.drift += self._drift(arn)
         return obs
 
-    def _drift(self, arn: str) -> list[str]:
+    def _drift(self, arn: str) -> list[Drift]:
         s3t = _s3t(self.ctx)
         out = []
         enc = s3t.get_table_bucket_encryption(tableBucketARN=arn).get("encryptionConfiguration", {})
         want = desired_encryption(self.ctx)
         if {k: enc.get(k) for k in ("sseAlgorithm", "kmsKeyArn")} != {"kmsKeyArn": None, **want}:
-            out.append(f"encryption {enc.get('sseAlgorithm')} -> {want['sseAlgorithm']}")
-        have = s3t.get_table_bucket_maintenance_configuration(tableBucketARN=arn).get("configuration", {})
-        out += [f"maintenance {t}" for t in maintenance_differs(desired_bucket_maintenance(self.ctx), have)]
-        return out
+            out.append(Drift("encryption", enc.get("sseAlgorithm"), want["sseAlgorithm"]))
+        return out + self._maintenance_drift(arn)
 
     def create(self) -> dict[str, Any]:
         s3t = _s3t(self.ctx)
@@ -135,25 +157,34 @@ class TableBucket(ResourceSpec):
         )["arn"]
 
         self.ctx.wait_for(lambda: s3t.get_table_bucket(tableBucketARN=arn), f"table bucket {self.name}")
-        self._apply(arn, [f"maintenance {t}" for t in self._maintenance_drift(arn)])
+        self._apply(arn, self._maintenance_drift(arn))
         return {"id": arn, "arn": arn}
 
-    def _maintenance_drift(self, arn: str) -> list[str]:
+    def _maintenance_drift(self, arn: str) -> list[Drift]:
         have = _s3t(self.ctx).get_table_bucket_maintenance_configuration(tableBucketARN=arn).get("configuration", {})
-        return maintenance_differs(desired_bucket_maintenance(self.ctx), have)
+        return maintenance_drift(desired_bucket_maintenance(self.ctx), have)
 
-    def _apply(self, arn: str, drift: list[str]) -> None:
+    def _apply(self, arn: str, drift: list[Drift]) -> None:
         s3t = _s3t(self.ctx)
-        if any(d.startswith("encryption") for d in drift):
+        fields = {d.field for d in drift}
+        if "encryption" in fields:
             s3t.put_table_bucket_encryption(tableBucketARN=arn, encryptionConfiguration=desired_encryption(self.ctx))
         want = desired_bucket_maintenance(self.ctx)
         for typ, value in want.items():
-            if f"maintenance {typ}" in drift:
+            if typ in fields:
                 s3t.put_table_bucket_maintenance_configuration(tableBucketARN=arn, type=typ, value=value)
 
     def update(self, observed: Observed) -> dict[str, Any]:
         self._apply(observed.id or bucket_arn(self.ctx), observed.drift)
         return {}
+
+    @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        _s3t(ctx).tag_resource(resourceArn=record.id or ctx.aws.arn("s3tables", f"bucket/{record.name}"), tags=tags)
+
+    @classmethod
+    def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
+        return _tags_for_delete(ctx, record.id or ctx.aws.arn("s3tables", f"bucket/{record.name}"))
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:
@@ -205,6 +236,10 @@ class Namespace(ResourceSpec):
         return {"id": self.name, "bucket_arn": arn, "namespace": ns}
 
     @classmethod
+    def owner(cls, ctx: Ctx, record: Any) -> tuple[str, str] | None:
+        return (TableBucket.kind, record.name.partition("/")[0])  # namespaces take no tags
+
+    @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:
         s3t = ctx.aws.client("s3tables")
         bucket, _, ns = record.name.partition("/")
@@ -225,6 +260,7 @@ class Namespace(ResourceSpec):
 class Table(ResourceSpec):
     kind = "s3tables-table"
     data = True
+    taggable = True
     per_table = True
     adoptable = True  # e.g. the legacy table without metadata: set-metadata then fixes it
 
@@ -248,26 +284,27 @@ class Table(ResourceSpec):
             return Observed(exists=False)
         arn = t["tableARN"]
         obs = Observed(exists=True, id=arn, outputs=self._outputs(t))
-        obs.owned = _owned_by_tags(self.ctx, arn)
+        _judge(self.ctx, obs, arn)
         rec = self.ctx.state.get(self.kind, self.name)
         if rec is not None and rec.ownership == "owned":
-            obs.drift += [f"maintenance {x}" for x in self._maintenance_drift()]
+            obs.drift += self._maintenance_drift()
         return obs
 
     def _outputs(self, t: dict[str, Any]) -> dict[str, Any]:
         return {"arn": t["tableARN"], "bucket_arn": bucket_arn(self.ctx), "namespace": self.ctx.names.namespace,
                 "table": self.ctx.names.table, "warehouse_location": t.get("warehouseLocation")}
 
-    def _maintenance_drift(self) -> list[str]:
+    def _maintenance_drift(self) -> list[Drift]:
         n = self.ctx.names
         have = _s3t(self.ctx).get_table_maintenance_configuration(
             tableBucketARN=bucket_arn(self.ctx), namespace=n.namespace, name=n.table).get("configuration", {})
-        return maintenance_differs(desired_table_maintenance(self.ctx), have)
+        return maintenance_drift(desired_table_maintenance(self.ctx), have)
 
-    def _apply(self, drift: list[str]) -> None:
+    def _apply(self, drift: list[Drift]) -> None:
         n = self.ctx.names
+        fields = {d.field for d in drift}
         for typ, value in desired_table_maintenance(self.ctx).items():
-            if typ in drift:
+            if typ in fields:
                 _s3t(self.ctx).put_table_maintenance_configuration(
                     tableBucketARN=bucket_arn(self.ctx), namespace=n.namespace, name=n.table, type=typ, value=value)
 
@@ -292,8 +329,26 @@ class Table(ResourceSpec):
         return {"id": found["tableARN"], **self._outputs(found)}
 
     def update(self, observed: Observed) -> dict[str, Any]:
-        self._apply([d.removeprefix("maintenance ") for d in observed.drift])
+        self._apply(observed.drift)
         return {}
+
+    @classmethod
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        _s3t(ctx).tag_resource(resourceArn=record.id or record.outputs["arn"], tags=tags)
+
+    @classmethod
+    def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
+        arn = record.id or record.outputs.get("arn")
+        if not arn:
+            bucket, ns, table = record.name.split("/", 2)
+            barn = record.outputs.get("bucket_arn") or ctx.aws.arn("s3tables", f"bucket/{bucket}")
+            try:
+                arn = _s3t(ctx).get_table(tableBucketARN=barn, namespace=ns, name=table)["tableARN"]
+            except ClientError as e:
+                if is_not_found(e):
+                    return None
+                raise
+        return _tags_for_delete(ctx, arn)
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:

@@ -21,7 +21,7 @@ from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from s3tstream.lake import schema
 from s3tstream.errors import AwsError, PlanError
 from s3tstream.lake.catalog import S3TablesCatalog, TableWithoutMetadata
-from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
+from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec
 from s3tstream.provision.steps.lakehouse import bucket_arn
 
 COMMIT_ATTEMPTS = 5
@@ -88,12 +88,13 @@ class IcebergMetadata(ResourceSpec):
         if spec_problem:
             obs.conflict = spec_problem
             return obs
-        obs.drift += d.changes
+        # update() re-diffs the live schema itself; the schema changes are listed as they are
+        obs.drift += [Drift("schema", new=c, fmt="{new}") for c in d.changes]
         if table.metadata.format_version < 2:
-            obs.drift.append(f"format version {table.metadata.format_version} -> 2 (Firehose needs v2)")
+            obs.drift.append(Drift("format version", table.metadata.format_version, 2, "{field} {old} -> {new} (Firehose needs v2)"))
         for k, v in self._properties().items():
             if table.metadata.properties.get(k) != v:
-                obs.drift.append(f"property {k} = {v}")
+                obs.drift.append(Drift(f"property {k}", table.metadata.properties.get(k), v, "{field} = {new}"))
         return obs
 
     def _properties(self) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from s3tstream.aws.client import is_not_found, wait_until
-from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
+from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec, tag_map
 
 
 def desired_keys(ctx: Ctx) -> list[tuple[str, str, str]]:
@@ -32,7 +32,9 @@ def fmt_keys(keys: list[tuple[str, str, str]]) -> str:
 class SourceTable(ResourceSpec):
     kind = "dynamodb-table"
     data = True
+    taggable = True
     per_table = True
+    singular = True  # a renamed table of an entry: the old one stays with its data (engine.renamed)
 
     @property
     def adoptable(self) -> bool:  # type: ignore[override]
@@ -61,20 +63,24 @@ class SourceTable(ResourceSpec):
                 f"    config: {fmt_keys(want)}\n    table:  {fmt_keys(have)}"
             )
             return obs
-        obs.owned = _tagged_ours(self.ctx, ddb, t["TableArn"])
+        tags = [tg for page in ddb.get_paginator("list_tags_of_resource").paginate(ResourceArn=t["TableArn"])
+                for tg in page.get("Tags", [])]
+        self.ctx.judge(obs, tags)
         rec = self.ctx.state.get(self.kind, self.name)
         if rec is not None and rec.ownership == "owned":
             # Only a table we own is brought in line; an adopted one is the user's to change.
             src = self.ctx.cfg.source
             billing = t.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
             if billing != src.billing:
-                obs.drift.append(f"billing {billing} -> {src.billing}")
+                obs.drift.append(Drift("billing", billing, src.billing))
             elif billing == "PROVISIONED":
                 pt = t.get("ProvisionedThroughput", {})
                 if (pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits")) != (src.read_capacity, src.write_capacity):
-                    obs.drift.append("provisioned capacity")
+                    obs.drift.append(Drift("capacity", (pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits")),
+                                           (src.read_capacity, src.write_capacity), "provisioned capacity"))
             if self._pitr() != src.point_in_time_recovery:
-                obs.drift.append(f"point-in-time recovery -> {src.point_in_time_recovery}")
+                obs.drift.append(Drift("pitr", not src.point_in_time_recovery, src.point_in_time_recovery,
+                                       "point-in-time recovery -> {new}"))
         return obs
 
     def _pitr(self) -> bool:
@@ -119,35 +125,42 @@ class SourceTable(ResourceSpec):
 
     def update(self, observed: Observed) -> dict[str, Any]:
         src = self.ctx.cfg.source
-        if any(d.startswith(("billing", "provisioned")) for d in observed.drift):
+        if observed.drifted("billing", "capacity"):
             self._client().update_table(TableName=self.name, **self._billing_args())
             self._wait_active()
-        if any(d.startswith("point-in-time") for d in observed.drift):
+        if observed.drifted("pitr"):
             self._set_pitr(src.point_in_time_recovery)
         return {}
 
     @classmethod
-    def delete(cls, ctx: Ctx, record: Any) -> str | None:
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        ctx.aws.client("dynamodb").tag_resource(ResourceArn=record.id, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+    @classmethod
+    def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         ddb = ctx.aws.client("dynamodb")
         try:
-            # the table holds data: deleted only while its live tags say it is this stack's (a
-            # table of the same name made by someone after ours went is theirs)
-            if not _tagged_ours(ctx, ddb, ddb.describe_table(TableName=record.name)["Table"]["TableArn"]):
-                return f"kept DynamoDB table {record.name}: it is not tagged s3tstream:stack={ctx.names.stack} any more"
-            ddb.delete_table(TableName=record.name)
+            arn = ddb.describe_table(TableName=record.name)["Table"]["TableArn"]
+            # ListTagsOfResource pages (NextToken): every page is read
+            return tag_map([tg for page in ddb.get_paginator("list_tags_of_resource").paginate(ResourceArn=arn)
+                            for tg in page.get("Tags", [])])
         except ClientError as e:
             if is_not_found(e):
                 return None
             raise
 
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        # the table holds data: the engine checked its live tags first (engine.not_ours)
+        ddb = ctx.aws.client("dynamodb")
+        try:
+            ddb.delete_table(TableName=record.name)
+        except ClientError as e:
+            if is_not_found(e):
+                return
+            raise
+
         ctx.wait_for(lambda: ddb.describe_table(TableName=record.name)["Table"]["TableStatus"], f"table {record.name}", gone=True)
-        return None
-
-
-def _tagged_ours(ctx: Ctx, ddb: Any, arn: str) -> bool:
-    """Whether the table carries this stack's tag; ListTagsOfResource pages (NextToken), so every page is read."""
-    return any(tg["Key"] == "s3tstream:stack" and tg["Value"] == ctx.names.stack
-               for page in ddb.get_paginator("list_tags_of_resource").paginate(ResourceArn=arn) for tg in page.get("Tags", []))
 
 
 def resources(ctx: Ctx) -> list[ResourceSpec]:

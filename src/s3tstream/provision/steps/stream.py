@@ -12,13 +12,15 @@ from botocore.exceptions import ClientError
 
 from s3tstream.aws.client import error_code, is_not_found, wait_until
 from s3tstream.errors import AwsError
-from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
+from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec, tag_map
 
 MANAGED_KEY = "alias/aws/kinesis"
 
 
 class KinesisStream(ResourceSpec):
     kind = "kinesis-stream"
+    taggable = True
+    singular = True
 
     @property
     def name(self) -> str:
@@ -37,23 +39,24 @@ class KinesisStream(ResourceSpec):
         if s["StreamStatus"] == "DELETING":
             return Observed(exists=False)
         obs = Observed(exists=True, id=s["StreamARN"], outputs={"arn": s["StreamARN"]})
-        # ListTagsForStream returns at most Limit tags (HasMoreTags otherwise; its default is not
-        # documented): 50, the most a stream can carry, so the stack's tag is always in this page
+        # ListTagsForStream returns at most Limit tags (its default is not documented): 50, the
+        # most a stream can carry, so the stack's tags are always in this page
         tags = self._k().list_tags_for_stream(StreamName=self.name, Limit=50).get("Tags", [])
-        obs.owned = any(t["Key"] == "s3tstream:stack" and t["Value"] == self.ctx.names.stack for t in tags)
+        self.ctx.judge(obs, tags)
         cfg = self.ctx.cfg.stream
         mode = s.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
         if mode != cfg.mode:
-            obs.drift.append(f"mode {mode} -> {cfg.mode}")
+            obs.drift.append(Drift("mode", mode, cfg.mode))
         elif cfg.mode == "PROVISIONED" and s.get("OpenShardCount") != cfg.shards:
-            obs.drift.append(f"shards {s.get('OpenShardCount')} -> {cfg.shards}")
+            obs.drift.append(Drift("shards", s.get("OpenShardCount"), cfg.shards))
         if s.get("RetentionPeriodHours") != cfg.retention_hours:
-            obs.drift.append(f"retention {s.get('RetentionPeriodHours')}h -> {cfg.retention_hours}h")
+            obs.drift.append(Drift("retention", s.get("RetentionPeriodHours"), cfg.retention_hours, "{field} {old}h -> {new}h"))
         encrypted = s.get("EncryptionType", "NONE") == "KMS"
         if encrypted != cfg.encryption:
-            obs.drift.append(f"encryption -> {'KMS' if cfg.encryption else 'none'}")
+            obs.drift.append(Drift("encryption", "none" if cfg.encryption else "KMS", "KMS" if cfg.encryption else "none",
+                                   "{field} -> {new}"))
         if s["StreamStatus"] != "ACTIVE":
-            obs.drift.append(f"status {s['StreamStatus']} (waiting for ACTIVE)")
+            obs.drift.append(Drift("status", s["StreamStatus"], "ACTIVE", "{field} {old} (waiting for {new})"))
         return obs
 
     def _wait_active(self) -> str:
@@ -109,17 +112,17 @@ class KinesisStream(ResourceSpec):
         cfg = self.ctx.cfg.stream
         k = self._k()
         self._wait_active()
-        if any(d.startswith("mode") for d in observed.drift):
+        if observed.drifted("mode"):
             k.update_stream_mode(StreamARN=observed.id, StreamModeDetails={"StreamMode": cfg.mode})
             self._wait_active()
-        if cfg.mode == "PROVISIONED" and any(d.startswith(("shards", "mode")) for d in observed.drift):
+        if cfg.mode == "PROVISIONED" and observed.drifted("shards", "mode"):
             summary = k.describe_stream_summary(StreamName=self.name)["StreamDescriptionSummary"]
             if summary.get("OpenShardCount") != cfg.shards:
                 k.update_shard_count(StreamName=self.name, TargetShardCount=cfg.shards, ScalingType="UNIFORM_SCALING")
                 self._wait_active()
         self._apply_settings(
-            retention=any(d.startswith("retention") for d in observed.drift),
-            encryption=any(d.startswith("encryption") for d in observed.drift),
+            retention=observed.drifted("retention"),
+            encryption=observed.drifted("encryption"),
         )
         return {}
 
@@ -130,20 +133,28 @@ class KinesisStream(ResourceSpec):
                      f"stream {name}", gone=True)
 
     @classmethod
-    def delete(cls, ctx: Ctx, record: Any) -> str | None:
-        k = ctx.aws.client("kinesis")
+    def add_tags(cls, ctx: Ctx, record: Any, tags: dict[str, str]) -> None:
+        ctx.aws.client("kinesis").add_tags_to_stream(StreamName=record.name, Tags=tags)
+
+    @classmethod
+    def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         try:
-            # its records and consumers go with it: only while its live tags say it is this stack's
-            tags = k.list_tags_for_stream(StreamName=record.name, Limit=50).get("Tags", [])
-            if not any(t["Key"] == "s3tstream:stack" and t["Value"] == ctx.names.stack for t in tags):
-                return f"kept Kinesis stream {record.name}: it is not tagged s3tstream:stack={ctx.names.stack} any more"
-            k.delete_stream(StreamName=record.name, EnforceConsumerDeletion=True)
+            return tag_map(ctx.aws.client("kinesis").list_tags_for_stream(StreamName=record.name, Limit=50).get("Tags", []))
         except ClientError as e:
             if is_not_found(e):
                 return None
             raise
+
+    @classmethod
+    def delete(cls, ctx: Ctx, record: Any) -> None:
+        # its records and consumers go with it: the engine checked its live tags first (engine.not_ours)
+        try:
+            ctx.aws.client("kinesis").delete_stream(StreamName=record.name, EnforceConsumerDeletion=True)
+        except ClientError as e:
+            if is_not_found(e):
+                return
+            raise
         cls._wait_gone(ctx, record.name)
-        return None
 
 
 LIVE = ("ENABLING", "ACTIVE", "UPDATING")
@@ -160,6 +171,8 @@ class StreamingDestination(ResourceSpec):
     kind = "kinesis-streaming-destination"
     adoptable = True
     per_table = True
+    singular = True
+    replace_first = True  # the renamed table (or stream) stops streaming before the new one starts
 
     @property
     def name(self) -> str:
@@ -182,7 +195,10 @@ class StreamingDestination(ResourceSpec):
         arn = self._stream_arn()
         mine = next((d for d in dests if d["StreamArn"] == arn and d["DestinationStatus"] in LIVE), None)
         if mine is None:
-            other = next((d for d in dests if d["DestinationStatus"] in LIVE), None)
+            # one this stack enabled towards a stream since renamed is disabled by `up` first
+            replaced = {r.outputs.get("stream_arn") or r.id for r in self.ctx.state.doc.resources
+                        if r.kind == self.kind and r.name != self.name and r.ownership == "owned"}
+            other = next((d for d in dests if d["DestinationStatus"] in LIVE and d["StreamArn"] not in replaced), None)
             if other is not None:
                 return Observed(
                     exists=True,
@@ -193,9 +209,9 @@ class StreamingDestination(ResourceSpec):
         want = self.ctx.cfg.stream.timestamp_precision
         have = mine.get("ApproximateCreationDateTimePrecision", "MILLISECOND")
         if mine["DestinationStatus"] != "ACTIVE":
-            obs.drift.append(f"status {mine['DestinationStatus']} (waiting for ACTIVE)")
+            obs.drift.append(Drift("status", mine["DestinationStatus"], "ACTIVE", "{field} {old} (waiting for {new})"))
         elif have != want:
-            obs.drift.append(f"timestamp precision {have} -> {want}")
+            obs.drift.append(Drift("timestamp precision", have, want))
         return obs
 
     def _wait_active(self, arn: str) -> None:
@@ -229,7 +245,7 @@ class StreamingDestination(ResourceSpec):
     def update(self, observed: Observed) -> dict[str, Any]:
         arn = observed.id or self._stream_arn()
         self._wait_active(arn)
-        if any(d.startswith("timestamp precision") for d in observed.drift):
+        if observed.drifted("timestamp precision"):
             self.ctx.aws.client("dynamodb").update_kinesis_streaming_destination(
                 TableName=self.ctx.names.source_table,
                 StreamArn=arn,
@@ -239,6 +255,11 @@ class StreamingDestination(ResourceSpec):
             )
             self._wait_active(arn)
         return {}
+
+    @classmethod
+    def owner(cls, ctx: Ctx, record: Any) -> tuple[str, str] | None:
+        # enabled by this stack (its record) towards this stack's stream (the stream's tags)
+        return (KinesisStream.kind, record.name.split("->", 1)[1])
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:
@@ -273,3 +294,10 @@ class StreamingDestination(ResourceSpec):
 def resources(ctx: Ctx) -> list[ResourceSpec]:
     # one stream for the stack; every source table streams into it
     return [KinesisStream(ctx), *(StreamingDestination(ctx.scoped(c)) for c in ctx.cfg.scopes())]
+
+
+def lanes(ctx: Ctx) -> list[tuple[str, tuple[str, ...], list[ResourceSpec]]]:
+    """The stream needs nothing: it is created beside the source tables (its 30 s or so of
+    CREATING overlap the tables'); only the tables' streaming destinations need both."""
+    stream, *destinations = resources(ctx)
+    return [("stream", (), [stream]), ("destination", ("create-source", "create-stream#stream"), destinations)]
