@@ -120,7 +120,6 @@ def test_three_tables_one_pipeline_add_remove_down(stack, calls):
         ("lf-grant", f"table {stack.name}-lake/{stack.name.replace('-', '_')}.customers -> "
                      f"arn:aws:iam::123456789012:role/s3tstream-{stack.name}-firehose"),
     ])
-    arn = destination(stack)  # noqa: F841 - the stream before: same ARN after
     before = stack.client("firehose").describe_delivery_stream(DeliveryStreamName=f"{stack.name}-to-lake")
     calls.clear()
     stack.cli("up")
