@@ -293,3 +293,22 @@ def test_errors_replay_sends_each_record_as_its_own_tables(stack):
     assert rep["records_sent"] == 2 and rep["deleted_objects"] >= 1 and not rep["failed"]
     drain(stack)
     assert [r["pk"] for r in rows(stack, "orders")] == ["o"] and [r["pk"] for r in rows(stack, "carts")] == ["c"]
+
+
+def test_renaming_one_entrys_source_table_replaces_only_its_streaming(stack):
+    two = {k: ENTRIES[k] for k in ("orders", "events")}
+    write(stack, two)
+    stack.cli("up")
+    text = stack.config_path.read_text().replace(f'table = "{stack.name}-orders"', f'table = "{stack.name}-orders2"')
+    stack.config_path.write_text(text)
+    plan = stack.json("plan")["changes"]
+    replaced = {(c["kind"], c["name"]) for c in plan if c["action"] == "replace"}
+    assert replaced == {("dynamodb-table", f"{stack.name}-orders"),
+                        ("kinesis-streaming-destination", f"{stack.name}-orders->{stack.name}-changes")}
+    assert not [c for c in plan if "events" in c["name"] and c["action"] not in ("none",)]
+    stack.cli("up")
+    ddb = stack.client("dynamodb")
+    status = lambda t: {d["DestinationStatus"] for d in  # noqa: E731
+                        ddb.describe_kinesis_streaming_destination(TableName=t)["KinesisDataStreamDestinations"]}
+    assert status(f"{stack.name}-orders") == {"DISABLED"}
+    assert status(f"{stack.name}-orders2") == {"ACTIVE"} and status(f"{stack.name}-events") == {"ACTIVE"}
