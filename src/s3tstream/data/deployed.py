@@ -28,7 +28,7 @@ def deployed_settings(cfg: "Config", state: "StateStore") -> tuple["Settings", l
     """The transform Settings create-firehose deployed (else the config's), and notes saying
     which the config changes or that nothing was recorded."""
     from s3tstream.data.items import transform_settings
-    from s3tstream.provision.steps.delivery import transform_settings as config_doc
+    from s3tstream.provision.steps.delivery.function import transform_settings as config_doc
     from s3tstream.transform import Settings, SettingsError
 
     rec = state.get(FUNCTION_KIND, cfg.names.transform_function)
