@@ -130,10 +130,10 @@ def test_down_keeps_an_alarm_that_lost_this_stacks_tag(stack):
     arn = _alarms(cw, stack.name)[name]["AlarmArn"]
     assert _alarms(cw, stack.name)[name]["AlarmActions"] == ["arn:aws:sns:us-east-1:123456789012:theirs"]
     assert not [t for t in stack.client("sns").list_topics()["Topics"] if stack.name in t["TopicArn"]]
-    cw.untag_resource(ResourceARN=arn, TagKeys=["s3tstream:stack"])
+    cw.untag_resource(ResourceARN=arn, TagKeys=["s3tstream:stack", "s3tstream:stack-id"])
     doc = stack.json("down", "--yes", "--step", "create-alarms")
     kept = doc["kept"]
-    assert [ch["name"] for ch in kept] == [name] and "not tagged s3tstream:stack" in kept[0]["detail"]
+    assert [ch["name"] for ch in kept] == [name] and "do not name this stack" in kept[0]["detail"]
     assert list(_alarms(cw, stack.name)) == [name]
     cw.delete_alarms(AlarmNames=[name])
 
@@ -192,9 +192,12 @@ def test_topic_delete_treats_a_topic_gone_by_hand_as_deleted_and_keeps_one_that_
 
     with mock_aws():
         sns = boto3.client("sns", region_name="us-east-1")
-        ctx = SimpleNamespace(aws=SimpleNamespace(client=lambda s: sns), names=cfg_for().names)
+        from s3tstream.provision.resource import tag_map
+
+        ctx = SimpleNamespace(aws=SimpleNamespace(client=lambda s: sns), names=cfg_for().names,
+                              owns=lambda tags: tag_map(tags).get("s3tstream:stack") == "shop")
         gone = SimpleNamespace(id="arn:aws:sns:us-east-1:123456789012:s3tstream-shop-alarms", outputs={})
         assert AlarmTopic.delete(ctx, gone) is None  # SNS answers ResourceNotFound
         arn = sns.create_topic(Name="s3tstream-shop-alarms", Tags=[{"Key": "owner", "Value": "someone"}])["TopicArn"]
-        assert "not tagged s3tstream:stack=shop" in AlarmTopic.delete(ctx, SimpleNamespace(id=arn, outputs={}))
+        assert "do not name this stack" in AlarmTopic.delete(ctx, SimpleNamespace(id=arn, outputs={}))
         assert [t["TopicArn"] for t in sns.list_topics()["Topics"]] == [arn]

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from s3tstream.aws import policies
 from s3tstream.aws.client import is_not_found
 from s3tstream.aws.metrics import AlarmSpec, alarm_specs, dimensions
-from s3tstream.provision.resource import Ctx, Observed, ResourceSpec
+from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec
 
 STACK_TAG = "s3tstream:stack"
 
@@ -68,12 +68,12 @@ class AlarmTopic(ResourceSpec):
             raise
         obs = Observed(exists=True, id=arn, outputs={"arn": arn})
         tags = self._sns().list_tags_for_resource(ResourceArn=arn).get("Tags", [])
-        obs.owned = _tag_dict(tags).get(STACK_TAG) == self.ctx.names.stack
+        self.ctx.judge(obs, tags)  # its stack id (or, made before ids, its stack name)
         have = json.loads(attrs.get("Policy") or "{}")
         if policies.normalize(have) != policies.normalize(self._policy()):
-            obs.drift.append("topic policy")
+            obs.drift.append(Drift("topic policy", fmt="topic policy"))
         if not self._email_subscribed(arn):
-            obs.drift.append(f"email subscription {self.ctx.cfg.alarms.email}")
+            obs.drift.append(Drift("email subscription", new=self.ctx.cfg.alarms.email, fmt="email subscription {new}"))
         return obs
 
     def create(self) -> dict[str, Any]:
@@ -93,7 +93,7 @@ class AlarmTopic(ResourceSpec):
 
     def update(self, observed: Observed) -> dict[str, Any]:
         arn = observed.id or policies.alarm_topic_arn(self.ctx.cfg, self.ctx.aws.identity())
-        if "topic policy" in observed.drift:
+        if observed.drifted("topic policy"):
             self._sns().set_topic_attributes(TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(self._policy()))
         self._subscribe(arn)
         return {}
@@ -108,8 +108,8 @@ class AlarmTopic(ResourceSpec):
             if is_not_found(e):
                 return None
             raise
-        if tags.get(STACK_TAG) != ctx.names.stack:
-            return f"kept SNS topic {arn}: it is not tagged {STACK_TAG}={ctx.names.stack} any more"
+        if not ctx.owns(tags):
+            return f"kept SNS topic {arn}: its live tags do not name this stack"
         sns.delete_topic(TopicArn=arn)  # its subscriptions go with it
         return None
 
@@ -159,7 +159,7 @@ class MetricAlarm(ResourceSpec):
         arn = have["AlarmArn"]
         obs = Observed(exists=True, id=arn, outputs={"arn": arn})
         tags = self._cw().list_tags_for_resource(ResourceARN=arn).get("Tags", [])
-        obs.owned = _tag_dict(tags).get(STACK_TAG) == self.ctx.names.stack
+        self.ctx.judge(obs, tags)  # its stack id (or, made before ids, its stack name)
         want = self.wanted()
         for key, value in want.items():
             got = have.get(key)
@@ -174,7 +174,7 @@ class MetricAlarm(ResourceSpec):
             else:
                 same = got == value
             if not same:
-                obs.drift.append(f"{key} {got!r} -> {value!r}")
+                obs.drift.append(Drift(key, got, value, fmt="{field} {old!r} -> {new!r}"))
         return obs
 
     def create(self) -> dict[str, Any]:
@@ -196,8 +196,8 @@ class MetricAlarm(ResourceSpec):
         if not found:
             return None
         tags = _tag_dict(cw.list_tags_for_resource(ResourceARN=found[0]["AlarmArn"]).get("Tags", []))
-        if tags.get(STACK_TAG) != ctx.names.stack:
-            return f"kept alarm {record.name}: it is not tagged {STACK_TAG}={ctx.names.stack} any more"
+        if not ctx.owns(tags):
+            return f"kept alarm {record.name}: its live tags do not name this stack"
         cw.delete_alarms(AlarmNames=[record.name])
         return None
 

@@ -507,7 +507,7 @@ class ReaderPolicy(ResourceSpec):
         # the stack-named inline policy is this stack's (IAM inline policies take no tags)
         obs = Observed(exists=True, id=self.reader, owned=True, outputs={"reader": self.reader, "policy": pname})
         if canon(doc) != canon(self._doc()):
-            obs.drift.append(f"inline policy {pname}")
+            obs.drift.append(Drift("inline policy", new=pname, fmt="inline policy {new}"))
         return obs
 
     def create(self) -> dict[str, Any]:
