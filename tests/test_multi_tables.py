@@ -155,6 +155,10 @@ def test_three_tables_one_pipeline_add_remove_down(stack, calls):
     assert calls.counts()["dynamodb:DisableKinesisStreamingDestination"] == 1
     assert not calls.counts().get("s3tables:DeleteTable") and not calls.counts().get("dynamodb:DeleteTable")
     assert "lines" not in tables_of(destination(stack))
+    calls.clear()
+    stack.cli("up")  # kept data is not pending: nothing to do the second time
+    assert calls.mutating() == []
+    assert [c for c in stack.json("plan")["changes"] if c["action"] != "none"] == []
     dests = stack.client("dynamodb").describe_kinesis_streaming_destination(TableName=f"{stack.name}-lines")
     assert {d["DestinationStatus"] for d in dests["KinesisDataStreamDestinations"]} == {"DISABLED"}
     stack.client("dynamodb").put_item(TableName=f"{stack.name}-lines",
@@ -237,6 +241,9 @@ def test_prune_deletes_a_removed_tables_data(stack, calls):
     # one table left: the transform is back to the one-table document
     env = stack.client("lambda").get_function_configuration(FunctionName=f"{stack.name}-transform")["Environment"]
     assert json.loads(env["Variables"]["S3T_SETTINGS"])["table"] == "orders"
+    calls.clear()
+    stack.cli("up")  # the removal is done: a second up changes nothing
+    assert calls.mutating() == []
 
 
 def test_health_judges_each_table(stack):
