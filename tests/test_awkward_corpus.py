@@ -4,11 +4,13 @@ column, through the real CLI and the sandbox's data plane: every item is in the 
 reported by `verify` (by key, with the reason) or `errors` (the failed record, by key) - none is
 dropped in silence. The NULL cases are read back from the lake's Parquet files with pyarrow alone.
 
-The corpus: 38-digit and tiny decimals, 1e125 (as a double, and refused by a decimal column),
-empty strings and binary, string/number/binary sets, a 32-deep map, a ~380 KB item of accented
-text, non-ASCII and dotted attribute names (declared and undeclared), NULL in every column type
-(nested list<struct>, map, struct included), undeclared nested fields of struct columns (to the
-catch-all), dates and timestamps in years 1 and 9999, values the columns refuse.
+The corpus: 38-digit and tiny decimals, 1e125 (as a double and as string text; refused by a
+decimal(38,0) and a float column), 1e-130, the smallest long, empty strings, binary, lists and
+maps, string/number/binary sets, a 32-deep map (declared as string, and undeclared: to the
+catch-all), a ~380 KB item of accented text, non-ASCII and dotted attribute names (declared and
+undeclared) and a non-ASCII, dotted key, NULL in every column type (nested list<struct>, map,
+struct included), undeclared nested fields of struct columns (to the catch-all), dates and
+timestamps in years 1 and 9999, a fraction and an out-of-range value for integer columns.
 """
 
 from __future__ import annotations
@@ -88,10 +90,12 @@ CORPUS: dict[str, dict[str, Any]] = {
     "dec-38-neg": {"big": N("-" + BIG38), "tiny": N("0.99999999999999999999999999999999999999")},
     "num-1e125-double": {"dbl": N("1E+125"), "n": N("-9223372036854775808")},
     "num-tiny-double": {"dbl": N("1E-130")},
+    "num-1e125-string": {"s": N("1E+125")},
     "empty": {"s": S(""), "b": {"B": b""}, "ss": L([]), "attrs": M({}), "lines": L([])},
     "sets": {"ss": {"SS": ["b", "a", "é"]}, "ns": {"NS": ["3", "-1", "2"]}},
     "sets-binary": {"bs": {"BS": [b"\xff", b"\x00"]}},
     "deep-32": {"deep": deep_map(32)},
+    "deep-32-undeclared": {"tree": deep_map(32)},
     "text-380k": {"text": S(ACCENTED)},
     "names-ñ.é": {"prénom": S("Zoë"), "a.b": S("dotted value"), "ñandú": S("undeclared"), "x.y": N("1")},
     "nulls": {c: NULL for c in [SOURCE.get(c, c) for c in NON_KEY]},
@@ -105,6 +109,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "year-9999": {"day": S("9999-12-31"), "at": S("9999-12-31T23:59:59.999999Z"), "atz": S("9999-12-31T23:59:59.999999Z")},
     # values a column refuses: reported by verify (unmappable) and in the error bucket
     "refused-1e125-decimal": {"big": N("1E+125")},
+    "refused-1e125-float": {"flt": N("1E+125")},  # past a float's range (not written as infinity)
     "refused-fraction-long": {"n": N("1.5")},
     "refused-int-range": {"i": N("2147483648")},
 }
@@ -116,10 +121,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "dec-38-neg": {"big": Decimal("-" + BIG38), "tiny": Decimal("0.99999999999999999999999999999999999999")},
     "num-1e125-double": {"dbl": 1e125, "n": -9223372036854775808},
     "num-tiny-double": {"dbl": 1e-130},
+    "num-1e125-string": {"s": "1E+125"},
     "empty": {"s": "", "b": b"", "ss": [], "attrs": [], "lines": []},
     "sets": {"ss": ["a", "b", "é"], "ns": [-1, 2, 3]},
     "sets-binary": {"bs": [b"\x00", b"\xff"]},
     "deep-32": {"deep": deep_plain(32)},  # JSON text, compared parsed
+    "deep-32-undeclared": {"extra": {"tree": deep_plain(32)}},
     "text-380k": {"text": ACCENTED},
     "names-ñ.é": {"prenom": "Zoë", "dotted": "dotted value", "extra": {"ñandú": "undeclared", "x.y": 1}},
     "nulls": {},
@@ -254,6 +261,7 @@ def test_every_item_is_in_the_lake_exactly_or_reported_by_key(run):
     unmappable = {e["key"]["pk"]: e["reason"] for e in doc["examples"]["unmappable"]}
     assert set(unmappable) == set(failed) == REFUSED, json.dumps({"verify": reported, "errors": failed}, indent=1)
     assert "column 'big'" in unmappable["refused-1e125-decimal"] and "38 digits" in unmappable["refused-1e125-decimal"]
+    assert "column 'flt'" in unmappable["refused-1e125-float"] and "out of range" in unmappable["refused-1e125-float"]
     assert "column 'n'" in unmappable["refused-fraction-long"] and "not an integer" in unmappable["refused-fraction-long"]
     assert "column 'i'" in unmappable["refused-int-range"] and "out of range" in unmappable["refused-int-range"]
 
