@@ -42,6 +42,7 @@ COLUMNS = ", ".join([
     '{ name = "ss", type = "list<string>" }',
     '{ name = "ns", type = "list<long>" }',
     '{ name = "bs", type = "list<binary>" }',
+    '{ name = "blobs", type = "struct<raw:binary,more:map<string,binary>,n:long>" }',
     '{ name = "deep", type = "string" }',
     '{ name = "text", type = "string" }',
     '{ name = "prenom", type = "string", source = "prénom" }',
@@ -94,6 +95,7 @@ CORPUS: dict[str, dict[str, Any]] = {
     "empty": {"s": S(""), "b": {"B": b""}, "ss": L([]), "attrs": M({}), "lines": L([])},
     "sets": {"ss": {"SS": ["b", "a", "é"]}, "ns": {"NS": ["3", "-1", "2"]}},
     "sets-binary": {"bs": {"BS": [b"\xff", b"\x00"]}},
+    "nested-binary": {"blobs": M({"raw": {"B": b"\x00\x01"}, "more": M({"k": {"B": b"\xfe"}, "z": NULL}), "n": N("1")})},
     "deep-32": {"deep": deep_map(32)},
     "deep-32-undeclared": {"tree": deep_map(32)},
     "text-380k": {"text": S(ACCENTED)},
@@ -125,6 +127,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "empty": {"s": "", "b": b"", "ss": [], "attrs": [], "lines": []},
     "sets": {"ss": ["a", "b", "é"], "ns": [-1, 2, 3]},
     "sets-binary": {"bs": [b"\x00", b"\xff"]},
+    "nested-binary": {"blobs": {"raw": b"\x00\x01", "more": [("k", b"\xfe"), ("z", None)], "n": 1}},
     "deep-32": {"deep": deep_plain(32)},  # JSON text, compared parsed
     "deep-32-undeclared": {"extra": {"tree": deep_plain(32)}},
     "text-380k": {"text": ACCENTED},
@@ -282,15 +285,11 @@ def test_nulls_stay_null_in_the_parquet_files(run):
 
 @pytest.mark.sandbox
 def test_verify_reports_only_the_refused_items(run):
-    """Every item that arrived exactly is matching: verify reports no false difference."""
+    """Every item that arrived exactly is matching: verify reports no false difference (binary
+    inside a list, map or struct column is read as base64 text: Trino casts no VARBINARY to JSON)."""
     reported = verify_reported(run["verify"])
     false = {k: why for k, why in reported.items() if k not in REFUSED}
-    assert set(false) <= {"sets-binary"}, false
-    if false:
-        pytest.xfail("BUG: verify reads a nested column holding binary (list<binary>, from a DynamoDB BS set) with "
-                     "json_format(CAST(col AS JSON)) (lake/query.py AthenaEngine.select_expr); Trino cannot cast "
-                     "varbinary to JSON (UNCONFIRMED on Athena: the query would fail) and the sandbox's DuckDB gives "
-                     "[\"\\\\x00\",...], so a row the lake holds exactly is reported as differing: " + str(false))
+    assert not false, false  # e.g. binary inside list/map/struct columns (sets-binary, nested-binary)
     assert run["verify"]["counts"]["matching"] == len(EXPECTED)
 
 
