@@ -165,6 +165,20 @@ def test_not_an_admin_exits_2_with_the_fix(stack: Any, calls: Any) -> None:
     assert [a["DataLakePrincipalIdentifier"] for a in settings["DataLakeAdmins"]] == [OTHER_ADMIN]  # untouched
 
 
+def only_this_stacks_table_buckets(stack: Any) -> None:
+    """`down --include-shared` removes the integration only when no other table bucket uses it:
+    earlier tests in this worker's sandbox may have left theirs (kept data), so remove them."""
+    s3t = stack.client("s3tables")
+    for b in s3t.list_table_buckets().get("tableBuckets", []):
+        if b["name"].startswith(stack.name):
+            continue
+        for ns in s3t.list_namespaces(tableBucketARN=b["arn"]).get("namespaces", []):
+            for tb in s3t.list_tables(tableBucketARN=b["arn"], namespace=ns["namespace"][0]).get("tables", []):
+                s3t.delete_table(tableBucketARN=b["arn"], namespace=ns["namespace"][0], name=tb["name"])
+            s3t.delete_namespace(tableBucketARN=b["arn"], namespace=ns["namespace"][0])
+        s3t.delete_table_bucket(tableBucketARN=b["arn"])
+
+
 def test_missing_integration_exits_2_or_is_created(stack: Any) -> None:
     ensure_integration(stack, False)
     set_admins(stack, [MOTO_CALLER])
@@ -187,6 +201,7 @@ def test_missing_integration_exits_2_or_is_created(stack: Any) -> None:
     assert {(c["kind"], c["action"]) for c in doc["kept"] if c["shared"]} == {
         ("s3tables-analytics-integration", "keep"), ("lf-data-lake-admin", "forget")}
     assert glue.get_catalog(CatalogId="s3tablescatalog")
+    only_this_stacks_table_buckets(stack)
     stack.cli("down", "--yes", "--include-shared")  # created by this stack, no other table bucket: removed
     with pytest.raises(glue.exceptions.EntityNotFoundException):
         glue.get_catalog(CatalogId="s3tablescatalog")
@@ -205,6 +220,7 @@ def test_half_done_integration_is_completed_and_only_our_part_removed(stack: Any
     stack.write(extra="[lakeformation]\nintegrate = true\n")
     stack.cli("up")
     assert glue.get_catalog(CatalogId="s3tablescatalog")["Catalog"]["Name"] == "s3tablescatalog"
+    only_this_stacks_table_buckets(stack)
     stack.cli("down", "--yes", "--include-shared")
     info = lf.describe_resource(ResourceArn="arn:aws:s3tables:us-east-1:123456789012:bucket/*")["ResourceInfo"]
     assert info["RoleArn"] == someone  # their registration stays

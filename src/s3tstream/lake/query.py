@@ -50,6 +50,7 @@ from s3tstream.errors import AwsError, Interrupted, UsageError, WaitTimeout
 if TYPE_CHECKING:
     from s3tstream.aws.client import Aws
     from s3tstream.config.model import Config
+    from s3tstream.transform.types import IcebergType
 
 Progress = Callable[[str], None]
 PAGE = 1000  # get_query_results MaxResults upper bound (botocore model: 1..1000)
@@ -90,6 +91,49 @@ class QueryResult:
 _INTS = {"tinyint", "smallint", "integer", "int", "bigint"}
 _FLOATS = {"float", "real", "double"}
 _HEX_BYTES = re.compile(r"^[0-9a-fA-F]{2}( [0-9a-fA-F]{2})*$")
+
+
+def trino_type(t: "IcebergType", binary: str = "VARBINARY") -> str:
+    """An Iceberg type -> the Athena (Trino) SQL type of its values (``binary``: what binary becomes)."""
+    from s3tstream.transform import types as T
+
+    if isinstance(t, T.DecimalType):
+        return f"DECIMAL({t.precision},{t.scale})"
+    if isinstance(t, T.Primitive):
+        return {"string": "VARCHAR", "boolean": "BOOLEAN", "int": "INTEGER", "long": "BIGINT", "float": "REAL",
+                "double": "DOUBLE", "date": "DATE", "timestamp": "TIMESTAMP(6)",
+                "timestamptz": "TIMESTAMP(6) WITH TIME ZONE", "binary": binary}[t.name]
+    if isinstance(t, T.ListType):
+        return f"ARRAY({trino_type(t.element, binary)})"
+    if isinstance(t, T.MapType):
+        return f"MAP(VARCHAR, {trino_type(t.value, binary)})"
+    if isinstance(t, T.StructType):
+        return "ROW(" + ", ".join(f"{quote_ident(f.name)} {trino_type(f.type, binary)}" for f in t.fields) + ")"
+    raise ValueError(f"unsupported type {t}")  # pragma: no cover
+
+
+def base64_leaves(expr: str, t: "IcebergType", depth: int = 0) -> str | None:
+    """``expr`` (of type ``t``) with every binary value inside it as base64 text, or None when ``t``
+    holds no binary: Trino casts no VARBINARY to JSON, so a nested binary must be text first.
+    UNCONFIRMED on Athena itself (Trino's documented CAST-to-JSON source types omit VARBINARY)."""
+    from s3tstream.transform import types as T
+
+    if isinstance(t, T.Primitive) and t.name == "binary":
+        return f"to_base64({expr})"
+    v = f"s3t_v{depth}"
+    if isinstance(t, T.ListType):
+        inner = base64_leaves(v, t.element, depth + 1)
+        return inner and f"transform({expr}, {v} -> {inner})"
+    if isinstance(t, T.MapType):
+        inner = base64_leaves(v, t.value, depth + 1)
+        return inner and f"transform_values({expr}, (s3t_k{depth}, {v}) -> {inner})"
+    if isinstance(t, T.StructType):
+        fields = [(f, base64_leaves(f"{expr}.{quote_ident(f.name)}", f.type, depth + 1)) for f in t.fields]
+        if not any(e for _, e in fields):
+            return None
+        row = ", ".join(e or f"{expr}.{quote_ident(f.name)}" for f, e in fields)
+        return f"CASE WHEN {expr} IS NULL THEN NULL ELSE CAST(ROW({row}) AS {trino_type(t, 'VARCHAR')}) END"
+    return None
 
 
 def base_type(t: str) -> str:
@@ -200,7 +244,9 @@ class AthenaEngine:
         if b == "binary":
             return f"to_base64({q}) AS {q}"
         if b in ("list", "map", "struct"):
-            return f"json_format(CAST({q} AS JSON)) AS {q}"
+            from s3tstream.transform.types import parse_type
+
+            return f"json_format(CAST({base64_leaves(q, parse_type(iceberg_type)) or q} AS JSON)) AS {q}"
         return q
 
     def start(self, sql: str) -> str:

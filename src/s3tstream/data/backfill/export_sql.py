@@ -9,28 +9,12 @@ from s3tstream.data.backfill.records import key_attrs
 from s3tstream.errors import UsageError
 from s3tstream.lake.query import quote_ident as _qi
 from s3tstream.lake.query import sql_literal as _lit
+from s3tstream.lake.query import trino_type
 from s3tstream.transform import types as T
 
 if TYPE_CHECKING:
     from s3tstream.config.model import Config
     from s3tstream.transform import Settings
-
-
-def trino_type(t: T.IcebergType) -> str:
-    """An Iceberg type -> the Athena (Trino) SQL type of its values."""
-    if isinstance(t, T.DecimalType):
-        return f"DECIMAL({t.precision},{t.scale})"
-    if isinstance(t, T.Primitive):
-        return {"string": "VARCHAR", "boolean": "BOOLEAN", "int": "INTEGER", "long": "BIGINT", "float": "REAL",
-                "double": "DOUBLE", "date": "DATE", "timestamp": "TIMESTAMP(6)",
-                "timestamptz": "TIMESTAMP(6) WITH TIME ZONE", "binary": "VARBINARY"}[t.name]
-    if isinstance(t, T.ListType):
-        return f"ARRAY({trino_type(t.element)})"
-    if isinstance(t, T.MapType):
-        return f"MAP(VARCHAR, {trino_type(t.value)})"
-    if isinstance(t, T.StructType):
-        return "ROW(" + ", ".join(f"{_qi(f.name)} {trino_type(f.type)}" for f in t.fields) + ")"
-    raise ValueError(f"unsupported type {t}")  # pragma: no cover
 
 
 _SET_TAG = {"string": "SS", "binary": "BS"}

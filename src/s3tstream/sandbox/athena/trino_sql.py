@@ -6,6 +6,8 @@ json_format, ...). What it leaves as Trino is finished here:
 
 - ``transform_values(map, (k, v) -> e)`` -> ``map_from_entries(list_transform(map_entries(map),
   lambda e: {'key': e.key, 'value': e'}))``, rewritten in the tree;
+- ``CAST(ROW(...) AS ROW(name type, ...))`` -> a struct named after the target fields (DuckDB
+  casts structs by name, Trino by position);
 - ``at_timezone`` and ``from_unixtime_nanos`` -> macros (:data:`MACROS`). The session runs in UTC,
   so ``at_timezone(t, zone)`` keeps the instant, which is all a TIMESTAMP WITH TIME ZONE holds in
   DuckDB; ``from_unixtime_nanos`` truncates to microseconds (DuckDB's precision; Trino rounds
@@ -79,9 +81,26 @@ def _transform_values(node: Any) -> Any:
     return exp.Anonymous(this="map_from_entries", expressions=[mapped])
 
 
+def _row_cast(node: Any) -> Any:
+    """``CAST(ROW(a, b) AS ROW(x T, y U))`` names the fields by position in Trino; DuckDB casts a
+    struct by field name (sqlglot names ROW's fields ``_0``... or after a column), which would
+    leave them NULL: name each field after its target first."""
+    from sqlglot import exp
+
+    if not (isinstance(node, exp.Cast) and isinstance(node.this, exp.Struct) and node.to.is_type("struct")):
+        return node
+    values, targets = node.this.expressions, node.to.expressions
+    if len(values) != len(targets) or any(isinstance(v, exp.PropertyEQ) for v in values) or not all(
+            isinstance(t, exp.ColumnDef) for t in targets):
+        return node
+    named = exp.Struct(expressions=[exp.PropertyEQ(this=t.this.copy(), expression=v.copy())
+                                    for v, t in zip(values, targets)])
+    return exp.Cast(this=named, to=node.to.copy())
+
+
 def to_duckdb(tree: Any) -> str:
     """DuckDB SQL for a parsed Trino expression (statement or part of one)."""
-    return tree.copy().transform(_transform_values).sql(dialect="duckdb")
+    return tree.copy().transform(_transform_values).transform(_row_cast).sql(dialect="duckdb")
 
 
 def translate(sql: str) -> str:

@@ -165,7 +165,10 @@ def _publish_one(change: _Change) -> None:
         return
     arn, precision = target
     record = build_record(table, change, precision)
-    data = json.dumps(record, separators=(",", ":")).encode()
+    # UTF-8 JSON, not ASCII-escaped: a legal 380 KB item of accented text would grow past Kinesis'
+    # 1 MB record limit as \uXXXX escapes. UNCONFIRMED: that AWS's records carry non-ASCII text as
+    # UTF-8 (not documented; any legal item must fit a record, which escaping would not allow).
+    data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
     if len(data) > MAX_RECORD_BYTES:
         log.warning("sandbox: change record of %d bytes for %s skipped", len(data), table.name)
         return
