@@ -289,10 +289,14 @@ def test_errors_replay_sends_each_record_as_its_own_tables(stack):
     ddb.put_item(TableName=f"{stack.name}-orders", Item={"pk": {"S": "o"}})  # no qty: the transform refuses it
     ddb.put_item(TableName=f"{stack.name}-carts", Item={"pk": {"S": "c"}})
     drain(stack)
-    assert stack.json("errors")["records"] == 2
-    # --table: an object that also holds the other table's record is kept whole
+    found = stack.json("errors")
+    assert found["records"] == 2
+    # --table: an object that also holds the other table's record is kept whole. The two records
+    # share one object when one flush carried both (usual); under load they may land apart.
+    shared = found["objects"] == 1
     kept = stack.json("errors", "replay", "--table", "orders", "--dry-run", ok=False)
-    assert kept["records_sent"] == 0 and "is not this stack's source table" in json.dumps(kept["failed"])
+    assert "is not this stack's source table" in json.dumps(kept["failed"])
+    assert kept["records_sent"] == (0 if shared else 1)  # only an object of orders' records alone is sent
     optional = required.replace('type = "long", required = true', 'type = "long"')
     write(stack, {t: (k, s, m, optional) for t, (k, s, m, _) in two.items()})
     stack.cli("up")
