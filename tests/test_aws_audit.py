@@ -384,3 +384,21 @@ def test_a_streams_live_tags_are_read_in_one_page_of_50() -> None:
         assert tags == {"team": "other"} and not _ours(tags)  # engine.not_ours keeps such a stream
         assert KinesisStream.live_tags(ctx, rec) is None  # gone already
     stub.assert_no_pending_responses()
+
+
+def test_unless_gone_answers_none_only_for_a_resource_that_does_not_exist() -> None:
+    """The one read of a resource that may be gone: its answer, None on not-found, any other error raised."""
+    from botocore.exceptions import ClientError
+
+    from s3tstream.aws.client import unless_gone
+
+    k, stub = _client("kinesis")
+    stub.add_response("list_tags_for_stream", {"Tags": [], "HasMoreTags": False}, {"StreamName": "s"})
+    stub.add_client_error("list_tags_for_stream", "ResourceNotFoundException", http_status_code=400)
+    stub.add_client_error("list_tags_for_stream", "AccessDeniedException", http_status_code=400)
+    with stub:
+        assert unless_gone(lambda: k.list_tags_for_stream(StreamName="s")) == {"Tags": [], "HasMoreTags": False}
+        assert unless_gone(lambda: k.list_tags_for_stream(StreamName="s")) is None
+        with pytest.raises(ClientError):
+            unless_gone(lambda: k.list_tags_for_stream(StreamName="s"))
+    stub.assert_no_pending_responses()

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -192,6 +192,20 @@ NOT_CONFIGURED = {
 def is_not_found(e: BaseException) -> bool:
     """The one test for "this resource does not exist" (every service's spelling)."""
     return isinstance(e, ClientError) and error_code(e) in NOT_FOUND
+
+
+_T = TypeVar("_T")
+
+
+def unless_gone(call: Callable[[], _T]) -> _T | None:
+    """call()'s answer, or None when AWS says the resource does not exist (is_not_found); any
+    other error is raised. For reads of a resource that may have been deleted meanwhile."""
+    try:
+        return call()
+    except ClientError as e:
+        if is_not_found(e):
+            return None
+        raise
 
 
 def is_loopback(url: str | None) -> bool:

@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 
 from s3tstream.provision import lakeformation as lfm
 from s3tstream.aws import policies
-from s3tstream.aws.client import error_code, error_message, is_not_found, wait_until
+from s3tstream.aws.client import error_code, error_message, is_not_found, unless_gone, wait_until
 from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec, tag_map
 
 def canon(doc: Any) -> str:
@@ -83,12 +83,8 @@ def ensure_role(ctx: Ctx, name: str, trust: dict[str, Any], policies_: dict[str,
 
 def role_tags(ctx: Ctx, name: str) -> dict[str, str] | None:
     """A role's live tags (None: no such role)."""
-    try:
-        return tag_map(ctx.aws.client("iam").list_role_tags(RoleName=name).get("Tags", []))
-    except ClientError as e:
-        if is_not_found(e):
-            return None
-        raise
+    got = unless_gone(lambda: ctx.aws.client("iam").list_role_tags(RoleName=name))
+    return None if got is None else tag_map(got.get("Tags", []))
 
 
 def delete_role(ctx: Ctx, name: str) -> str | None:

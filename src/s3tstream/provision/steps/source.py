@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from s3tstream.aws.client import is_not_found, wait_until
+from s3tstream.aws.client import is_not_found, unless_gone, wait_until
 from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec, tag_map
 
 
@@ -139,15 +139,14 @@ class SourceTable(ResourceSpec):
     @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         ddb = ctx.aws.client("dynamodb")
-        try:
+
+        def read() -> dict[str, str]:
             arn = ddb.describe_table(TableName=record.name)["Table"]["TableArn"]
             # ListTagsOfResource pages (NextToken): every page is read
             return tag_map([tg for page in ddb.get_paginator("list_tags_of_resource").paginate(ResourceArn=arn)
                             for tg in page.get("Tags", [])])
-        except ClientError as e:
-            if is_not_found(e):
-                return None
-            raise
+
+        return unless_gone(read)
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from s3tstream.aws.client import error_code, is_not_found, wait_until
+from s3tstream.aws.client import error_code, is_not_found, unless_gone, wait_until
 from s3tstream.errors import AwsError
 from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec, tag_map
 
@@ -138,12 +138,8 @@ class KinesisStream(ResourceSpec):
 
     @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
-        try:
-            return tag_map(ctx.aws.client("kinesis").list_tags_for_stream(StreamName=record.name, Limit=50).get("Tags", []))
-        except ClientError as e:
-            if is_not_found(e):
-                return None
-            raise
+        got = unless_gone(lambda: ctx.aws.client("kinesis").list_tags_for_stream(StreamName=record.name, Limit=50))
+        return None if got is None else tag_map(got.get("Tags", []))
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:

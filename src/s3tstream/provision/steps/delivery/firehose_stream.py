@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from s3tstream.aws import policies
-from s3tstream.aws.client import error_code, error_message, is_not_found, wait_until
+from s3tstream.aws.client import error_code, error_message, is_not_found, unless_gone, wait_until
 from s3tstream.errors import AwsError
 from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec, tag_map
 from s3tstream.provision.steps.delivery.common import (
@@ -206,13 +206,8 @@ class DeliveryStream(ResourceSpec):
 
     @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
-        try:
-            return tag_map(ctx.aws.client("firehose").list_tags_for_delivery_stream(
-                DeliveryStreamName=record.name).get("Tags", []))
-        except ClientError as e:
-            if is_not_found(e):
-                return None
-            raise
+        got = unless_gone(lambda: ctx.aws.client("firehose").list_tags_for_delivery_stream(DeliveryStreamName=record.name))
+        return None if got is None else tag_map(got.get("Tags", []))
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from s3tstream.aws import policies
-from s3tstream.aws.client import error_code, is_not_found, wait_until
+from s3tstream.aws.client import error_code, is_not_found, unless_gone, wait_until
 from s3tstream.errors import AwsError
 from s3tstream.provision import lambda_zip
 from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec
@@ -192,12 +192,8 @@ class TransformFunction(ResourceSpec):
 
     @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
-        try:
-            return dict(ctx.aws.client("lambda").get_function(FunctionName=record.name).get("Tags", {}))
-        except ClientError as e:
-            if is_not_found(e):
-                return None
-            raise
+        got = unless_gone(lambda: ctx.aws.client("lambda").get_function(FunctionName=record.name))
+        return None if got is None else dict(got.get("Tags", {}))
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:

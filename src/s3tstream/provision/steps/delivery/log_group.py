@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from s3tstream.aws import policies
-from s3tstream.aws.client import error_code, is_not_found
+from s3tstream.aws.client import error_code, is_not_found, unless_gone
 from s3tstream.provision.resource import Ctx, Drift, Observed, ResourceSpec
 from s3tstream.provision.steps.delivery.common import ident_of
 
@@ -67,12 +67,8 @@ class LogGroup(ResourceSpec):
     @classmethod
     def live_tags(cls, ctx: Ctx, record: Any) -> dict[str, str] | None:
         arn = record.id or policies.log_group_arn(ctx.cfg, ident_of(ctx), record.name)
-        try:
-            return dict(ctx.aws.client("logs").list_tags_for_resource(resourceArn=arn).get("tags", {}))
-        except ClientError as e:
-            if is_not_found(e):
-                return None
-            raise
+        got = unless_gone(lambda: ctx.aws.client("logs").list_tags_for_resource(resourceArn=arn))
+        return None if got is None else dict(got.get("tags", {}))
 
     @classmethod
     def delete(cls, ctx: Ctx, record: Any) -> None:
