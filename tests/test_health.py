@@ -175,7 +175,10 @@ def test_health_is_healthy_after_test_insert_and_failing_after_transform_failure
     doc = json.loads(r.stdout)
     delivery = next(ch for ch in doc["checks"] if ch["name"] == "delivery")
     assert doc["verdict"] == "failing" and delivery["status"] == "fail" and delivery["value"] == 2
-    assert delivery["metrics"]["error_objects"] == 1 and f"s3://{stack.name}-err-" in delivery["detail"]
+    # one flush usually carries both refused records (one error object); under load they may land apart
+    objects = stack.json("errors")["objects"]
+    assert objects in (1, 2) and delivery["metrics"]["error_objects"] == objects
+    assert f"s3://{stack.name}-err-" in delivery["detail"]
     text = stack.cli("health", ok=False).stdout
     assert "FAILING" in text and "s3tstream errors" in text
 
