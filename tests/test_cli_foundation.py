@@ -673,3 +673,34 @@ def test_sandbox_start_on_a_taken_port_is_one_error(tmp_path):
         r = CliRunner().invoke(app, ["sandbox", "start", "--port", str(port), "--home", str(tmp_path)])
     assert r.exit_code == 1 and f"port {port}" in r.output and "already in use" in r.output
     assert "Traceback" not in r.output and not isinstance(r.exception, RuntimeError)
+
+
+def test_stacks_of_one_process_share_clients_unless_a_setting_differs(monkeypatch):
+    """Aws objects with the same profile, Region, endpoint, attempts and AWS_* environment share
+    one session and its clients (building a client costs botocore ~15 ms); any difference gets
+    its own, and a shared client still logs each call once."""
+    from s3tstream.aws import client as aws_client
+    from s3tstream.aws.client import CALLS, Aws
+    from s3tstream.config import model as config
+
+    monkeypatch.setattr(aws_client, "_SHARED", {})
+    base = {"name": "x", "endpoint_url": "http://127.0.0.1:1"}
+    a, b = Aws(config.build({"stack": base})), Aws(config.build({"stack": {**base, "name": "y"}}))
+    assert a.client("sts") is b.client("sts") and a.session is b.session
+    assert Aws(config.build({"stack": {**base, "max_attempts": 7}})).client("sts") is not a.client("sts")
+    assert Aws(config.build({"stack": {**base, "endpoint_url": "http://127.0.0.1:2"}})).client("sts") is not a.client("sts")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "another")
+    c = Aws(config.build({"stack": base}))
+    assert c.client("sts") is not a.client("sts")
+    assert c.session.get_credentials().access_key == "another"
+    from botocore.stub import Stubber
+
+    CALLS.clear()
+    with Stubber(a.client("sts")) as stub:
+        for x in (a, b):
+            stub.add_response("get_caller_identity", {"Account": "123456789012", "Arn": "arn:aws:iam::123456789012:user/u",
+                                                      "UserId": "u"})
+            x.client("sts").get_caller_identity()
+    assert CALLS.calls == ["sts:GetCallerIdentity"] * 2
+    aws_client.forget_clients()
+    assert Aws(config.build({"stack": base})).client("sts") is not c.client("sts")

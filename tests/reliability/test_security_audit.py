@@ -59,7 +59,7 @@ class Capture:
 
         def client(self: Any, service: str) -> Any:
             c = original(self, service)
-            if not getattr(c, "_audit_capture", False):
+            if getattr(c, "_audit_capture", None) is not cap:
                 sname = c.meta.service_model.service_name
 
                 def record(params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -67,10 +67,12 @@ class Capture:
                     cap.calls.append((sname, model.name, json.loads(json.dumps(keep, default=str))))
 
                 c.meta.events.register("before-parameter-build.*.*", record)
-                c._audit_capture = True
+                c._audit_capture = cap
             return c
 
         monkeypatch.setattr(aws.Aws, "client", client)
+        # clients are shared by the process's stacks: this test gets its own, dropped with it
+        monkeypatch.setattr(aws, "_SHARED", {})
 
     def of(self, service: str, *ops: str) -> list[tuple[str, dict[str, Any]]]:
         return [(op, p) for s, op, p in self.calls if s == service and op in ops]

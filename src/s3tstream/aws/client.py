@@ -8,6 +8,7 @@ counts calls by operation, so tests can assert that a second `up` mutates nothin
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -78,35 +79,107 @@ class Identity:
         return self.arn.split(":")[1]
 
 
-class Aws:
-    """Sessions and clients for one stack."""
+_LOADERS: dict[Any, Any] = {}
+_LOADERS_LOCK = threading.Lock()
 
-    def __init__(self, cfg: "Config", call_log: CallLog = CALLS) -> None:
+
+def share_model_loader(session: "boto3.Session") -> None:
+    """Give the session the process's botocore model loader. Each new session would otherwise parse
+    every service's JSON model again (tens of ms a client): a process that opens several stacks (the
+    demo, `health` over many tables, the tests) paid it on every one. The models are read-only; one
+    loader per data path, so a profile's AWS_DATA_PATH still gets its own."""
+    core = session._session
+    path = core.get_config_variable("data_path")
+    key = tuple(path) if isinstance(path, list) else path
+    with _LOADERS_LOCK:
+        loader = _LOADERS.get(key)
+        if loader is None:
+            # boto3.Session has already added its own data folder to this loader's search path
+            _LOADERS[key] = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", loader)
+
+
+def _has_credentials(session: "boto3.Session") -> bool:
+    """Only for a loopback endpoint_url (the sandbox): are there credentials, without asking the
+    EC2/container metadata services (meaningless for a local endpoint, and a 1 s timeout each)?"""
+    resolver = session._session.get_component("credential_provider")
+    for name in ("iam-role", "container-role"):
+        resolver.remove(name)
+    return session.get_credentials() is not None
+
+
+def _before_call(name: str) -> None:
+    # after Ctrl-C, a worker thread makes no further call (its step stops where it is)
+    raise_if_cancelled(f"about to call {name}")
+    CALLS.add(name)
+
+
+@dataclass
+class _Shared:
+    """One boto3 session and its clients, for every Aws of this process with the same settings."""
+
+    session: Any
+    dummy_credentials: bool
+    clients: dict[str, Any]
+    lock: threading.Lock
+
+
+# Building a botocore client costs ~15 ms (copies of the session's event handlers, a generated
+# class): a process that opens several stacks or one stack many times (the demo, `health` over
+# tables, the tests) built the same clients again for each. Keyed by everything a client is made
+# from: the stack's profile, Region, endpoint and attempts, and the AWS_* environment (credentials,
+# config files), so a changed setting gets new clients. Clients are thread-safe; sessions are
+# only used here, under the lock.
+_SHARED: dict[tuple[Any, ...], _Shared] = {}
+_SHARED_LOCK = threading.Lock()
+_ENV_PREFIXES = ("AWS_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+def forget_clients() -> None:
+    """Drop the shared sessions and clients (the next Aws builds new ones)."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
+
+
+def _shared_key(cfg: "Config") -> tuple[Any, ...]:
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)))
+    s = cfg.stack
+    return (s.profile or None, s.region, s.endpoint_url, s.max_attempts, env)
+
+
+class Aws:
+    """Sessions and clients for one stack (shared with every other Aws of the process whose
+    settings are the same, see _SHARED)."""
+
+    def __init__(self, cfg: "Config") -> None:
         self.cfg = cfg
         self.region = cfg.stack.region
         self.endpoint_url = cfg.stack.endpoint_url
-        self.call_log = call_log
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
         self._identity: Identity | None = None
         self._reachable = False
+        key = _shared_key(cfg)
+        with _SHARED_LOCK:
+            shared = _SHARED.get(key)
+            if shared is None:
+                shared = _SHARED[key] = self._new_session(cfg)
+        self.session = shared.session
+        # True when the sandbox's dummy credentials are used (the CLI says so)
+        self.dummy_credentials = shared.dummy_credentials
+        self._clients = shared.clients
+        self._lock = shared.lock
+
+    def _new_session(self, cfg: "Config") -> _Shared:
         try:
-            self.session = boto3.Session(profile_name=cfg.stack.profile or None, region_name=self.region)
+            session = boto3.Session(profile_name=cfg.stack.profile or None, region_name=self.region)
         except ProfileNotFound as e:
             raise UsageError(str(e), "fix stack.profile or create the profile with `aws configure`") from None
-        # True when the sandbox's dummy credentials are used (the CLI says so)
-        self.dummy_credentials = is_loopback(self.endpoint_url) and not self._has_credentials()
-        if self.dummy_credentials:
-            self.session = boto3.Session(aws_access_key_id=SANDBOX_KEY, aws_secret_access_key=SANDBOX_KEY,
-                                         region_name=self.region)
-
-    def _has_credentials(self) -> bool:
-        """Only for a loopback endpoint_url (the sandbox): are there credentials, without asking the
-        EC2/container metadata services (meaningless for a local endpoint, and a 1 s timeout each)?"""
-        resolver = self.session._session.get_component("credential_provider")
-        for name in ("iam-role", "container-role"):
-            resolver.remove(name)
-        return self.session.get_credentials() is not None
+        dummy = is_loopback(self.endpoint_url) and not _has_credentials(session)
+        if dummy:
+            session = boto3.Session(aws_access_key_id=SANDBOX_KEY, aws_secret_access_key=SANDBOX_KEY,
+                                    region_name=self.region)
+        share_model_loader(session)
+        return _Shared(session, dummy, {}, threading.Lock())
 
     def client(self, service: str) -> Any:
         with self._lock:
@@ -122,14 +195,9 @@ class Aws:
                 )
                 c = self.session.client(service, endpoint_url=self.endpoint_url, config=conf)
                 sname = c.meta.service_model.service_name
-                c.meta.events.register("before-call.*.*", lambda model, **_: self._before_call(f"{sname}:{model.name}"))
+                c.meta.events.register("before-call.*.*", lambda model, **_: _before_call(f"{sname}:{model.name}"))
                 self._clients[service] = c
             return self._clients[service]
-
-    def _before_call(self, name: str) -> None:
-        # after Ctrl-C, a worker thread makes no further call (its step stops where it is)
-        raise_if_cancelled(f"about to call {name}")
-        self.call_log.add(name)
 
     def check_endpoint(self) -> None:
         """With an endpoint_url, one TCP connect before any call: a stopped sandbox or a wrong port
