@@ -38,14 +38,36 @@ def sandbox():
     srv.stop()
 
 
-def boto_client(endpoint_url: str, service: str, region: str = "us-east-1") -> Any:
-    import boto3
-    from botocore.config import Config
+_CLIENTS: dict[tuple[str, str, str], Any] = {}
 
-    return boto3.client(
-        service, region_name=region, endpoint_url=endpoint_url,
-        config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}),
-    )
+
+def boto_client(endpoint_url: str, service: str, region: str = "us-east-1") -> Any:
+    """A plain boto3 client on the sandbox, one per endpoint, service and Region for the whole
+    test process (botocore takes ~15 ms to build one; clients are thread-safe)."""
+    key = (endpoint_url, service, region)
+    if key not in _CLIENTS:
+        import boto3
+        from botocore.config import Config
+
+        _CLIENTS[key] = boto3.client(
+            service, region_name=region, endpoint_url=endpoint_url,
+            config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}),
+        )
+    return _CLIENTS[key]
+
+
+def _cache_typer_commands() -> None:
+    """typer's CliRunner rebuilds the click command tree from the functions' signatures on every
+    invoke (~20 ms of typing and inspect); the app does not change within a test run."""
+    import functools
+
+    import typer.testing
+
+    if not hasattr(typer.testing._get_command, "cache_info"):
+        typer.testing._get_command = functools.lru_cache(maxsize=None)(typer.testing._get_command)
+
+
+_cache_typer_commands()
 
 
 @dataclass

@@ -27,6 +27,9 @@ FAKE_ENV = {
 }
 
 
+_CLIENTS: dict[tuple[str, str, str, bool], Any] = {}
+
+
 @pytest.fixture(scope="session")
 def _fake_aws_env() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
@@ -54,8 +57,11 @@ def client(sandbox: SandboxServer) -> Callable[..., Any]:
     """
 
     def make(service: str, region: str = REGION, retries: bool = False) -> Any:
-        config = Config(retries={"total_max_attempts": 3 if retries else 1, "mode": "standard"})
-        return boto3.client(service, region_name=region, endpoint_url=sandbox.endpoint_url, config=config)
+        key = (sandbox.endpoint_url, service, region, retries)
+        if key not in _CLIENTS:  # one per process: building a client costs botocore ~15 ms
+            config = Config(retries={"total_max_attempts": 3 if retries else 1, "mode": "standard"})
+            _CLIENTS[key] = boto3.client(service, region_name=region, endpoint_url=sandbox.endpoint_url, config=config)
+        return _CLIENTS[key]
 
     return make
 
