@@ -261,3 +261,23 @@ def test_a_background_sandbox_warms_the_services_up_uses(tmp_path, monkeypatch, 
                            config=Config(retries={"total_max_attempts": 1}))
         assert "TableNames" in ddb.list_tables()
     assert SandboxServer().warming is None  # in process (tests): nothing to overlap with
+
+
+def test_an_error_response_reuses_the_services_error_lookup(sandbox, client, monkeypatch):
+    """moto built a lookup of every error shape of the service's model for each error response;
+    the sandbox builds one per service, and the error is still AWS's (code, message, status)."""
+    from botocore.exceptions import ClientError
+    from moto.core import errors
+
+    ddb = client("dynamodb")
+    with pytest.raises(ClientError):
+        ddb.describe_table(TableName="nope-warm")
+    built = []
+    real = errors.ErrorLookupFactory._create_error_lut
+    monkeypatch.setattr(errors.ErrorLookupFactory, "_create_error_lut", staticmethod(lambda m: built.append(1) or real(m)))
+    for _ in range(3):
+        with pytest.raises(ClientError) as e:
+            ddb.describe_table(TableName="nope")
+        assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert built == []

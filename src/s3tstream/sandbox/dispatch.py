@@ -9,6 +9,9 @@
   for each request, to test whether the action is one of them. The names of a class's functions
   are fixed once the sandbox's modules are imported (``services.load_all`` runs before the server
   serves), so :func:`_method_names` answers from a per-class cache.
+- Each error response builds a lookup of every error shape of the service's model
+  (``ErrorLookupFactory().for_service``: the factory is made anew per error, so its cache never
+  hits); :func:`_error_lookup` keeps one per service (the models do not change).
 
 - The first request of each service imports its moto backend, builds its Flask app and loads its
   botocore model (80-480 ms each, ~2 s for the dozen services ``up`` uses); :func:`warm` does that
@@ -17,7 +20,8 @@
 ``benchmarks/sandbox.py`` measures the server against moto's unpatched one.
 moto 5.2.5 internals relied on: ``DomainDispatcherApplication.get_backend_for_host(host)`` (pure
 in ``host``), ``moto.core.responses.method_names_from_class(clazz) -> list[str]`` used only as
-``action in method_names`` by ``BaseResponse.call_action``.
+``action in method_names`` by ``BaseResponse.call_action``;
+``moto.core.errors.ErrorLookupFactory.for_service(service_model)`` (pure in the model's serviceId).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from s3tstream.sandbox._pin import check_moto_version
 
 check_moto_version()
 
+import moto.core.errors as moto_errors  # noqa: E402
 import moto.core.responses as moto_responses  # noqa: E402
 from moto.core.utils import get_service_model  # noqa: E402
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: E402
@@ -70,9 +75,27 @@ def _method_names(clazz: Any) -> frozenset[str]:
     return names
 
 
+_error_luts: dict[str, Any] = {}
+_original_for_service = moto_errors.ErrorLookupFactory.for_service
+
+
+def _error_lookup(factory: Any, service_model: Any) -> Any:
+    sid = service_model.metadata.get("serviceId")
+    if sid is None:
+        return _original_for_service(factory, service_model)
+    lut = _error_luts.get(sid)
+    if lut is None:
+        lut = _original_for_service(factory, service_model)
+        with _names_lock:
+            _error_luts[sid] = lut
+    return lut
+
+
 def install() -> None:
-    """Use the cached function names in moto's ``call_action`` (idempotent)."""
+    """Use the cached function names in moto's ``call_action`` and one error lookup per service
+    (idempotent)."""
     moto_responses.method_names_from_class = _method_names  # type: ignore[assignment]
+    moto_errors.ErrorLookupFactory.for_service = _error_lookup  # type: ignore[method-assign]
 
 
 # the services `up` and the data commands call (botocore names), in the order the demo first calls them

@@ -459,17 +459,24 @@ def get_query_results(req: SandboxRequest) -> dict[str, Any]:
             raise _invalid(f"Query did not finish successfully. Final query state: {state}"
                            + (f"\n{ex.reason}" if ex.reason else ""))
         raise _invalid(f"Query has not yet finished. Current state: {state}")
-    header = [{"Data": [{"VarCharValue": c.name} for c in result.columns]}]
-    all_rows = header + [{"Data": [{} if v is None else {"VarCharValue": v} for v in row]} for row in result.rows]
+    # row 0 of the result set is the header; only this page's rows are rendered (a paged read of
+    # a large result rendered every row once a page)
     start = _decode_token(req.params["NextToken"], ex.id) if req.params.get("NextToken") else 0
+    page: list[dict[str, Any]] = []
+    if start == 0:
+        page.append({"Data": [{"VarCharValue": c.name} for c in result.columns]})
+    first = max(start - 1, 0)
+    for row in result.rows[first:first + size - len(page)]:
+        page.append({"Data": [{} if v is None else {"VarCharValue": v} for v in row]})
+    total = len(result.rows) + 1
     out: dict[str, Any] = {
         "UpdateCount": 0,
         "ResultSet": {
-            "Rows": all_rows[start:start + size],
+            "Rows": page,
             "ResultSetMetadata": {"ColumnInfo": [c.info() for c in result.columns]},
         },
     }
-    if start + size < len(all_rows):
+    if start + size < total:
         out["NextToken"] = _encode_token(ex.id, start + size)
     return out
 
