@@ -77,7 +77,7 @@ def test_fault_count_status_and_modeled_exception(client, faults, name):
 
 
 def test_fault_is_checked_before_extension_handlers(client, faults, name):
-    ddb = client("iam")
+    ddb = client("dynamodb")
     table = name("tbl")
     create_table(ddb, table)
     sandbox_client.inject_fault(faults, "dynamodb", "DescribeKinesisStreamingDestination", "ThrottlingException", "slow down")
@@ -269,15 +269,15 @@ def test_an_error_response_reuses_the_services_error_lookup(sandbox, client, mon
     from botocore.exceptions import ClientError
     from moto.core import errors
 
-    ddb = client("iam")
+    iam = client("iam")
     with pytest.raises(ClientError):
-        ddb.get_role(RoleName="nope-warm")
+        iam.get_role(RoleName="nope-warm")
     built = []
     real = errors.ErrorLookupFactory._create_error_lut
     monkeypatch.setattr(errors.ErrorLookupFactory, "_create_error_lut", staticmethod(lambda m: built.append(1) or real(m)))
     for _ in range(3):
         with pytest.raises(ClientError) as e:
-            ddb.get_role(RoleName="nope")
+            iam.get_role(RoleName="nope")
         assert e.value.response["Error"]["Code"] == "NoSuchEntity"
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404  # as IAM answers
     assert built == []
