@@ -177,7 +177,7 @@ def members_text(m: dict, skip: "frozenset | set" = frozenset()) -> str:
     """``dumps_exact({k: plain_value(x) for k, x in m.items() if k not in skip}, True)``."""
     out: list = []
     try:
-        _members(m, sorted(m.keys() - skip), out, 1)
+        _members(m, sorted(m.keys() - skip) if skip else sorted(m), out, 1)
     except Exception:  # noqa: BLE001 - the reference returns the same text or raises what it raises
         return dumps_exact({k: plain_value(x) for k, x in m.items() if k not in skip}, True)
     return "".join(out)
