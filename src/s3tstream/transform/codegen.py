@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .exactjson import dumps_exact
-from .values import _INT_RANGE, _LONG_RANGE, plain_value
+from .plaintext import members_text
+from .values import _INT_RANGE, _LONG_RANGE
 
 Converter = Callable[[dict], Any]
 
@@ -182,8 +182,7 @@ def generate_mapper(columns: tuple, types: tuple, extra: str | None,
     names.  Any problem (an exception, a missing required value) makes it raise,
     and map_item reruns the generic loop, which reports the column and the reason.
     """
-    ns: dict[str, Any] = {"_Slow": _Slow, "_sources": sources, "_dumps": dumps_exact,
-                          "_plain": plain_value}
+    ns: dict[str, Any] = {"_Slow": _Slow, "_sources": sources, "_members_text": members_text}
     body = ["def _map(image):", "    get = image.get"]
     items = []
     required = []
@@ -199,7 +198,7 @@ def generate_mapper(columns: tuple, types: tuple, extra: str | None,
         body.append("        raise _Slow")
     body.append("    row = {" + ", ".join(items) + "}")
     if extra is not None:
-        body.append("    rest = {k: _plain(x) for k, x in image.items() if k not in _sources}")
-        body.append(f"    row[{extra!r}] = _dumps(rest, True) if rest else None")
+        body.append("    rest = _members_text(image, _sources)")
+        body.append(f"    row[{extra!r}] = None if rest == '{{}}' else rest")
     body.append("    return row")
     return _run(body, ns, "_map", "mapper")

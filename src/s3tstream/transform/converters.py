@@ -18,6 +18,7 @@ from typing import Any, Callable
 from . import types as T
 from .codegen import Undeclared, generate_list, generate_map, generate_struct
 from .exactjson import dumps_exact
+from .plaintext import elements_text, members_text
 from .values import (
     _CTX,
     _EPOCH_ORDINAL,
@@ -40,7 +41,6 @@ from .values import (
     _sorted_bs,
     _sorted_strings,
     _str,
-    plain_value,
 )
 
 __all__ = ["compile_type"]
@@ -184,10 +184,10 @@ def _compile(t: T.IcebergType, date_format: str) -> tuple[Converter, dict[str, S
                 # Maps and lists kept as JSON text: common enough to skip the dispatch.
                 m = v.get("M")
                 if m.__class__ is dict:
-                    return dumps_exact({k: plain_value(x) for k, x in m.items()}, True)
+                    return members_text(m)
                 m = v.get("L")
                 if m.__class__ is list:
-                    return dumps_exact([plain_value(x) for x in m], True)
+                    return elements_text(m)
                 return slow(v)
 
             return convert_string, scalars

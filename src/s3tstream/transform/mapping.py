@@ -66,7 +66,8 @@ without a catch-all they are dropped, logged by the transform and reported by
 verify (``dropped_paths``; nested.py has the format).
 
 Where the code lives: values.py (RecordError, exact scalar parsers, plain values),
-exactjson.py (``dumps_exact``), converters.py (one converter per declared type),
+exactjson.py (``dumps_exact``), plaintext.py (the same JSON texts of plain values
+rendered straight from typed values, for the fast path), converters.py (one converter per declared type),
 codegen.py (the generated row mapper and struct converters), nested.py
 (undeclared nested fields) and this module (the per-settings plan, ``map_item``,
 ``map_row``, ``dropped_paths`` and ``keys_row``).
