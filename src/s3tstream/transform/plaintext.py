@@ -35,6 +35,13 @@ __all__ = ["elements_text", "members_text"]
 # and such integers with a fraction ("1.5", "-0.10", "0.0000001"): either repr(float) is
 # the text, or plain_value falls back to the exact Decimal, whose token is the text.
 _canonical = re.compile(r"-?(?:[1-9][0-9]*|0(?=\.))(?:\.[0-9]+)?|0").fullmatch
+
+
+def _plain_int(s: str) -> bool:
+    """A non-negative integer text _canonical accepts, without the regex: ASCII digits, no leading zero."""
+    return s.isdigit() and s.isascii() and (s[0] != "0" or len(s) == 1)
+
+
 _esc = json.encoder.encode_basestring  # the escaping dumps_exact's encoder uses
 _MAX_DEPTH = 32  # DynamoDB's nesting limit; deeper values take the reference path
 _KEYS: dict[str, str] = {}  # key -> ',"key":' (attribute and map keys repeat across records)
@@ -98,8 +105,8 @@ def _value(v: Any, out: list, depth: int) -> None:
     out.append(dumps_exact(plain_value(v), True))
 
 
-# _members and _elements inline the commonest values (S, canonical N, M, L: one key,
-# so the first tag is the only one) and hand the rest to _value.
+# _members and _elements inline the commonest values (S, canonical N, M, L, BOOL, NULL:
+# one key, so the first tag is the only one) and hand the rest to _value.
 
 
 def _members(m: dict, keys: list, out: list, depth: int) -> None:
@@ -118,7 +125,7 @@ def _members(m: dict, keys: list, out: list, depth: int) -> None:
         if len(x) == 1:
             if "N" in x:
                 s = x["N"]
-                if s.__class__ is str and _canonical(s):
+                if s.__class__ is str and (_plain_int(s) or _canonical(s)):
                     append(s)
                     continue
             elif "S" in x:
@@ -136,6 +143,14 @@ def _members(m: dict, keys: list, out: list, depth: int) -> None:
                 if s.__class__ is list:
                     _elements(s, out, depth + 1)
                     continue
+            elif "BOOL" in x:
+                s = x["BOOL"]
+                if s is True or s is False:
+                    append("true" if s else "false")
+                    continue
+            elif "NULL" in x:
+                append("null")
+                continue
         _value(x, out, depth)
     out[first] = "{" + out[first][1:]  # the first key's comma opens the object
     append("}")
@@ -155,7 +170,7 @@ def _elements(items: list, out: list, depth: int) -> None:
         if len(x) == 1:
             if "N" in x:
                 s = x["N"]
-                if s.__class__ is str and _canonical(s):
+                if s.__class__ is str and (_plain_int(s) or _canonical(s)):
                     append(s)
                     continue
             elif "S" in x:
@@ -167,6 +182,11 @@ def _elements(items: list, out: list, depth: int) -> None:
                 s = x["M"]
                 if s.__class__ is dict:
                     _members(s, sorted(s), out, depth + 1)
+                    continue
+            elif "BOOL" in x:
+                s = x["BOOL"]
+                if s is True or s is False:
+                    append("true" if s else "false")
                     continue
         _value(x, out, depth)
     out[first] = "["
