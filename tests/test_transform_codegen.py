@@ -20,7 +20,10 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 TYPES = {
     "ts": "timestamptz", "tn": "timestamp", "d": "date", "dec": "decimal(5,2)", "big": "decimal(18,2)",
     "bin": "binary", "s": "string", "ls": "list<string>", "ll": "list<long>", "li": "list<int>",
+    "ld": "list<double>", "lb": "list<boolean>", "md": "map<string,double>", "mi": "map<string,int>",
+    "ms": "map<string,string>", "lf": "list<float>",
     "st": "struct<t:timestamptz,d:date,dec:decimal(5,2),b:binary,s:string>",
+    "nst": "struct<a:struct<t:timestamptz,l:list<long>,z:struct<q:int>>,m:map<string,double>,b:boolean>",
 }
 
 
@@ -114,27 +117,47 @@ LISTS = [{"SS": []}, {"SS": ["b", "a", "C"]}, {"SS": ["a", 1]}, {"SS": [1]}, {"S
          {"SS": ["a"], "L": [{"S": "b"}]}, {"NS": ["3", "-1", "10"]}, {"NS": []},
          {"NS": ["2147483648", "1"]}, {"NS": ["-2147483649", "1"]}, {"NS": ["9223372036854775808"]},
          {"NS": ["-9223372036854775808", "9223372036854775807"]}, {"NS": ["1.0", "2"]},
-         {"NS": ["x"]}, {"NS": [1]}, {"L": [{"N": "1"}, {"N": "2147483648"}]}]
+         {"NS": ["x"]}, {"NS": [1]}, {"L": [{"N": "1"}, {"N": "2147483648"}]},
+         {"NS": ["1e999"]}, {"NS": ["nan", "1"]}, {"NS": ["1.5", "-0"]}, {"NS": ["3"], "L": None},
+         {"L": [{"N": "1.0"}, {"NULL": True}]}, {"L": [{"BOOL": True}, {"BOOL": 0}]},
+         {"L": [{"S": "a"}, {"N": "1"}]}, {"L": [{"N": "-2147483649"}]}, {"L": [{"N": " 7"}, {"N": "1e3"}]},
+         {"M": {"a": {"N": "2147483648"}}}, {"M": {"a": {"N": "1.5"}, "b": {"NULL": True}}},
+         {"M": {"a": {"N": "inf"}}}, {"M": {"a": {"S": "x"}, "b": {"N": "1"}}}, {"M": {}},
+         {"M": {"a": {"N": 5}}}, {"M": [], "L": []}]
 
 
-@pytest.mark.parametrize("column", ["s", "ls", "ll", "li"])
+@pytest.mark.parametrize("column", ["s", "ls", "ll", "li", "ld", "lb", "md", "mi", "ms", "lf"])
 @pytest.mark.parametrize("value", STRINGISH + LISTS, ids=repr)
 def test_strings_and_lists_map_as_the_converters_do(column, value):
     same(column, value)
 
 
-@pytest.mark.parametrize("value", [
+STRUCTS = [
     {"M": {"t": {"S": "2024-05-01T10:00:00Z"}, "d": {"S": "2024-05-01"}, "dec": {"N": "1.5"},
            "b": {"B": "YQ=="}, "s": {"M": {"k": {"BOOL": True}}}}},
     {"M": {"t": {"N": "1700000000000"}, "d": {"N": "86400"}, "dec": {"N": "1.505"}}},
     {"M": {"t": {"S": "bad"}}}, {"M": {"dec": {"N": "NaN"}}}, {"M": {"b": {"B": "YQ"}}},
-    {"M": {"d": {"S": 5}}}, {"M": {"extra": {"S": "x"}, "t": {"N": "1"}}},
-], ids=repr)
-def test_struct_fields_map_as_the_converters_do(value):
-    same("st", value)
+    {"M": {"d": {"S": 5}}}, {"M": {"extra": {"S": "x"}, "t": {"N": "1"}}}, {"M": {}}, {"M": "x"},
+    {"NULL": True, "M": {"t": {"N": "1"}}}, {"M": {"t": {"NULL": True}, "s": {"NULL": True}}},
+    {"M": {"a": {"M": {"t": {"S": "2024-05-01T10:00:00+02:00"}, "l": {"NS": ["2", "1"]},
+                       "z": {"M": {"q": {"N": "7"}}}}},
+           "m": {"M": {"x": {"N": "0.5"}}}, "b": {"BOOL": False}}},
+    {"M": {"a": {"M": {"z": {"M": {"q": {"N": "2147483648"}}}}}}},
+    {"M": {"a": {"M": {"z": {"M": {"q": {"N": "1"}, "undeclared": {"S": "x"}}}}}}},
+    {"M": {"a": {"M": {"l": {"L": [{"N": "1.0"}]}, "undeclared": {"N": "1"}}}}},
+    {"M": {"a": {"NULL": True}, "m": {"M": {"x": {"N": "1e999"}}}}},
+    {"M": {"a": {"M": {"z": {"S": "not a struct"}}}, "b": {"BOOL": "yes"}}},
+    {"M": {"a": {"L": []}}}, {"M": {"a": 5}},
+]
 
 
-POOL = values() + STRINGISH + LISTS
+@pytest.mark.parametrize("column", ["st", "nst"])
+@pytest.mark.parametrize("value", STRUCTS, ids=repr)
+def test_struct_fields_map_as_the_converters_do(column, value):
+    same(column, value)
+
+
+POOL = values() + STRINGISH + LISTS + STRUCTS
 tags = st.sampled_from(["S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS"])
 payloads = st.sampled_from(TIMES + EPOCHS + DECIMALS + B64 + [None, True, 5, [], {}, ["a"], ["1"]])
 

@@ -55,7 +55,7 @@ def _namespace(**names: Any) -> dict[str, Any]:
     return {"_Slow": _Slow, "_members_text": members_text, "_elements_text": elements_text,
             "_a2b": binascii.a2b_base64, "_fromiso": datetime.fromisoformat, "_EPOCH": _EPOCH,
             "_EPOCH_UTC": _EPOCH_UTC, "_ONE_US": _ONE_US, "_date_fromiso": date.fromisoformat,
-            "_Decimal": Decimal, "_quantize": _CTX.quantize, **names}
+            "_Decimal": Decimal, "_quantize": _CTX.quantize, "_bad": _bad, **names}
 
 
 def _run(body: list[str], ns: dict[str, Any], name: str, label: str) -> Any:
@@ -63,7 +63,8 @@ def _run(body: list[str], ns: dict[str, Any], name: str, label: str) -> Any:
     return ns[name]
 
 
-def _inline(i: int, type_name: str, ns: dict[str, Any], date_format: str) -> list[str]:
+def _inline(i: "int | str", type_name: str, ns: dict[str, Any], date_format: str,
+            conv: Converter | None = None) -> list[str]:
     """Statements setting x{i} from v{i} (a typed value or None) for the usual case.
 
     The common primitives, times, decimals and base64 are converted in place (the
@@ -71,7 +72,8 @@ def _inline(i: int, type_name: str, ns: dict[str, Any], date_format: str) -> lis
     function calls around them); anything else calls c{i}.  On bad input the
     statements may raise anything (or _Slow): the generated function's caller then
     redoes the work with the converters, which explain the problem.  ns receives
-    the per-column constants (a decimal's quantum).
+    the per-column constants (a decimal's quantum, a struct's fields and their
+    converters); conv is c{i}, the column's converter.
     """
     v, x, c = f"v{i}", f"x{i}", f"c{i}"
     if type_name == "string":
@@ -121,6 +123,18 @@ def _inline(i: int, type_name: str, ns: dict[str, Any], date_format: str) -> lis
                         f"        {x} = _quantize(_d, q{i})",
                         f"        if {x} != _d: raise _Slow",
                         f"    else: {x} = {c}({v})"]
+    fields = getattr(conv, "struct_fields", None)
+    if fields is not None:
+        return lines + _inline_struct(i, fields, ns, date_format)
+    if type_name.startswith("list<") and (e := _expr(type_name[5:-1], "_x")) is not None:
+        return lines + _inline_list(i, type_name[5:-1], e)
+    if type_name.startswith("map<string,") and (e := _expr(type_name[11:-1], "_x")) is not None:
+        # convert_map (generate_map) without its call
+        return lines + [f"    {x} = {v}.get('M')",
+                        f"    if {x}.__class__ is dict:",
+                        f"        {x} = {{_k: {e} for _k, _x in {x}.items()}}",
+                        *["        " + r for r in _range(type_name[11:-1], f"{x}.values()")],
+                        f"    else: {x} = {c}({v})"]
     if type_name in _INLINE_RANGES or type_name == "double":
         if type_name == "double":
             parse, check = "float", f"{x} - {x} != 0.0"  # inf or nan
@@ -133,6 +147,46 @@ def _inline(i: int, type_name: str, ns: dict[str, Any], date_format: str) -> lis
                         f"        if {check}: raise _Slow",
                         f"    else: {x} = {c}({v})"]
     return [f"{x} = None if {v} is None else {c}({v})"]
+
+
+def _inline_struct(i: "int | str", fields: tuple, ns: dict[str, Any], date_format: str) -> list[str]:
+    """_inline's statements (under its ``else:``) for a struct: generate_struct's body without
+    its call, each field inlined as v{i}_{j} -> x{i}_{j}; anything else (not an M, an
+    undeclared field: Undeclared) calls c{i}."""
+    v, x, c = f"v{i}", f"x{i}", f"c{i}"
+    ns[f"f{i}"] = frozenset(f[0] for f in fields)
+    body = [f"    {x} = {v}.get('M')", f"    if {x}.__class__ is dict and {x}.keys() <= f{i}:"]
+    items = []
+    for j, (fname, ftype, fconv) in enumerate(fields):
+        k = f"{i}_{j}"
+        ns[f"c{k}"] = fconv
+        body.append(f"        v{k} = {x}.get({fname!r})")
+        body.extend("        " + line for line in _inline(k, ftype, ns, date_format, fconv))
+        items.append(f"{fname!r}: x{k}")
+    return body + [f"        {x} = {{" + ", ".join(items) + "}", f"    else: {x} = {c}({v})"]
+
+
+def _inline_list(i: int, elem: str, e: str) -> list[str]:
+    """_inline's statements (under its ``else:``) for a list of elem, e converting element _x.
+
+    convert_list (generate_list) without its call: an L, else an NS of numbers, else an
+    SS alone in its value for strings; the rest calls c{i}.
+    """
+    v, x, c = f"v{i}", f"x{i}", f"c{i}"
+    body = [f"    {x} = {v}.get('L')",
+            f"    if {x}.__class__ is list:",
+            f"        {x} = [{e} for _x in {x}]",
+            *["        " + r for r in _range(elem, x)]]
+    if elem in _INLINE_RANGES or elem == "double":
+        body += [f"    elif {x} is None and ({x} := {v}.get('NS')).__class__ is list:",
+                 f"        {x} = sorted([{_number_expr(elem, '_x')} for _x in {x}])",
+                 *["        " + r for r in _range(elem, x, ordered=True)]]
+    elif elem == "string":
+        body += [f"    elif {x} is None and len({v}) == 1 and ({x} := {v}.get('SS')).__class__ is list:",
+                 f"        {x} = sorted({x})",
+                 f"        if {x} and ({x}[0].__class__ is not str or {x}[-1].__class__ is not str):",
+                 "            raise _Slow"]
+    return body + [f"    else: {x} = {c}({v})"]
 
 
 def _expr(type_name: str, x: str) -> str | None:
@@ -241,12 +295,14 @@ def generate_struct(type_name: str, fields: tuple, slow: Converter,
     for i, (fname, ftype, fconv) in enumerate(fields):
         ns[f"c{i}"] = fconv
         body.append(f"        v{i} = get({fname!r})")
-        body.extend("        " + line for line in _inline(i, ftype, ns, date_format))
+        body.extend("        " + line for line in _inline(i, ftype, ns, date_format, fconv))
         items.append(f"{fname!r}: x{i}")
     body.append("        return {" + ", ".join(items) + "}")
     body += ["    except _Undeclared:", "        raise",  # from a nested struct
              "    except Exception:", "        return _loop(m)"]
-    return _run(body, ns, "convert_struct", type_name)
+    convert = _run(body, ns, "convert_struct", type_name)
+    convert.struct_fields = fields  # what _inline needs to inline it in a mapper or struct
+    return convert
 
 
 def generate_mapper(columns: tuple, types: tuple, extra: str | None,
@@ -264,7 +320,7 @@ def generate_mapper(columns: tuple, types: tuple, extra: str | None,
     for i, ((name, source, conv, req), type_name) in enumerate(zip(columns, types)):
         ns[f"c{i}"] = conv
         body.append(f"    v{i} = get({source!r})")
-        body.extend("    " + line for line in _inline(i, type_name, ns, date_format))
+        body.extend("    " + line for line in _inline(i, type_name, ns, date_format, conv))
         items.append(f"{name!r}: x{i}")
         if req:
             required.append(f"x{i} is None")

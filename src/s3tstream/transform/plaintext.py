@@ -88,7 +88,7 @@ def _value(v: Any, out: list, depth: int) -> None:
                 except (TypeError, ValueError):
                     pass
                 else:
-                    out.append("[" + ",".join([repr(i) for i in ints]) + "]")
+                    out.append("[" + ",".join(map(str, ints)) + "]")
                     return
         elif tag == "B":
             out.append(_esc(_check_b64(val)))
@@ -151,6 +151,16 @@ def _members(m: dict, keys: list, out: list, depth: int) -> None:
             elif "NULL" in x:
                 append("null")
                 continue
+            elif "NS" in x:  # _value's integer case
+                s = x["NS"]
+                if s.__class__ is list:
+                    try:
+                        ints = sorted([int(n, 10) for n in s])
+                    except (TypeError, ValueError):
+                        pass
+                    else:
+                        append("[" + ",".join(map(str, ints)) + "]")
+                        continue
         _value(x, out, depth)
     out[first] = "{" + out[first][1:]  # the first key's comma opens the object
     append("}")
