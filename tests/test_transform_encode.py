@@ -62,3 +62,10 @@ def test_only_settings_with_nested_decimals_keep_the_bookkeeping():
     assert (plain.decimals, plain.exact) == ((), False)
     row = {"pk": "k", "d": Decimal("1.50"), "l": [Decimal("2.0"), None]}
     assert json.loads(text(_encode(row, nested.decimals, nested.exact)), parse_float=Decimal) == row
+
+
+def test_several_decimal_columns_are_spliced_in_order():
+    row = {"x": "a", "d1": Decimal("1.50"), "d2": None, "d3": Decimal("1E+2")}
+    for exact in (True, False):
+        assert text(_encode(row, ("d1", "d2", "d3"), exact)) == '{"x":"a","d1":1.50,"d2":null,"d3":100}'
+    assert text(_encode({"d1": Decimal("-0.00")}, ("d1",), False)) == '{"d1":-0.00}'

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import filterfalse
 from typing import Any
 
 from .exactjson import dumps_exact
@@ -207,7 +208,8 @@ def members_text(m: dict, skip: "frozenset | set" = frozenset()) -> str:
     """``dumps_exact({k: plain_value(x) for k, x in m.items() if k not in skip}, True)``."""
     out: list = []
     try:
-        _members(m, sorted(m.keys() - skip) if skip else sorted(m), out, 1)
+        # filterfalse: C-level, and cheaper than the set m.keys() - skip would build
+        _members(m, sorted(filterfalse(skip.__contains__, m)) if skip else sorted(m), out, 1)
     except Exception:  # noqa: BLE001 - the reference returns the same text or raises what it raises
         return dumps_exact({k: plain_value(x) for k, x in m.items() if k not in skip}, True)
     return "".join(out)

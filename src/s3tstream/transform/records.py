@@ -108,8 +108,9 @@ def _encode(row: dict, decimals: tuple = (), exact: bool = True) -> str:
     """
     if decimals:
         row = row.copy()
-        tail = "".join([f',"{k}":' + ("null" if (d := row.pop(k)) is None else decimal_token(d))
-                        for k in decimals])
+        tail = ""  # a loop, not a comprehension: usually one column, and 3.11 calls a comprehension
+        for k in decimals:
+            tail += f',"{k}":' + ("null" if (d := row.pop(k)) is None else decimal_token(d))
     if exact:
         text = dumps_exact(row)
     else:
