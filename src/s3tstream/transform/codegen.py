@@ -1,8 +1,9 @@
 """The code generator: straight-line Python for one settings' row mapper and struct types.
 
 A generic loop over columns costs a call and a few lookups per column; the
-generated functions instead hold one local per column and convert the common
-primitives in place.  They handle the usual case only: on anything unusual (an
+generated functions instead hold one local per column and convert the usual
+case of each type in place: primitives, times, decimals, base64, JSON texts of
+string columns, and lists, maps and structs of them (a struct field by field).  They handle the usual case only: on anything unusual (an
 error, a missing required value) they raise, and their caller redoes the work
 with the per-type converters (converters.py), which explain the problem.
 
