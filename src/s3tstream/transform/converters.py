@@ -258,7 +258,8 @@ def _compile(t: T.IcebergType, date_format: str) -> tuple[Converter, dict[str, S
             if fn is not None:  # else e.g. NS into list<boolean>: the generic error
                 handlers[tag] = _set_converter(tag, fn, numeric and tag == "NS", str(t.element))
         slow = _dispatch(name, handlers)
-        generated = generate_list(name, str(t.element), elem, slow, numeric and "NS" in handlers)
+        generated = generate_list(name, str(t.element), elem, slow, numeric and "NS" in handlers,
+                                  str(t.element) == "string" and "SS" in handlers)
         if generated is not None:
             return generated, None
 
@@ -306,7 +307,8 @@ def _compile(t: T.IcebergType, date_format: str) -> tuple[Converter, dict[str, S
                 out[fname] = None if x is None else fconv(x)
             return out
 
-        return generate_struct(name, fields, _dispatch(name, {"M": struct_m}), struct_m), None
+        return generate_struct(name, fields, _dispatch(name, {"M": struct_m}), struct_m,
+                               date_format), None
 
     raise TypeError(f"not an Iceberg type: {t!r}")  # pragma: no cover
 

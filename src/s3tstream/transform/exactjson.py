@@ -15,7 +15,7 @@ import threading
 from decimal import Decimal
 from typing import Any, Callable
 
-__all__ = ["decimal_token", "dumps_exact"]
+__all__ = ["decimal_token", "dumps_exact", "dumps_no_decimal"]
 
 # json cannot emit a Decimal verbatim, so a Decimal is written as the string
 # "<open><token><close>" and the quotes and markers are stripped afterwards.  The
@@ -43,16 +43,20 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
-def _make_encoder(sort_keys: bool) -> Callable[[Any], str]:
+def _no_default(o: Any) -> Any:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _make_encoder(sort_keys: bool, default: Callable[[Any], Any] = _json_default) -> Callable[[Any], str]:
     enc = json.JSONEncoder(
-        ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, default=_json_default,
+        ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, default=default,
         check_circular=False, allow_nan=False,
     )
     # CPython's C encoder, built once (json.dumps builds one per call).  Any surprise
     # (another interpreter, a changed signature) falls back to the public API.
     try:
         c_enc = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-            None, _json_default, json.encoder.encode_basestring, None, ":", ",",
+            None, default, json.encoder.encode_basestring, None, ":", ",",
             sort_keys, False, False,
         )
         join = "".join
@@ -70,6 +74,9 @@ def _make_encoder(sort_keys: bool) -> Callable[[Any], str]:
 
 _encode_plain = _make_encoder(False)
 _encode_sorted = _make_encoder(True)
+# dumps_exact without the Decimal bookkeeping, for values known to hold none: a Decimal
+# raises TypeError (as anything else json cannot write) instead of being written.
+dumps_no_decimal = _make_encoder(False, _no_default)
 
 
 def _slow_dumps(obj: Any, sort_keys: bool) -> str:

@@ -104,7 +104,8 @@ class _Plan:
         by_name = {c[0]: c for c in self.columns}
         self.keys = tuple(by_name[k] for k in settings.keys)
         types = tuple(str(c.type) for c in declared)
-        self.fast = generate_mapper(self.columns, types, extra, self.sources)
+        self.fast = generate_mapper(self.columns, types, extra, self.sources,
+                                    settings.date_format)
         # Struct-bearing columns: what each carries, and per attribute what all carry.
         self.shape = {c.name: shape_of(c.type) for c in declared}
         carried: dict[str, object] = {}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import filterfalse
 from typing import Any
 
 from .exactjson import dumps_exact
@@ -35,6 +36,10 @@ __all__ = ["elements_text", "members_text"]
 # and such integers with a fraction ("1.5", "-0.10", "0.0000001"): either repr(float) is
 # the text, or plain_value falls back to the exact Decimal, whose token is the text.
 _canonical = re.compile(r"-?(?:[1-9][0-9]*|0(?=\.))(?:\.[0-9]+)?|0").fullmatch
+# (_members and _elements test the commonest canonical texts, ASCII digits without a leading
+# zero, with str methods first: cheaper than the regex, which takes the rest.)
+
+
 _esc = json.encoder.encode_basestring  # the escaping dumps_exact's encoder uses
 _MAX_DEPTH = 32  # DynamoDB's nesting limit; deeper values take the reference path
 _KEYS: dict[str, str] = {}  # key -> ',"key":' (attribute and map keys repeat across records)
@@ -81,7 +86,7 @@ def _value(v: Any, out: list, depth: int) -> None:
                 except (TypeError, ValueError):
                     pass
                 else:
-                    out.append("[" + ",".join([repr(i) for i in ints]) + "]")
+                    out.append("[" + ",".join(map(str, ints)) + "]")
                     return
         elif tag == "B":
             out.append(_esc(_check_b64(val)))
@@ -98,8 +103,8 @@ def _value(v: Any, out: list, depth: int) -> None:
     out.append(dumps_exact(plain_value(v), True))
 
 
-# _members and _elements inline the commonest values (S, canonical N, M, L: one key,
-# so the first tag is the only one) and hand the rest to _value.
+# _members and _elements inline the commonest values (S, canonical N, M, L, BOOL, NULL:
+# one key, so the first tag is the only one) and hand the rest to _value.
 
 
 def _members(m: dict, keys: list, out: list, depth: int) -> None:
@@ -118,7 +123,7 @@ def _members(m: dict, keys: list, out: list, depth: int) -> None:
         if len(x) == 1:
             if "N" in x:
                 s = x["N"]
-                if s.__class__ is str and _canonical(s):
+                if s.__class__ is str and (s.isdigit() and s.isascii() and s[0] != "0" or _canonical(s)):
                     append(s)
                     continue
             elif "S" in x:
@@ -136,6 +141,24 @@ def _members(m: dict, keys: list, out: list, depth: int) -> None:
                 if s.__class__ is list:
                     _elements(s, out, depth + 1)
                     continue
+            elif "BOOL" in x:
+                s = x["BOOL"]
+                if s is True or s is False:
+                    append("true" if s else "false")
+                    continue
+            elif "NULL" in x:
+                append("null")
+                continue
+            elif "NS" in x:  # _value's integer case
+                s = x["NS"]
+                if s.__class__ is list:
+                    try:
+                        ints = sorted([int(n, 10) for n in s])
+                    except (TypeError, ValueError):
+                        pass
+                    else:
+                        append("[" + ",".join(map(str, ints)) + "]")
+                        continue
         _value(x, out, depth)
     out[first] = "{" + out[first][1:]  # the first key's comma opens the object
     append("}")
@@ -155,7 +178,7 @@ def _elements(items: list, out: list, depth: int) -> None:
         if len(x) == 1:
             if "N" in x:
                 s = x["N"]
-                if s.__class__ is str and _canonical(s):
+                if s.__class__ is str and (s.isdigit() and s.isascii() and s[0] != "0" or _canonical(s)):
                     append(s)
                     continue
             elif "S" in x:
@@ -168,6 +191,11 @@ def _elements(items: list, out: list, depth: int) -> None:
                 if s.__class__ is dict:
                     _members(s, sorted(s), out, depth + 1)
                     continue
+            elif "BOOL" in x:
+                s = x["BOOL"]
+                if s is True or s is False:
+                    append("true" if s else "false")
+                    continue
         _value(x, out, depth)
     out[first] = "["
     append("]")
@@ -177,7 +205,8 @@ def members_text(m: dict, skip: "frozenset | set" = frozenset()) -> str:
     """``dumps_exact({k: plain_value(x) for k, x in m.items() if k not in skip}, True)``."""
     out: list = []
     try:
-        _members(m, sorted(m.keys() - skip) if skip else sorted(m), out, 1)
+        # filterfalse: C-level, and cheaper than the set m.keys() - skip would build
+        _members(m, sorted(filterfalse(skip.__contains__, m)) if skip else sorted(m), out, 1)
     except Exception:  # noqa: BLE001 - the reference returns the same text or raises what it raises
         return dumps_exact({k: plain_value(x) for k, x in m.items() if k not in skip}, True)
     return "".join(out)

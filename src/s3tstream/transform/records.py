@@ -66,7 +66,7 @@ import sys
 from operator import itemgetter
 from typing import Any
 
-from .exactjson import decimal_token, dumps_exact
+from .exactjson import decimal_token, dumps_exact, dumps_no_decimal
 from .mapping import RecordError, keys_row, map_row, plan_for
 from .routing import Routes, load_routes
 from .settings import Settings, SettingsError
@@ -96,22 +96,30 @@ def _loads(raw: bytes) -> Any:
     return json.loads(raw)  # leading/trailing whitespace, other encodings, or the error
 
 
-def _encode(row: dict, decimals: tuple = ()) -> str:
+def _encode(row: dict, decimals: tuple = (), exact: bool = True) -> str:
     """base64 of the row's exact JSON.
 
     decimals: the top-level decimal columns when no other value can be a Decimal.
     They are written after the rest, straight from their tokens: dumps_exact's
     marker pass for Decimals costs more than the whole splice (column names need
-    no escaping: [a-z_][a-z0-9_]*).
+    no escaping: [a-z_][a-z0-9_]*).  exact: False when the row can hold no other
+    Decimal (no nested decimal type): the rest is written without dumps_exact's
+    bookkeeping, and a Decimal there after all (TypeError) is still written exactly.
     """
     if decimals:
         row = row.copy()
-        tail = "".join([f',"{k}":' + ("null" if (d := row.pop(k)) is None else decimal_token(d))
-                        for k in decimals])
+        tail = ""  # a loop, not a comprehension: usually one column, and 3.11 calls a comprehension
+        for k in decimals:
+            tail += f',"{k}":' + ("null" if (d := row.pop(k)) is None else decimal_token(d))
+    if exact:
         text = dumps_exact(row)
-        text = text[:-1] + tail + "}" if len(text) > 2 else "{" + tail[1:] + "}"
     else:
-        text = dumps_exact(row)
+        try:
+            text = dumps_no_decimal(row)
+        except TypeError:
+            text = dumps_exact(row)
+    if decimals:
+        text = text[:-1] + tail + "}" if len(text) > 2 else "{" + tail[1:] + "}"
     return _b2a(text.encode("utf-8"), newline=False).decode("ascii")
 
 
@@ -189,6 +197,7 @@ class _Out:
         nested = any("decimal(" in str(c.type) for c in declared if not isinstance(c.type, DecimalType))
         self.decimals = () if nested else tuple(
             c.name for c in declared if isinstance(c.type, DecimalType))
+        self.exact = nested  # only then can a row hold a Decimal that is not in self.decimals
         self.fast = plan_for(settings).fast
         # The key of a row (a value, or a tuple for two key columns) when collapsing.
         self.key_of = (itemgetter(*settings.keys)
@@ -368,7 +377,7 @@ def transform_records(records: list, settings: "Settings | Routes") -> list[dict
         data = rec.get("data")
         try:
             op, row, ddb, lost, o = _transform(data, router)
-            payload = None if row is None else _encode(row, o.decimals)
+            payload = None if row is None else _encode(row, o.decimals, o.exact)
         except Exception as exc:  # noqa: BLE001 - a bad record must never fail the batch
             reason = exc.reason if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"
             if len(reason) > _REASON_MAX:
