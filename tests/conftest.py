@@ -150,23 +150,38 @@ def _delete_table_bucket(s3t: Any, arn: str) -> None:
     s3t.delete_table_bucket(tableBucketARN=arn)
 
 
+def _table_buckets_in_process() -> dict[str, Any]:
+    """ARN -> its backend, for every table bucket in this process's sandbox state. Every
+    SandboxServer of a process shares moto's backends, so a bucket left by a test that started a
+    server of its own counts against the quota of every later test. Read in process (no request),
+    and nothing at all for a test process that never loaded the sandbox."""
+    import sys
+
+    models = sys.modules.get("moto.s3tables.models")
+    if models is None:
+        return {}
+    return {arn: be for regions in list(models.s3tables_backends.values()) for be in list(regions.values())
+            for arn in list(be.table_buckets)}
+
+
 @pytest.fixture(autouse=True)
 def _sweep_table_buckets(request):
-    """Any test that used the sandbox leaves no table bucket behind, whoever made it: the
+    """Any test leaves no table bucket behind, whoever made it and on whichever server: the
     sandbox enforces AWS's quota of 10 table buckets a Region, per process."""
-    if "sandbox" not in request.fixturenames:
-        yield
-        return
-    srv = request.getfixturevalue("sandbox")
-    s3t = boto_client(srv.endpoint_url, "s3tables")
-    before = {b["arn"] for b in s3t.list_table_buckets().get("tableBuckets", [])}
+    before = set(_table_buckets_in_process())
     yield
-    for b in s3t.list_table_buckets().get("tableBuckets", []):
-        if b["arn"] not in before:
+    leaked = {arn: be for arn, be in _table_buckets_in_process().items() if arn not in before}
+    if not leaked:
+        return
+    if "sandbox" in request.fixturenames:  # through the API: its namespaces and tables go too
+        s3t = boto_client(request.getfixturevalue("sandbox").endpoint_url, "s3tables")
+        for arn in leaked:
             try:
-                _delete_table_bucket(s3t, b["arn"])
+                _delete_table_bucket(s3t, arn)
             except Exception as e:  # never hide the test's own result
-                print(f"sweep of {b['name']}: {e}")
+                print(f"sweep of {arn}: {e}")
+    for arn, be in leaked.items():  # a server the test started itself is gone: drop it from the state
+        be.table_buckets.pop(arn, None)
 
 
 def teardown(env: StackEnv) -> None:
