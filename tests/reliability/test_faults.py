@@ -31,9 +31,16 @@ def fast_backoff(monkeypatch):
 
 @pytest.fixture
 def random_faults(sandbox):
+    from s3tstream.aws.client import forget_clients
+
+    # fresh clients before and after: botocore's retry quota is per client, and the process's
+    # clients are shared (aws.client._SHARED), so retries spent here would be missing from the
+    # next test (a repeated run exhausted it: "CreateBucket failed with InternalFailure")
+    forget_clients()
     sandbox_client.clear_faults(sandbox.endpoint_url)
     yield lambda: sandbox_client.inject_random_faults(sandbox.endpoint_url, RATE, seed=SEED)
     sandbox_client.clear_faults(sandbox.endpoint_url)
+    forget_clients()
 
 
 def test_random_mode_is_seeded_and_only_touches_the_products_calls(sandbox, random_faults):
