@@ -332,9 +332,13 @@ def test_sigint_during_a_slow_up_exits_130_and_records_what_it_was_doing(tmp_pat
         config = tmp_path / "s3tstream.toml"
         config.write_text(f'[stack]\nname = "{name}"\nendpoint_url = "{srv.endpoint_url}"\npoll_interval = 0.2\n'
                           '[lakeformation]\nintegrate = true\nmake_caller_admin = true\n')
+        # SIGINT at its default in the child, whatever this runner inherited: a test run started in the
+        # background by a non-interactive shell ignores SIGINT, and so would `up` (Python installs
+        # its KeyboardInterrupt handler only when SIGINT is not ignored at startup)
         proc = subprocess.Popen([sys.executable, "-m", "s3tstream", "up", "--config", str(config)],
                                 cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         seen = []
         for line in proc.stderr:  # wait until `up` is waiting on a resource
             seen.append(line)
