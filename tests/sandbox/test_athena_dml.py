@@ -118,18 +118,21 @@ def test_merge_inserts_only_keys_not_in_the_table_and_a_rerun_adds_nothing(lake)
     from s3tstream.data.backfill import export_sql as bf
 
     cfg = _cfg(lake)
-    items = [{"pk": {"S": f"g{i}"}, "score": {"N": str(i)}} for i in range(5)]
-    with lake.load().transaction() as tx:  # g0 is already there, with another value: MERGE keeps it
+    # keys of this run only: the lake is the module's, and a key another test (or a rerun) wrote
+    # would not be inserted
+    g = f"g{uuid.uuid4().hex[:6]}-"
+    items = [{"pk": {"S": f"{g}{i}"}, "score": {"N": str(i)}} for i in range(5)]
+    with lake.load().transaction() as tx:  # key 0 is already there, with another value: MERGE keeps it
         import pyarrow as pa
         from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-        tx.append(pa.Table.from_pylist([{"pk": "g0", "score": 99.0}], schema=schema_to_pyarrow(lake.load().schema())))
+        tx.append(pa.Table.from_pylist([{"pk": f"{g}0", "score": 99.0}], schema=schema_to_pyarrow(lake.load().schema())))
     src = _glue_export(lake, items)
     sql = bf.load_sql(cfg, f'"awsdatacatalog"."{DB}"."{src}"', "exp-2", "2026-11-30T00:00:00Z")
     before = len(_rows(lake))
     assert _run(lake, sql)["Status"]["State"] == "SUCCEEDED"
     rows = _rows(lake)
-    assert len(rows) == before + 4 and rows["g0"]["score"] == 99.0 and rows["g4"]["score"] == 4.0
+    assert len(rows) == before + 4 and rows[f"{g}0"]["score"] == 99.0 and rows[f"{g}4"]["score"] == 4.0
     snap = lake.load().current_snapshot().snapshot_id
     assert _run(lake, sql)["Status"]["State"] == "SUCCEEDED"
     assert len(_rows(lake)) == before + 4 and lake.load().current_snapshot().snapshot_id == snap  # no empty commit
