@@ -91,10 +91,16 @@ def test_the_delivery_route_switches_and_validates(sandbox: Any) -> None:
 
 def test_without_a_batch_collapse_several_changes_in_one_commit_leave_several_rows(chaos_sandbox, client) -> None:
     p = scripted_pipeline(chaos_sandbox, client)
-    _burst(p)
-    status = p.drain()
+    # the chaos draws depend on how the records fell into flushes (timing) and on the stream's
+    # name: one burst sometimes had no duplicate or no held-back record (1 of 40 runs under
+    # load), so bursts go on (bounded) until both happened
+    for _ in range(5):
+        _burst(p)
+        status = p.drain()
+        if status["totals"]["chaos_duplicated"] > 0 and status["totals"]["chaos_held_back"] > 0:
+            break
     assert status["drained"] and status["delivery"] == {"mode": "chaos", "seed": 11}
-    assert status["totals"]["chaos_duplicated"] > 0 and status["totals"]["chaos_held_back"] > 0
+    assert status["totals"]["chaos_duplicated"] > 0 and status["totals"]["chaos_held_back"] > 0, status["totals"]
     per_key = Counter(r["pk"] for r in p.lake.rows())
     # eight updates of a key in one commit: the commit's equality delete spares all eight rows
     assert max(per_key.values()) > 1
