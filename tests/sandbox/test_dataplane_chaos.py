@@ -183,11 +183,7 @@ def test_the_product_transform_leaves_one_row_per_key_under_chaos(chaos_sandbox,
         status = p.drain()
         if status["totals"]["chaos_duplicated"] > 0 and status["totals"]["dropped"] > 0:
             break
-    # chaos happened (a copy or a record held back past newer ones) and the collapse dropped
-    # changes. Duplicates alone were required before; two CI runs saw none in 150 records while
-    # 20 were held back (not understood yet, see the note on issue 18), so either kind counts
-    t = status["totals"]
-    assert t["chaos_duplicated"] + t["chaos_held_back"] > 0 and t["dropped"] > 0, t
+    assert status["totals"]["chaos_duplicated"] > 0 and status["totals"]["dropped"] > 0, status["totals"]
     rows = p.lake.rows()
     assert sorted(r["pk"] for r in rows) == ["a", "b", "c", "d", "e"]  # one row per key
     assert all(str(r["amount"]) in written[r["pk"]] for r in rows)  # possibly stale (held back), never invented
@@ -201,3 +197,23 @@ def test_sandbox_start_refuses_an_unknown_delivery_with_exit_2(tmp_path) -> None
     r = CliRunner().invoke(app, ["sandbox", "start", "--delivery", "fast", "--home", str(tmp_path)])
     assert r.exit_code == 2 and "--delivery must be ordered or chaos" in r.output
     assert not (tmp_path / "sandbox.json").exists()  # nothing started
+
+
+def test_a_stream_stepped_by_an_ordered_server_between_chaos_flushes_keeps_its_chaos_sequence() -> None:
+    """Every SandboxServer of a process steps every stream with its own mode: an ordered server's
+    worker between a chaos server's flushes must not restart the chaos sequence (each flush then
+    drew the same numbers: a burst with no copy stayed so in every later burst)."""
+    from types import SimpleNamespace
+
+    from s3tstream.sandbox.dataplane.stream_state import StreamState
+
+    st = StreamState(SimpleNamespace(key=("a", "r", "s", 0.0)))
+    mode = chaos.DeliveryMode("chaos", 11)
+    st.follow(mode, "s")
+    first = st.chaos
+    st.follow(chaos.ORDERED, "s")
+    assert st.chaos is None  # ordered delivery is ordered
+    st.follow(mode, "s")
+    assert st.chaos is first
+    st.follow(chaos.DeliveryMode("chaos", 12), "s")
+    assert st.chaos is not first and st.chaos.mode.seed == 12

@@ -50,13 +50,19 @@ class StreamState:
         self.error_objects: list[str] = []
         self.flushes = 0
         self.chaos: chaos.Chaos | None = None  # set while the sandbox delivers in chaos mode
+        self._chaos_of: dict[chaos.DeliveryMode, chaos.Chaos] = {}
 
     def follow(self, mode: chaos.DeliveryMode, stream: str) -> None:
-        """Take up the sandbox's delivery mode (a new mode or seed starts a new random sequence)."""
+        """Take up the sandbox's delivery mode (a new mode or seed starts a new random sequence).
+
+        Going back to a mode continues its sequence: every SandboxServer of a process steps every
+        stream (the streams are the process's), each with its own mode, so an ordered server's
+        worker and a chaos server's drain alternate. Restarting the sequence at each switch made
+        every flush draw the same numbers (a burst with no copy at all stayed so, burst after burst)."""
         if not mode.chaos:
             self.chaos = None
         elif self.chaos is None or self.chaos.mode != mode:
-            self.chaos = chaos.Chaos(mode, stream)
+            self.chaos = self._chaos_of.get(mode) or self._chaos_of.setdefault(mode, chaos.Chaos(mode, stream))
 
     def status(self, cfg: StreamConfig, source_max: dict[str, int] | None = None) -> dict[str, Any]:
         return {
